@@ -1,0 +1,44 @@
+# Two commands for a new user: `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export FLASK_APP := app
+
+.PHONY: run test bench bench-bandits init-db clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(PIP) install --quiet -e '.[test,bench]'
+	touch $@
+
+init-db: $(VENV)/.installed
+	$(VENV)/bin/flask init-db
+
+run: $(VENV)/.installed
+	$(VENV)/bin/flask init-db
+	$(VENV)/bin/flask seed-demo
+	$(VENV)/bin/flask show-urls --base-url http://$(HOST):$(PORT)
+	$(VENV)/bin/gunicorn --config gunicorn.conf.py --bind $(HOST):$(PORT) 'app:create_app()'
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	$(PY) benchmarks/http_load.py
+
+bench-bandits: $(VENV)/.installed-bench
+	$(PY) benchmarks/bandits_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

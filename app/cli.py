@@ -1,0 +1,176 @@
+"""Command-line interface: ``flask --app app <command>`` (or the ``lever`` console script)."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from .errors import LeverError
+from .experiments import parse_experiment
+from .storage import DuplicateKey, get_storage
+
+DEMO_EXPERIMENT = {
+    "key": "homepage-hero",
+    "name": "Homepage hero",
+    "mode": "bandit",
+    "reward": "binary",
+    "control": "control",
+    "holdout": 0.1,
+    "min_share": 0.01,
+    "variants": [
+        {"key": "control", "payload": {"headline": "Project tracking for busy teams",
+                                       "offer": "Start a free trial", "cta": "Sign up"}},
+        {"key": "urgency", "payload": {"headline": "Ship this week's work on time",
+                                       "offer": "30 days free, no card needed", "cta": "Start free today"}},
+        {"key": "social", "payload": {"headline": "12,000 teams plan their week with us",
+                                      "offer": "Join them free for 30 days", "cta": "Join free"}},
+    ],
+}
+
+
+def _admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {current_app.config['LEVER_ADMIN_TOKEN']}"}
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db() -> None:
+    """Create or migrate the schema (idempotent)."""
+    version = get_storage().migrate()
+    click.echo(f"database ready (schema version {version}): {current_app.config['DATABASE_URL']}")
+
+
+@click.command("create-experiment")
+@with_appcontext
+@click.argument("file", type=click.File("r"))
+def create_experiment(file) -> None:
+    """Create an experiment from a JSON definition file (same body as POST /api/v1/experiments)."""
+    try:
+        spec = parse_experiment(json.load(file))
+        experiment = get_storage().create_experiment(spec, time.time())
+    except json.JSONDecodeError as error:
+        raise click.ClickException(f"not valid JSON: {error}") from None
+    except LeverError as error:
+        raise click.ClickException(error.message) from None
+    except DuplicateKey:
+        raise click.ClickException("an experiment with this key exists already") from None
+    click.echo(json.dumps(experiment.to_dict(), indent=2))
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo() -> None:
+    """Create the demo experiment when the database has no experiment yet."""
+    store = get_storage()
+    if store.list_experiments():
+        click.echo("experiments exist; demo not seeded")
+        return
+    store.create_experiment(parse_experiment(DEMO_EXPERIMENT), time.time())
+    click.echo(f"seeded demo experiment {DEMO_EXPERIMENT['key']!r}")
+
+
+@click.command("show-urls")
+@with_appcontext
+@click.option("--base-url", default="http://127.0.0.1:8000")
+def show_urls(base_url: str) -> None:
+    """Print the admin token and the URLs a new user needs."""
+    click.echo(f"Lever admin token: {current_app.config['LEVER_ADMIN_TOKEN']}")
+    for label, path in (("Health", "/healthz"), ("Experiments API", "/api/v1/experiments"),
+                        ("Reports", "/"), ("Demo", "/demo"), ("Snippet", "/lever.js")):
+        click.echo(f"  {label:16} {base_url}{path}")
+
+
+def _planted_rates(experiment, rates: str | None) -> np.ndarray:
+    if rates:
+        table = dict(item.split("=") for item in rates.split(","))
+        return np.array([float(table[v.key]) for v in experiment.variants])
+    # default: control 3%, each further variant a little better, the last one best
+    return np.array([0.03 * (1 + 0.25 * i) for i in range(len(experiment.variants))])
+
+
+@click.command("simulate")
+@with_appcontext
+@click.argument("key")
+@click.option("--visitors", default=2000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--rates", default=None, help="true conversion rates, e.g. control=0.03,b=0.05")
+@click.option("--seed", default=0, show_default=True, type=int)
+def simulate(key: str, visitors: int, rates: str | None, seed: int) -> None:
+    """Drive synthetic visitors through the real API (assign, then maybe convert)."""
+    store = get_storage()
+    experiment = store.get_experiment(key)
+    if experiment is None:
+        raise click.ClickException(f"no experiment {key!r}")
+    truth = _planted_rates(experiment, rates)
+    rng = np.random.default_rng(seed)
+    client = current_app.test_client()
+    devices = ("mobile", "desktop", "tablet")
+    served = np.zeros(len(truth), dtype=int)
+    for i in range(visitors):
+        device = devices[int(rng.integers(3))]
+        context = {"device": device, "hour": int(rng.integers(24)), "returning": bool(rng.random() < 0.3)}
+        response = client.post("/api/v1/assign", json={"experiment": key, "visitor": f"sim-{seed}-{i}",
+                                                      "context": context})
+        if response.status_code != 200:
+            raise click.ClickException(f"assign failed: {response.get_json()}")
+        body = response.get_json()
+        arm = experiment.variant_keys.index(body["variant"])
+        served[arm] += 1
+        rate = truth[arm]
+        if experiment.mode == "contextual":  # the best variant depends on the device
+            rate = rate * (1.6 if arm % len(devices) == devices.index(device) else 0.7)
+        if body["assignment"] and rng.random() < rate:
+            value = 1 if experiment.reward == "binary" else round(float(rng.gamma(2.0, 20.0)), 2)
+            client.post("/api/v1/reward", json={"assignment": body["assignment"], "value": value})
+    shares = ", ".join(f"{v.key}={n}" for v, n in zip(experiment.variants, served))
+    click.echo(f"simulated {visitors} visitors on {key}: {shares}")
+
+
+@click.command("export")
+@with_appcontext
+@click.argument("key")
+def export(key: str) -> None:
+    """Write the experiment's events CSV to standard output."""
+    client = current_app.test_client()
+    response = client.get(f"/api/v1/experiments/{key}/events.csv", headers=_admin_headers())
+    if response.status_code != 200:
+        raise click.ClickException(response.get_json()["error"]["message"])
+    for chunk in response.response:
+        sys.stdout.write(chunk.decode() if isinstance(chunk, bytes) else chunk)
+
+
+@click.command("rebuild-stats")
+@with_appcontext
+@click.argument("key")
+def rebuild_stats(key: str) -> None:
+    """Recompute an experiment's learning counters from its event log."""
+    from .contextual import model_rebuilder
+
+    store = get_storage()
+    experiment = store.get_experiment(key)
+    if experiment is None:
+        raise click.ClickException(f"no experiment {key!r}")
+    store.rebuild_arm_stats(experiment, model_rebuilder(experiment))
+    click.echo(f"rebuilt counters of {key}")
+
+
+COMMANDS = (init_db, create_experiment, seed_demo, show_urls, simulate, export, rebuild_stats)
+
+
+def register_cli(app: Flask) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)
+
+
+def main() -> None:
+    """The ``lever`` console script: ``flask --app app`` with Lever's commands."""
+    from flask.cli import FlaskGroup
+
+    from . import create_app
+
+    FlaskGroup(create_app=create_app, help="Lever: experiments and bandits.")(prog_name="lever")

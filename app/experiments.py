@@ -1,0 +1,198 @@
+"""The experiment definition: parsing and validating what admins send.
+
+``parse_experiment`` turns untrusted JSON into a frozen ``ExperimentSpec`` or raises
+``ValidationError`` naming the field; the storage layer persists specs and hands back
+``Experiment`` records (a spec plus id, status and timestamps).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping
+
+from bandits import PolicyConfigError
+
+from .errors import ValidationError
+
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MODES = ("bandit", "ab", "contextual")
+REWARD_TYPES = ("binary", "numeric")
+STATUSES = ("running", "paused", "stopped")
+MIN_VARIANTS, MAX_VARIANTS = 2, 50
+MAX_HOLDOUT = 0.5
+MAX_REWARD_WINDOW_S = 90 * 24 * 3600
+DEFAULT_REWARD_WINDOW_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    key: str
+    name: str
+    mode: str
+    reward: str
+    variants: tuple[Variant, ...]
+    control: str
+    holdout: float = 0.1
+    min_share: float = 0.01
+    reward_window_s: int = DEFAULT_REWARD_WINDOW_S
+    sticky: bool = True
+    weights: tuple[float, ...] | None = None  # ab only, aligned with variants, sums to 1
+    context: tuple[Mapping[str, Any], ...] = ()
+    decay_half_life_s: float | None = None  # contextual only
+    allowed_origins: tuple[str, ...] = ()  # CORS allow-list for public endpoints; empty = any origin
+
+    @property
+    def variant_keys(self) -> tuple[str, ...]:
+        return tuple(v.key for v in self.variants)
+
+    def variant_index(self, key: str) -> int:
+        return self.variant_keys.index(key)
+
+
+@dataclass(frozen=True)
+class Experiment(ExperimentSpec):
+    id: int = 0
+    status: str = "running"
+    winner: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["variants"] = [{"key": v.key, "payload": dict(v.payload)} for v in self.variants]
+        data["weights"] = dict(zip(self.variant_keys, self.weights)) if self.weights else None
+        data["context"] = [dict(feature) for feature in self.context]
+        data["allowed_origins"] = list(self.allowed_origins)
+        data.pop("id")
+        return data
+
+
+# -- parsing ---------------------------------------------------------------------------
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValidationError(message)
+
+
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    _require(isinstance(value, (int, float)) and not isinstance(value, bool), f"{name} must be a number")
+    _require(math.isfinite(value) and low <= value <= high, f"{name} must be between {low} and {high}")
+    return float(value)
+
+
+def _string(value: Any, name: str, max_length: int = 200) -> str:
+    _require(isinstance(value, str) and 0 < len(value) <= max_length, f"{name} must be a string of 1 to {max_length} characters")
+    return value
+
+
+def _key(value: Any, name: str) -> str:
+    _require(isinstance(value, str) and KEY_PATTERN.match(value) is not None,
+             f"{name} must match {KEY_PATTERN.pattern}")
+    return value
+
+
+def _variants(raw: Any) -> tuple[Variant, ...]:
+    _require(isinstance(raw, list), "variants must be a list")
+    _require(MIN_VARIANTS <= len(raw) <= MAX_VARIANTS, f"an experiment needs {MIN_VARIANTS} to {MAX_VARIANTS} variants")
+    variants = []
+    for index, item in enumerate(raw):
+        if isinstance(item, str):
+            item = {"key": item}
+        _require(isinstance(item, dict), f"variants[{index}] must be an object with a key")
+        unknown = set(item) - {"key", "payload"}
+        _require(not unknown, f"variants[{index}] has unknown field(s): {', '.join(sorted(unknown))}")
+        payload = item.get("payload", {})
+        _require(isinstance(payload, dict), f"variants[{index}].payload must be an object")
+        variants.append(Variant(key=_key(item.get("key"), f"variants[{index}].key"), payload=payload))
+    keys = [v.key for v in variants]
+    _require(len(set(keys)) == len(keys), "variant keys must be unique")
+    return tuple(variants)
+
+
+def _weights(raw: Any, keys: tuple[str, ...]) -> tuple[float, ...]:
+    if raw is None:
+        return tuple(1.0 / len(keys) for _ in keys)
+    if isinstance(raw, list):
+        _require(len(raw) == len(keys), "weights must have one number per variant")
+        raw = dict(zip(keys, raw))
+    _require(isinstance(raw, dict), "weights must map variant keys to numbers")
+    _require(set(raw) == set(keys), "weights must give a number for every variant and nothing else")
+    values = [_number(raw[k], f"weights.{k}", 0.0, 1e9) for k in keys]
+    total = sum(values)
+    _require(total > 0, "weights must not all be zero")
+    return tuple(v / total for v in values)
+
+
+def _context(raw: Any, mode: str) -> tuple[Mapping[str, Any], ...]:
+    if raw is None:
+        raw = []
+    _require(isinstance(raw, list), "context must be a list of feature definitions")
+    _require(all(isinstance(item, dict) for item in raw), "each context feature must be an object")
+    if mode == "contextual":
+        _require(len(raw) > 0, "a contextual experiment must declare at least one context feature")
+        from bandits import ContextEncoder  # the encoder owns the feature rules
+
+        try:
+            ContextEncoder.from_schema(raw)
+        except PolicyConfigError as error:
+            raise ValidationError(f"context: {error}") from None
+    return tuple(raw)
+
+
+_FIELDS = {
+    "key", "name", "mode", "variants", "control", "holdout", "min_share", "reward", "reward_window_s",
+    "sticky", "weights", "context", "decay", "allowed_origins",
+}
+
+
+def parse_experiment(body: Any) -> ExperimentSpec:
+    """Validate an experiment definition (the body of POST /api/v1/experiments)."""
+    _require(isinstance(body, dict), "the body must be a JSON object")
+    unknown = set(body) - _FIELDS
+    _require(not unknown, f"unknown field(s): {', '.join(sorted(unknown))}")
+    key = _key(body.get("key"), "key")
+    name = _string(body.get("name", key), "name")
+    mode = body.get("mode", "bandit")
+    _require(mode in MODES, f"mode must be one of {', '.join(MODES)}")
+    reward = body.get("reward", "binary")
+    _require(reward in REWARD_TYPES, f"reward must be one of {', '.join(REWARD_TYPES)}")
+    variants = _variants(body.get("variants"))
+    keys = tuple(v.key for v in variants)
+    control = body.get("control", keys[0])
+    _require(control in keys, "control must be one of the variant keys")
+    holdout = _number(body.get("holdout", 0.1), "holdout", 0.0, MAX_HOLDOUT)
+    min_share = _number(body.get("min_share", 0.01), "min_share", 0.0, 1.0 / len(keys))
+    window = body.get("reward_window_s", DEFAULT_REWARD_WINDOW_S)
+    _require(isinstance(window, int) and not isinstance(window, bool) and 1 <= window <= MAX_REWARD_WINDOW_S,
+             f"reward_window_s must be an integer from 1 to {MAX_REWARD_WINDOW_S}")
+    sticky = body.get("sticky", True)
+    _require(isinstance(sticky, bool), "sticky must be true or false")
+    _require(mode == "ab" or body.get("weights") is None, "weights apply only to mode ab")
+    weights = _weights(body.get("weights"), keys) if mode == "ab" else None
+    decay = body.get("decay")
+    half_life = None
+    if decay is not None:
+        _require(mode == "contextual", "decay applies only to mode contextual")
+        _require(isinstance(decay, dict) and set(decay) == {"half_life_s"}, 'decay must be {"half_life_s": seconds}')
+        half_life = _number(decay["half_life_s"], "decay.half_life_s", 60.0, 10 * 365 * 86400.0)
+    origins = body.get("allowed_origins", [])
+    _require(isinstance(origins, list) and all(isinstance(o, str) and len(o) <= 200 for o in origins),
+             "allowed_origins must be a list of origins such as https://shop.example")
+    return ExperimentSpec(
+        key=key, name=name, mode=mode, reward=reward, variants=variants, control=control,
+        holdout=holdout, min_share=min_share, reward_window_s=window, sticky=sticky, weights=weights,
+        context=_context(body.get("context"), mode), decay_half_life_s=half_life,
+        allowed_origins=tuple(o.rstrip("/") for o in origins),
+    )
+
+
+def with_status(experiment: Experiment, status: str, winner: str | None) -> Experiment:
+    return replace(experiment, status=status, winner=winner)

@@ -1,0 +1,109 @@
+"""Every setting Lever reads, declared once: name, default, parser and help text.
+
+Settings come from environment variables (12-factor, Heroku style) or from the
+``test_config`` mapping given to ``create_app``. An unknown ``LEVER_*`` variable or a
+value that does not parse stops the service at start with a message naming it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or has a value that cannot be used."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return text
+
+    return parse
+
+
+def _database_url(text: str) -> str:
+    if not text.startswith(("sqlite:///", "postgres://", "postgresql://")):
+        raise ValueError("must start with sqlite:///, postgres:// or postgresql://")
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", "sqlite:///lever.db", _database_url,
+            "Where the data lives: sqlite:///path.db (relative to the working directory; sqlite://// for an absolute path) or postgres://…"),
+    Setting("LEVER_ADMIN_TOKEN", "", str,
+            "Bearer token for admin endpoints. Empty: a random one is generated and stored in the database at init-db."),
+    Setting("LEVER_SECRET_KEY", "", str,
+            "Key that signs assignment tokens and session cookies. Empty: generated and stored in the database at init-db."),
+    Setting("LEVER_REFRESH_MS", 1000, _positive_int,
+            "How often (ms) each worker refreshes an experiment's posterior from the database."),
+    Setting("LEVER_MAX_BODY_BYTES", 16384, _positive_int, "Largest accepted request body, in bytes."),
+    Setting("LEVER_MAX_VISITOR_CHARS", 200, _positive_int, "Longest accepted visitor id."),
+    Setting("LEVER_MAX_CONTEXT_KEYS", 50, _positive_int, "Most keys accepted in one context object."),
+    Setting("LEVER_MAX_STRING_CHARS", 200, _positive_int, "Longest accepted string value in a context."),
+    Setting("LEVER_MAX_BATCH", 20, _positive_int, "Most experiments assigned in one batched assign request."),
+    Setting("LEVER_POLICY_DRAWS", 10000, _positive_int,
+            "Posterior draws used to estimate Thompson-sampling allocation probabilities at each refresh."),
+    Setting("LEVER_SQLITE_SYNCHRONOUS", "NORMAL", _choice("NORMAL", "FULL"),
+            "SQLite synchronous pragma: NORMAL (WAL, survives process crashes) or FULL (also survives power loss)."),
+    Setting("LEVER_ENV", "development", _choice("development", "production", "test"),
+            "Deployment mode; production refuses weak secrets."),
+)
+
+SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Parse every declared setting; reject unknown ``LEVER_*`` names and bad values."""
+    environ = os.environ if environ is None else environ
+    overrides = overrides or {}
+    unknown = sorted(name for name in environ if name.startswith("LEVER_") and name not in SETTINGS_BY_NAME)
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}; see README 'Settings'")
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting.name in overrides:
+            values[setting.name] = overrides[setting.name]
+            continue
+        raw = environ.get(setting.name)
+        if raw is None:
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as error:
+            raise SettingsError(f"invalid {setting.name}={raw!r}: {error}") from None
+    return values

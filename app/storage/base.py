@@ -1,0 +1,198 @@
+"""The storage interface: records that cross it, and the operations every backend offers.
+
+Nothing outside this package writes SQL. Each public method is one short transaction;
+a method that raises has written nothing. Learning state is kept as transactional
+counters next to the event log (``arm_stats``), so every worker reads the same
+posterior, and ``rebuild_arm_stats`` can re-derive the counters from the log.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from ..experiments import Experiment, ExperimentSpec
+
+
+class StorageError(Exception):
+    """Base class for storage failures that are not the caller's fault."""
+
+
+class StorageBusy(StorageError):
+    """The database is locked or unreachable right now; retrying later may succeed."""
+
+
+class DuplicateKey(StorageError):
+    """An experiment with this key exists already."""
+
+
+#: Callback applied inside the write transaction to a contextual arm's state BLOB.
+ModelUpdate = Callable[[bytes | None], bytes]
+
+
+@dataclass(frozen=True)
+class NewAssignment:
+    experiment_id: int
+    variant_id: int
+    visitor: str
+    sticky: bool
+    context: Mapping[str, Any]
+    propensity: float
+    #: allocation probability of every variant for this decision, keyed by variant id
+    probabilities: Mapping[int, float]
+    holdout: bool
+    model_version: int
+    created_at: float
+    model_update: ModelUpdate | None = None
+
+
+@dataclass(frozen=True)
+class StoredAssignment:
+    id: int
+    experiment_id: int
+    variant_id: int
+    visitor: str
+    context: Mapping[str, Any]
+    propensity: float
+    holdout: bool
+    model_version: int
+    created_at: float
+    reward_total: float = 0.0
+    reward_count: int = 0
+    existing: bool = False  # True when a sticky assignment already existed
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    accepted: bool  # False when it was a duplicate and nothing changed
+    reward_total: float
+    reward_count: int
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    """Counters of one variant in one slice (holdout or policy), summed over shards."""
+
+    variant_id: int
+    holdout: bool
+    assignments: int = 0
+    conversions: int = 0
+    reward_events: int = 0
+    reward_sum: float = 0.0
+    reward_sumsq: float = 0.0
+    expected_assignments: float = 0.0
+    inv_propensity_sum: float = 0.0
+    inv_propensity_sumsq: float = 0.0
+    ips_reward_sum: float = 0.0
+    ips_reward_sumsq: float = 0.0
+    ips_cross_sum: float = 0.0
+
+
+#: counter columns of arm_stats, in ArmTotals order (after variant_id, holdout)
+COUNTER_COLUMNS: tuple[str, ...] = tuple(
+    name for name in ArmTotals.__dataclass_fields__ if name not in ("variant_id", "holdout")
+)
+
+
+@dataclass(frozen=True)
+class LearningSnapshot:
+    """What a worker needs to rebuild its policy: counters and contextual states."""
+
+    totals: tuple[ArmTotals, ...]
+    model_states: Mapping[int, bytes] = field(default_factory=dict)
+
+    @property
+    def model_version(self) -> int:
+        """Number of learning events (decisions + rewards) folded into this state."""
+        return int(sum(t.assignments + t.reward_events for t in self.totals))
+
+
+class Storage(abc.ABC):
+    """One interface, one implementation per database."""
+
+    url: str
+
+    # -- lifecycle ---------------------------------------------------------------
+    @abc.abstractmethod
+    def migrate(self) -> int:
+        """Create or upgrade the schema; idempotent. Returns the schema version."""
+
+    @abc.abstractmethod
+    def healthy(self) -> bool: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def release(self) -> None:
+        """End of a request: give back anything request-scoped (default: nothing)."""
+
+    # -- settings kept in the database ---------------------------------------------
+    @abc.abstractmethod
+    def get_meta(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def set_meta_default(self, key: str, value: str) -> str:
+        """Store ``value`` unless the key exists; return the stored value."""
+
+    # -- experiments -------------------------------------------------------------
+    @abc.abstractmethod
+    def create_experiment(self, spec: ExperimentSpec, now: float) -> Experiment: ...
+
+    @abc.abstractmethod
+    def get_experiment(self, key: str) -> Experiment | None: ...
+
+    @abc.abstractmethod
+    def list_experiments(self) -> list[Experiment]: ...
+
+    @abc.abstractmethod
+    def set_status(self, key: str, status: str, winner: str | None, now: float) -> Experiment | None: ...
+
+    # -- the event log -----------------------------------------------------------
+    @abc.abstractmethod
+    def find_sticky_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None: ...
+
+    @abc.abstractmethod
+    def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
+        """Insert assignments and their counters in one transaction.
+
+        For a sticky experiment where the visitor already has an assignment (another
+        worker won the race), the existing row is returned with ``existing=True`` and
+        no counter moves.
+        """
+
+    @abc.abstractmethod
+    def get_assignment(self, assignment_id: int) -> StoredAssignment | None: ...
+
+    @abc.abstractmethod
+    def latest_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None: ...
+
+    @abc.abstractmethod
+    def record_reward(
+        self,
+        assignment: StoredAssignment,
+        value: float,
+        event_id: str | None,
+        binary: bool,
+        now: float,
+        model_update: ModelUpdate | None = None,
+    ) -> RewardResult:
+        """Add a reward to an assignment, idempotently, with its counters, in one transaction.
+
+        Binary experiments count at most one conversion per assignment; numeric ones
+        sum values, de-duplicated by ``event_id`` when given.
+        """
+
+    @abc.abstractmethod
+    def learning_snapshot(self, experiment_id: int) -> LearningSnapshot: ...
+
+    @abc.abstractmethod
+    def iter_events(self, experiment_id: int, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every assignment of the experiment with its reward total and count, in id order."""
+
+    @abc.abstractmethod
+    def rebuild_arm_stats(self, experiment: Experiment, model_rebuild: Callable[..., Any] | None = None) -> None:
+        """Recompute every counter of the experiment from the event log."""
+
+    @abc.abstractmethod
+    def visit_count(self, visitor: str) -> int:
+        """How many assignments this visitor has had across all experiments."""

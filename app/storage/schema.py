@@ -1,0 +1,70 @@
+"""Schema migrations, shared by the backends as plain table definitions.
+
+``MIGRATIONS[n]`` upgrades a database from version n-1 to n; a fresh database runs all
+of them in order. Never edit a released migration: add the next one.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db["experiments"].create(
+        {
+            "id": int, "key": str, "name": str, "mode": str, "reward": str, "control": str, "holdout": float,
+            "min_share": float, "reward_window_s": int, "sticky": int, "context": str, "options": str,
+            "status": str, "winner": str, "created_at": float, "updated_at": float,
+        },
+        pk="id", not_null={"key", "name", "mode", "reward", "control", "status"},
+    )
+    db["experiments"].create_index(["key"], unique=True)
+    db["variants"].create(
+        {"id": int, "experiment_id": int, "key": str, "position": int, "payload": str, "weight": float},
+        pk="id", foreign_keys=[("experiment_id", "experiments", "id")], not_null={"experiment_id", "key"},
+    )
+    db["variants"].create_index(["experiment_id", "key"], unique=True)
+    db["assignments"].create(
+        {
+            "id": int, "experiment_id": int, "variant_id": int, "visitor": str, "sticky_key": str,
+            "context": str, "probabilities": str, "propensity": float, "holdout": int, "model_version": int,
+            "created_at": float, "reward_total": float, "reward_count": int,
+        },
+        pk="id",
+        foreign_keys=[("experiment_id", "experiments", "id"), ("variant_id", "variants", "id")],
+        not_null={"experiment_id", "variant_id", "visitor", "propensity", "holdout", "created_at",
+                  "reward_total", "reward_count"},
+        defaults={"reward_total": 0.0, "reward_count": 0},
+    )
+    # sticky_key is the visitor for sticky experiments and NULL otherwise (NULLs never collide)
+    db["assignments"].create_index(["experiment_id", "sticky_key"], unique=True)
+    db["assignments"].create_index(["experiment_id", "visitor"])
+    db["assignments"].create_index(["visitor"])
+    db["rewards"].create(
+        {"id": int, "assignment_id": int, "experiment_id": int, "value": float, "event_id": str, "created_at": float},
+        pk="id", foreign_keys=[("assignment_id", "assignments", "id")],
+        not_null={"assignment_id", "experiment_id", "value", "created_at"},
+    )
+    db["rewards"].create_index(["assignment_id", "event_id"], unique=True)
+    db["rewards"].create_index(["experiment_id"])
+    counters = {
+        "assignments": int, "conversions": int, "reward_events": int, "reward_sum": float, "reward_sumsq": float,
+        "expected_assignments": float, "inv_propensity_sum": float, "inv_propensity_sumsq": float,
+        "ips_reward_sum": float, "ips_reward_sumsq": float, "ips_cross_sum": float,
+    }
+    db["arm_stats"].create(
+        {"experiment_id": int, "variant_id": int, "holdout": int, "shard": int, **counters},
+        pk=("experiment_id", "variant_id", "holdout", "shard"),
+        not_null=set(counters) | {"experiment_id", "variant_id", "holdout", "shard"},
+        defaults={name: 0 for name in counters},
+    )
+    db["model_state"].create(
+        {"experiment_id": int, "variant_id": int, "state": bytes},
+        pk=("experiment_id", "variant_id"),
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1}

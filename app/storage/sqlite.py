@@ -1,0 +1,447 @@
+"""SQLite backend: one file, WAL mode, counters updated in the same transaction as events.
+
+Concurrency model: every gunicorn worker (and every thread) has its own connection;
+writes take the database lock up front (BEGIN IMMEDIATE) so a transaction never has to
+upgrade a read lock, which in SQLite would fail at once instead of waiting for the
+busy timeout. Readers never block writers in WAL mode.
+"""
+from __future__ import annotations
+
+import fcntl
+import functools
+import json
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+import sqlite_utils
+
+from ..experiments import Experiment, ExperimentSpec, Variant
+from .base import (
+    COUNTER_COLUMNS,
+    ArmTotals,
+    DuplicateKey,
+    LearningSnapshot,
+    ModelUpdate,
+    NewAssignment,
+    RewardResult,
+    Storage,
+    StorageBusy,
+    StoredAssignment,
+)
+from .schema import MIGRATIONS, SCHEMA_VERSION
+
+_ASSIGNMENT_COLUMNS = (
+    "id, experiment_id, variant_id, visitor, context, propensity, holdout, model_version, created_at, "
+    "reward_total, reward_count"
+)
+
+
+def _assignment(row: sqlite3.Row | tuple, existing: bool = False) -> StoredAssignment:
+    return StoredAssignment(
+        id=row[0], experiment_id=row[1], variant_id=row[2], visitor=row[3], context=json.loads(row[4]),
+        propensity=row[5], holdout=bool(row[6]), model_version=row[7], created_at=row[8],
+        reward_total=row[9], reward_count=row[10], existing=existing,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _counter_increment_sql(rows: int = 1) -> str:
+    """Add to the counters of ``rows`` arms in one statement (insert the row if missing)."""
+    columns = ", ".join(COUNTER_COLUMNS)
+    row = "(?, ?, ?, 0, " + ", ".join("?" for _ in COUNTER_COLUMNS) + ")"
+    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTER_COLUMNS)
+    return (
+        f"INSERT INTO arm_stats (experiment_id, variant_id, holdout, shard, {columns}) "
+        f"VALUES {', '.join(row for _ in range(rows))} "
+        f"ON CONFLICT (experiment_id, variant_id, holdout, shard) DO UPDATE SET {updates}"
+    )
+
+
+_INCREMENT_SQL = _counter_increment_sql(1)
+
+
+class SQLiteStorage(Storage):
+    def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000) -> None:
+        self.url = url
+        path = url[len("sqlite:///"):]
+        self.path = path if path else "lever.db"
+        self.synchronous = synchronous
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+
+    # -- connections ---------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened lazily; re-opened after a fork)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
+                                   timeout=self.busy_timeout_ms / 1000)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn, self._local.pid = conn, os.getpid()
+            self._local.lock_file = open(self.path + ".lock", "a+b")
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.lock_file.close()
+            self._local.conn = None
+
+    def release(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.in_transaction:
+            conn.rollback()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back on any error; busy → StorageBusy.
+
+        Writers of this service first queue on an advisory file lock beside the
+        database. SQLite's own busy handler polls with sleeps of 1 to 100 ms, which
+        under load turns lock waits into latency; a blocking flock wakes the next
+        writer as soon as the lock is released. The busy timeout still covers other
+        processes (a CLI command) that do not take the file lock.
+        """
+        conn = self.conn
+        lock_fd = self._local.lock_file.fileno()
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                raise StorageBusy(str(error)) from error
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                conn.rollback()
+                raise StorageBusy(str(error)) from error
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as error:
+            raise StorageBusy(str(error)) from error
+
+    # -- lifecycle -----------------------------------------------------------------
+    def migrate(self) -> int:
+        with self._write() as conn:
+            db = sqlite_utils.Database(conn)
+            if "meta" not in db.table_names():
+                db["meta"].create({"key": str, "value": str}, pk="key")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            for target, migration in sorted(MIGRATIONS.items()):
+                if target > version:
+                    migration(db)
+                    version = target
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(version),)
+            )
+        assert version == SCHEMA_VERSION
+        return version
+
+    def healthy(self) -> bool:
+        try:
+            return self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() is not None
+        except sqlite3.Error:
+            return False
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta_default(self, key: str, value: str) -> str:
+        with self._write() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+            return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+    # -- experiments -----------------------------------------------------------------
+    def create_experiment(self, spec: ExperimentSpec, now: float) -> Experiment:
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM experiments WHERE key = ?", (spec.key,)).fetchone():
+                raise DuplicateKey(spec.key)
+            cursor = conn.execute(
+                "INSERT INTO experiments (key, name, mode, reward, control, holdout, min_share, reward_window_s, "
+                "sticky, context, options, status, winner, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', NULL, ?, ?)",
+                (spec.key, spec.name, spec.mode, spec.reward, spec.control, spec.holdout, spec.min_share,
+                 spec.reward_window_s, int(spec.sticky), json.dumps(list(spec.context)),
+                 json.dumps({"decay_half_life_s": spec.decay_half_life_s,
+                             "allowed_origins": list(spec.allowed_origins)}), now, now),
+            )
+            experiment_id = cursor.lastrowid
+            for position, variant in enumerate(spec.variants):
+                weight = spec.weights[position] if spec.weights else None
+                conn.execute(
+                    "INSERT INTO variants (experiment_id, key, position, payload, weight) VALUES (?, ?, ?, ?, ?)",
+                    (experiment_id, variant.key, position, json.dumps(dict(variant.payload)), weight),
+                )
+        experiment = self.get_experiment(spec.key)
+        assert experiment is not None
+        return experiment
+
+    def _experiments(self, where: str, params: Sequence[Any]) -> list[Experiment]:
+        rows = self._read(
+            "SELECT id, key, name, mode, reward, control, holdout, min_share, reward_window_s, sticky, context, "
+            f"options, status, winner, created_at, updated_at FROM experiments {where} ORDER BY id", params
+        )
+        if not rows:
+            return []
+        ids = [row[0] for row in rows]
+        variant_rows = self._read(
+            f"SELECT experiment_id, id, key, payload, weight FROM variants WHERE experiment_id IN "
+            f"({', '.join('?' for _ in ids)}) ORDER BY experiment_id, position", ids
+        )
+        by_experiment: dict[int, list[tuple]] = {}
+        for row in variant_rows:
+            by_experiment.setdefault(row[0], []).append(row)
+        experiments = []
+        for row in rows:
+            variants = by_experiment.get(row[0], [])
+            options = json.loads(row[11])
+            weights = tuple(v[4] for v in variants) if row[3] == "ab" else None
+            experiments.append(Experiment(
+                id=row[0], key=row[1], name=row[2], mode=row[3], reward=row[4], control=row[5], holdout=row[6],
+                min_share=row[7], reward_window_s=row[8], sticky=bool(row[9]),
+                context=tuple(json.loads(row[10])), status=row[12], winner=row[13], created_at=row[14],
+                updated_at=row[15], weights=weights, decay_half_life_s=options.get("decay_half_life_s"),
+                allowed_origins=tuple(options.get("allowed_origins", ())),
+                variants=tuple(Variant(key=v[2], payload=json.loads(v[3]), id=v[1]) for v in variants),
+            ))
+        return experiments
+
+    def get_experiment(self, key: str) -> Experiment | None:
+        found = self._experiments("WHERE key = ?", (key,))
+        return found[0] if found else None
+
+    def list_experiments(self) -> list[Experiment]:
+        return self._experiments("", ())
+
+    def set_status(self, key: str, status: str, winner: str | None, now: float) -> Experiment | None:
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE experiments SET status = ?, winner = ?, updated_at = ? WHERE key = ?", (status, winner, now, key)
+            )
+            if cursor.rowcount == 0:
+                return None
+        return self.get_experiment(key)
+
+    # -- assignments -------------------------------------------------------------------
+    def find_sticky_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
+        rows = self._read(
+            f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND sticky_key = ?",
+            (experiment_id, visitor),
+        )
+        return _assignment(rows[0], existing=True) if rows else None
+
+    def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
+        stored: list[StoredAssignment] = []
+        with self._write() as conn:
+            for item in items:
+                context_json = json.dumps(dict(item.context), separators=(",", ":"), sort_keys=True)
+                probabilities_json = json.dumps({str(k): v for k, v in item.probabilities.items()},
+                                                separators=(",", ":"))
+                cursor = conn.execute(
+                    "INSERT INTO assignments (experiment_id, variant_id, visitor, sticky_key, context, probabilities, "
+                    "propensity, holdout, model_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (experiment_id, sticky_key) DO NOTHING",
+                    (item.experiment_id, item.variant_id, item.visitor, item.visitor if item.sticky else None,
+                     context_json, probabilities_json, item.propensity, int(item.holdout), item.model_version,
+                     item.created_at),
+                )
+                if cursor.rowcount == 0:  # a concurrent request assigned this sticky visitor first
+                    row = conn.execute(
+                        f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND sticky_key = ?",
+                        (item.experiment_id, item.visitor),
+                    ).fetchone()
+                    stored.append(_assignment(row, existing=True))
+                    continue
+                self._count_decision(conn, item)
+                if item.model_update is not None:
+                    self._update_model_state(conn, item.experiment_id, item.variant_id, item.model_update)
+                stored.append(StoredAssignment(
+                    id=cursor.lastrowid, experiment_id=item.experiment_id, variant_id=item.variant_id,
+                    visitor=item.visitor, context=item.context, propensity=item.propensity, holdout=item.holdout,
+                    model_version=item.model_version, created_at=item.created_at,
+                ))
+        return stored
+
+    @staticmethod
+    def _count_decision(conn: sqlite3.Connection, item: NewAssignment) -> None:
+        """Counters of one decision: the served arm's IPS weights and every arm's expected count."""
+        weight = 1.0 / item.propensity
+        params: list[Any] = []
+        for variant_id, probability in item.probabilities.items():
+            served = variant_id == item.variant_id
+            params.extend((
+                item.experiment_id, variant_id, int(item.holdout),
+                int(served), 0, 0, 0.0, 0.0, probability,
+                weight if served else 0.0, weight * weight if served else 0.0, 0.0, 0.0, 0.0,
+            ))
+        conn.execute(_counter_increment_sql(len(item.probabilities)), params)
+
+    @staticmethod
+    def _update_model_state(conn: sqlite3.Connection, experiment_id: int, variant_id: int, update: ModelUpdate) -> None:
+        row = conn.execute(
+            "SELECT state FROM model_state WHERE experiment_id = ? AND variant_id = ?", (experiment_id, variant_id)
+        ).fetchone()
+        state = update(row[0] if row else None)
+        conn.execute(
+            "INSERT INTO model_state (experiment_id, variant_id, state) VALUES (?, ?, ?) "
+            "ON CONFLICT (experiment_id, variant_id) DO UPDATE SET state = excluded.state",
+            (experiment_id, variant_id, state),
+        )
+
+    def get_assignment(self, assignment_id: int) -> StoredAssignment | None:
+        rows = self._read(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", (assignment_id,))
+        return _assignment(rows[0]) if rows else None
+
+    def latest_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
+        rows = self._read(
+            f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND visitor = ? "
+            "ORDER BY id DESC LIMIT 1", (experiment_id, visitor),
+        )
+        return _assignment(rows[0]) if rows else None
+
+    def visit_count(self, visitor: str) -> int:
+        return int(self._read("SELECT COUNT(*) FROM assignments WHERE visitor = ?", (visitor,))[0][0])
+
+    # -- rewards ---------------------------------------------------------------------
+    def record_reward(
+        self,
+        assignment: StoredAssignment,
+        value: float,
+        event_id: str | None,
+        binary: bool,
+        now: float,
+        model_update: ModelUpdate | None = None,
+    ) -> RewardResult:
+        with self._write() as conn:
+            # Re-read under the write lock: another worker may have rewarded it meanwhile.
+            total, count = conn.execute(
+                "SELECT reward_total, reward_count FROM assignments WHERE id = ?", (assignment.id,)
+            ).fetchone()
+            if binary and count > 0:
+                return RewardResult(accepted=False, reward_total=total, reward_count=count)
+            cursor = conn.execute(
+                "INSERT INTO rewards (assignment_id, experiment_id, value, event_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (assignment_id, event_id) DO NOTHING",
+                (assignment.id, assignment.experiment_id, value, event_id, now),
+            )
+            if cursor.rowcount == 0:  # the same event_id was seen before
+                return RewardResult(accepted=False, reward_total=total, reward_count=count)
+            new_total, new_count = total + value, count + 1
+            conn.execute(
+                "UPDATE assignments SET reward_total = ?, reward_count = ? WHERE id = ?",
+                (new_total, new_count, assignment.id),
+            )
+            # y goes from `total` to `new_total`: move every sum that depends on y.
+            weight = 1.0 / assignment.propensity
+            square_change = new_total * new_total - total * total
+            conn.execute(_INCREMENT_SQL, (
+                assignment.experiment_id, assignment.variant_id, int(assignment.holdout),
+                0, int(count == 0), 1, value, square_change, 0.0,
+                0.0, 0.0, value * weight, square_change * weight * weight, value * weight * weight,
+            ))
+            if model_update is not None:
+                self._update_model_state(conn, assignment.experiment_id, assignment.variant_id, model_update)
+        return RewardResult(accepted=True, reward_total=new_total, reward_count=new_count)
+
+    # -- learning and analysis reads ---------------------------------------------------------
+    def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
+        sums = ", ".join(f"SUM({c})" for c in COUNTER_COLUMNS)
+        rows = self._read(
+            f"SELECT variant_id, holdout, {sums} FROM arm_stats WHERE experiment_id = ? "
+            "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)
+        )
+        totals = tuple(
+            ArmTotals(row[0], bool(row[1]), *(int(v) if c in ("assignments", "conversions", "reward_events") else float(v)
+                                              for c, v in zip(COUNTER_COLUMNS, row[2:])))
+            for row in rows
+        )
+        states = self._read("SELECT variant_id, state FROM model_state WHERE experiment_id = ?", (experiment_id,))
+        return LearningSnapshot(totals=totals, model_states={row[0]: bytes(row[1]) for row in states})
+
+    def iter_events(self, experiment_id: int, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
+        last_id = 0
+        while True:
+            rows = self._read(
+                "SELECT a.id, a.visitor, v.key, a.context, a.propensity, a.holdout, a.model_version, a.created_at, "
+                "a.reward_total, a.reward_count, a.variant_id, a.probabilities FROM assignments a "
+                "JOIN variants v ON v.id = a.variant_id "
+                "WHERE a.experiment_id = ? AND a.id > ? ORDER BY a.id LIMIT ?", (experiment_id, last_id, batch_size)
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield {
+                    "id": row[0], "visitor": row[1], "variant": row[2], "context": row[3], "propensity": row[4],
+                    "holdout": bool(row[5]), "model_version": row[6], "created_at": row[7],
+                    "reward_total": row[8], "reward_count": row[9], "variant_id": row[10],
+                    "probabilities": row[11],
+                }
+            last_id = rows[-1][0]
+
+    def rewards_for_rebuild(self, experiment_id: int) -> list[tuple[int, float, float]]:
+        """(assignment_id, value, created_at) of every reward, in arrival order."""
+        return self._read(
+            "SELECT assignment_id, value, created_at FROM rewards WHERE experiment_id = ? ORDER BY id", (experiment_id,)
+        )
+
+    def rebuild_arm_stats(self, experiment: Experiment, model_rebuild: Callable[..., Any] | None = None) -> None:
+        """Recompute the counters (and contextual states) of one experiment from the log.
+
+        Reward events of binary experiments that did not convert are not stored, so
+        ``reward_events`` equals ``reward_count`` summed over assignments for both types.
+        """
+        with self._write() as conn:
+            conn.execute("DELETE FROM arm_stats WHERE experiment_id = ?", (experiment.id,))
+            conn.execute(
+                "INSERT INTO arm_stats (experiment_id, variant_id, holdout, shard, assignments, conversions, "
+                "reward_events, reward_sum, reward_sumsq, expected_assignments, inv_propensity_sum, "
+                "inv_propensity_sumsq, ips_reward_sum, ips_reward_sumsq, ips_cross_sum) "
+                "SELECT experiment_id, variant_id, holdout, 0, COUNT(*), SUM(reward_count > 0), SUM(reward_count), "
+                "SUM(reward_total), SUM(reward_total * reward_total), 0, SUM(1.0 / propensity), "
+                "SUM(1.0 / (propensity * propensity)), SUM(reward_total / propensity), "
+                "SUM(reward_total * reward_total / (propensity * propensity)), "
+                "SUM(reward_total / (propensity * propensity)) "
+                "FROM assignments WHERE experiment_id = ? GROUP BY variant_id, holdout", (experiment.id,)
+            )
+            # expected counts: sum of every variant's probability over the decisions of each slice
+            conn.execute(
+                "INSERT INTO arm_stats (experiment_id, variant_id, holdout, shard, expected_assignments) "
+                "SELECT a.experiment_id, CAST(p.key AS INTEGER), a.holdout, 0, SUM(p.value) "
+                "FROM assignments a, json_each(a.probabilities) p WHERE a.experiment_id = ? "
+                "GROUP BY CAST(p.key AS INTEGER), a.holdout "
+                "ON CONFLICT (experiment_id, variant_id, holdout, shard) "
+                "DO UPDATE SET expected_assignments = excluded.expected_assignments", (experiment.id,)
+            )
+            if model_rebuild is not None:
+                conn.execute("DELETE FROM model_state WHERE experiment_id = ?", (experiment.id,))
+                states = model_rebuild(self.iter_events(experiment.id), self.rewards_for_rebuild(experiment.id))
+                for variant_id, state in states.items():
+                    conn.execute(
+                        "INSERT INTO model_state (experiment_id, variant_id, state) VALUES (?, ?, ?)",
+                        (experiment.id, variant_id, state),
+                    )
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,104 @@
+"""HTTP load benchmark: /api/v1/assign beside /healthz, same gunicorn, same run.
+
+Starts gunicorn (2 workers, default settings) on a loopback port with a fresh SQLite
+file, creates a bandit experiment, and runs wrk (Debian package) against each endpoint
+in alternation, ``--rounds`` times, reporting the median of the rounds. Afterwards the
+number of assignment rows is compared with the number of 200 answers: every
+acknowledged assign must be in the database (0 lost rows).
+
+    make bench                    # full: 3 rounds x 10 s per endpoint and connection count
+    .venv/bin/python benchmarks/http_load.py --duration 3 --rounds 1   # quick look
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from tests.servers import gunicorn  # noqa: E402  (the same launcher the tests use)
+
+ADMIN = "bench-admin-token-0123456789abcdef0123456789"
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict:
+    output = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.M))
+    ok, bad = map(int, re.search(r"LEVER_STATUS ok=(\d+) bad=(\d+)", output).groups())
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    socket_errors = sum(map(int, errors.groups())) if errors else 0
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": _ms(latency["50"]), "p99_ms": _ms(latency["99"]),
+        "ok": ok, "errors": bad + socket_errors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, nargs="+", default=[16])
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        env = {"LEVER_ADMIN_TOKEN": ADMIN, "LEVER_SECRET_KEY": "bench-secret-" + "k" * 40}
+        with gunicorn(url, workers=args.workers, env=env) as base:
+            created = requests.post(f"{base}/api/v1/experiments", headers={"Authorization": f"Bearer {ADMIN}"},
+                                    json={"key": "bench", "variants": ["control", "b", "c"], "mode": "bandit"})
+            created.raise_for_status()
+            rows = []
+            assign_ok = 0
+            for connections in args.connections:
+                results: dict[str, list[dict]] = {"healthz": [], "assign": []}
+                for _ in range(args.rounds):
+                    results["healthz"].append(run_wrk(f"{base}/healthz", HERE / "counting.lua", connections,
+                                                      args.duration))
+                    results["assign"].append(run_wrk(f"{base}/api/v1/assign", HERE / "assign.lua", connections,
+                                                     args.duration))
+                assign_ok += sum(r["ok"] for r in results["assign"])
+                for name, runs in results.items():
+                    rows.append((name, connections, *(statistics.median(r[k] for r in runs)
+                                                      for k in ("rps", "p50_ms", "p99_ms")),
+                                 sum(r["errors"] for r in runs)))
+        with sqlite3.connect(f"{tmp}/bench.db") as conn:
+            stored = conn.execute("SELECT COUNT(*) FROM assignments").fetchone()[0]
+
+    print(f"gunicorn {args.workers} sync workers, SQLite (WAL), {args.rounds} rounds x {args.duration} s, "
+          f"medians of rounds\n")
+    print("| endpoint | connections | requests/s | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, connections, rps, p50, p99, errors in rows:
+        print(f"| {name} | {connections} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {errors} |")
+    by_key = {(r[0], r[1]): r for r in rows}
+    for connections in args.connections:
+        ratio = by_key[("assign", connections)][2] / by_key[("healthz", connections)][2]
+        print(f"\nassign/healthz throughput at {connections} connections: {ratio:.2f}")
+    print(f"acknowledged assigns: {assign_ok:,}; rows in database: {stored:,}; lost: {assign_ok - stored:,}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Lever's statistics engine: pure functions from SQL-computed sums to JSON-ready results.
+
+Entry point: ``stats.analyse(aggregate) -> ExperimentStats``; ``.to_dict()`` is the
+API payload (NaN-free, snake_case). Modules, one job each:
+
+* ``inputs``          the input contract (sums per variant x holdout slice)
+* ``results``         reason codes, shared result records, JSON conversion
+* ``slices``          merging slices; which traffic each mode may test on
+* ``proportions``     Wilson interval, pooled two-proportion z-test (binary)
+* ``means``           t interval, Welch t-test from sums (numeric)
+* ``metrics``         reward-type registry + reason codes for thin data
+* ``sequential``      always-valid p-values (mSPRT, normal mixture)
+* ``bayes``           chance to be best, expected loss, relative credible interval
+* ``multiple``        Holm and Benjamini-Hochberg adjustments
+* ``srm``             sample-ratio mismatch check
+* ``ipw``             IPS / SNIPS / DR and off-policy evaluation
+* ``personalisation`` policy slice vs holdout lift
+* ``segments``        per-segment comparisons, BH-adjusted
+* ``report``          assembles everything
+"""
+from stats.inputs import ExperimentAggregate, SegmentAggregate, SliceAggregate
+from stats.report import ExperimentStats, VariantStats, analyse
+from stats.results import Estimate, Reason, ReportWarning, Uplift
+
+__all__ = [
+    "analyse",
+    "ExperimentAggregate",
+    "SegmentAggregate",
+    "SliceAggregate",
+    "ExperimentStats",
+    "VariantStats",
+    "Uplift",
+    "Estimate",
+    "Reason",
+    "ReportWarning",
+]

@@ -160,6 +160,19 @@ def events_csv(key: str):
                     headers={"Content-Disposition": f'attachment; filename="{key}-events.csv"'})
 
 
+@bp.get("/experiments/<key>/stats")
+@admin_required
+def experiment_stats(key: str):
+    """Every statistic of the experiment (see README, "Statistics")."""
+    from .analysis import experiment_stats as compute
+
+    storage = get_storage()
+    entry = current_app.extensions["lever.learning"].get(storage, key, fresh=True)
+    if entry is None:
+        raise NotFound(f"no experiment {key!r}", code="experiment_not_found")
+    return jsonify(compute(entry.experiment, entry, storage))
+
+
 @bp.get("/experiments/<key>/policy")
 @admin_required
 def policy(key: str):

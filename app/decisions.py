@@ -128,6 +128,7 @@ def assign(request: AssignRequest, info: RequestInfo, storage: Storage, cache: L
             model_version=entry.model_version,
             created_at=info.now,
             model_update=choice.model_update,
+            segments=entry.segmenter.segment_levels(choice.context),
         )))
     if pending:
         stored = storage.record_assignments([item for _, item in pending])

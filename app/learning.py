@@ -38,6 +38,7 @@ class PolicyEntry:
     posterior_mean: np.ndarray | None = None
     posterior_interval: np.ndarray | None = None
     contextual: Any = None  # contextual mode: a fitted contextual model (see app.contextual)
+    segmenter: Any = None  # ContextEncoder of the report's segment features
     uniform: FixedWeights = field(init=False)
 
     def __post_init__(self) -> None:
@@ -98,11 +99,12 @@ class LearningCache:
         self._entries: dict[str, PolicyEntry] = {}
         self._lock = threading.Lock()
 
-    def get(self, storage: Storage, key: str) -> PolicyEntry | None:
-        """The experiment's policy, rebuilt from storage when older than the refresh interval."""
+    def get(self, storage: Storage, key: str, fresh: bool = False) -> PolicyEntry | None:
+        """The experiment's policy, rebuilt from storage when older than the refresh interval
+        (or always, with ``fresh``: what reports use, so their numbers are current)."""
         entry = self._entries.get(key)
         now = time.monotonic()
-        if entry is not None and now - entry.loaded_at < self.refresh_s:
+        if entry is not None and not fresh and now - entry.loaded_at < self.refresh_s:
             return entry
         experiment = storage.get_experiment(key)
         if experiment is None:
@@ -117,6 +119,9 @@ class LearningCache:
         entry = PolicyEntry(experiment=experiment, snapshot=snapshot, loaded_at=time.monotonic(),
                             refreshed_at=time.time())
         POLICY_BUILDERS[experiment.mode](entry, self.draws)
+        from .analysis import segment_encoder
+
+        entry.segmenter = segment_encoder(experiment)
         return entry
 
     def invalidate(self, key: str) -> None:

@@ -26,6 +26,14 @@ class DuplicateKey(StorageError):
     """An experiment with this key exists already."""
 
 
+#: Counters are kept per hour of assignment time (the report's time series).
+PERIOD_SECONDS = 3600
+
+
+def period_of(timestamp: float) -> int:
+    return int(timestamp // PERIOD_SECONDS) * PERIOD_SECONDS
+
+
 #: Callback applied inside the write transaction to a contextual arm's state BLOB.
 ModelUpdate = Callable[[bytes | None], bytes]
 
@@ -44,6 +52,8 @@ class NewAssignment:
     model_version: int
     created_at: float
     model_update: ModelUpdate | None = None
+    #: report segment of this visitor per feature (bounded levels), counted in segment_stats
+    segments: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,32 @@ class LearningSnapshot:
     def model_version(self) -> int:
         """Number of learning events (decisions + rewards) folded into this state."""
         return int(sum(t.assignments + t.reward_events for t in self.totals))
+
+
+@dataclass(frozen=True)
+class SegmentTotals:
+    """Sums of one (feature value, variant, slice) cell, for the segment breakdown."""
+
+    feature: str
+    level: str
+    variant_id: int
+    holdout: bool
+    assignments: int
+    conversions: int
+    reward_sum: float
+    reward_sumsq: float
+
+
+@dataclass(frozen=True)
+class TimeBucket:
+    """Assignments made in one time bucket, per variant and slice, with their outcomes so far."""
+
+    bucket_start: float
+    variant_id: int
+    holdout: bool
+    assignments: int
+    conversions: int
+    reward_sum: float
 
 
 class Storage(abc.ABC):
@@ -192,6 +228,14 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def rebuild_arm_stats(self, experiment: Experiment, model_rebuild: Callable[..., Any] | None = None) -> None:
         """Recompute every counter of the experiment from the event log."""
+
+    @abc.abstractmethod
+    def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
+        """Per (segment feature, level, variant, slice) sums from the segment counters."""
+
+    @abc.abstractmethod
+    def time_series(self, experiment_id: int) -> list[TimeBucket]:
+        """Assignments per hour of assignment time, variant and slice, with their outcomes so far."""
 
     @abc.abstractmethod
     def visit_count(self, visitor: str) -> int:

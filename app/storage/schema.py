@@ -31,7 +31,7 @@ def _v1(db: sqlite_utils.Database) -> None:
         {
             "id": int, "experiment_id": int, "variant_id": int, "visitor": str, "sticky_key": str,
             "context": str, "probabilities": str, "propensity": float, "holdout": int, "model_version": int,
-            "created_at": float, "reward_total": float, "reward_count": int,
+            "created_at": float, "reward_total": float, "reward_count": int, "segments": str,
         },
         pk="id",
         foreign_keys=[("experiment_id", "experiments", "id"), ("variant_id", "variants", "id")],
@@ -55,11 +55,21 @@ def _v1(db: sqlite_utils.Database) -> None:
         "expected_assignments": float, "inv_propensity_sum": float, "inv_propensity_sumsq": float,
         "ips_reward_sum": float, "ips_reward_sumsq": float, "ips_cross_sum": float,
     }
+    # period: the hour (epoch seconds) of the assignments counted, so the counters double
+    # as the report's time series; rewards count in the period of their assignment.
     db["arm_stats"].create(
-        {"experiment_id": int, "variant_id": int, "holdout": int, "shard": int, **counters},
-        pk=("experiment_id", "variant_id", "holdout", "shard"),
-        not_null=set(counters) | {"experiment_id", "variant_id", "holdout", "shard"},
+        {"experiment_id": int, "variant_id": int, "holdout": int, "period": int, "shard": int, **counters},
+        pk=("experiment_id", "variant_id", "holdout", "period", "shard"),
+        not_null=set(counters) | {"experiment_id", "variant_id", "holdout", "period", "shard"},
         defaults={name: 0 for name in counters},
+    )
+    segment_counters = {"assignments": int, "conversions": int, "reward_sum": float, "reward_sumsq": float}
+    db["segment_stats"].create(
+        {"experiment_id": int, "feature": str, "level": str, "variant_id": int, "holdout": int, "shard": int,
+         **segment_counters},
+        pk=("experiment_id", "feature", "level", "variant_id", "holdout", "shard"),
+        not_null=set(segment_counters) | {"experiment_id", "feature", "level", "variant_id", "holdout", "shard"},
+        defaults={name: 0 for name in segment_counters},
     )
     db["model_state"].create(
         {"experiment_id": int, "variant_id": int, "state": bytes},

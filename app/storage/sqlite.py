@@ -13,9 +13,8 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import sqlite_utils
 
@@ -28,10 +27,14 @@ from .base import (
     ModelUpdate,
     NewAssignment,
     RewardResult,
+    SegmentTotals,
+    period_of,
     Storage,
     StorageBusy,
     StoredAssignment,
+    TimeBucket,
 )
+from .base import PERIOD_SECONDS
 from .schema import MIGRATIONS, SCHEMA_VERSION
 
 _ASSIGNMENT_COLUMNS = (
@@ -52,16 +55,38 @@ def _assignment(row: sqlite3.Row | tuple, existing: bool = False) -> StoredAssig
 def _counter_increment_sql(rows: int = 1) -> str:
     """Add to the counters of ``rows`` arms in one statement (insert the row if missing)."""
     columns = ", ".join(COUNTER_COLUMNS)
-    row = "(?, ?, ?, 0, " + ", ".join("?" for _ in COUNTER_COLUMNS) + ")"
+    row = "(?, ?, ?, ?, 0, " + ", ".join("?" for _ in COUNTER_COLUMNS) + ")"
     updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTER_COLUMNS)
     return (
-        f"INSERT INTO arm_stats (experiment_id, variant_id, holdout, shard, {columns}) "
+        f"INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, {columns}) "
         f"VALUES {', '.join(row for _ in range(rows))} "
-        f"ON CONFLICT (experiment_id, variant_id, holdout, shard) DO UPDATE SET {updates}"
+        f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {updates}"
     )
 
 
 _INCREMENT_SQL = _counter_increment_sql(1)
+
+
+@functools.lru_cache(maxsize=64)
+def _segment_increment_sql(rows: int) -> str:
+    row = "(?, ?, ?, ?, ?, 0, ?, ?, ?, ?)"
+    return (
+        "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, assignments, "
+        f"conversions, reward_sum, reward_sumsq) VALUES {', '.join(row for _ in range(rows))} "
+        "ON CONFLICT (experiment_id, feature, level, variant_id, holdout, shard) DO UPDATE SET "
+        "assignments = assignments + excluded.assignments, conversions = conversions + excluded.conversions, "
+        "reward_sum = reward_sum + excluded.reward_sum, reward_sumsq = reward_sumsq + excluded.reward_sumsq"
+    )
+
+
+def _count_segments(conn: sqlite3.Connection, experiment_id: int, variant_id: int, holdout: bool,
+                    segments: Mapping[str, str], increments: tuple[int, int, float, float]) -> None:
+    if not segments:
+        return
+    params: list[Any] = []
+    for feature, level in segments.items():
+        params.extend((experiment_id, feature, level, variant_id, int(holdout), *increments))
+    conn.execute(_segment_increment_sql(len(segments)), params)
 
 
 class SQLiteStorage(Storage):
@@ -258,13 +283,14 @@ class SQLiteStorage(Storage):
                 context_json = json.dumps(dict(item.context), separators=(",", ":"), sort_keys=True)
                 probabilities_json = json.dumps({str(k): v for k, v in item.probabilities.items()},
                                                 separators=(",", ":"))
+                segments_json = json.dumps(dict(item.segments), separators=(",", ":")) if item.segments else None
                 cursor = conn.execute(
                     "INSERT INTO assignments (experiment_id, variant_id, visitor, sticky_key, context, probabilities, "
-                    "propensity, holdout, model_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (experiment_id, sticky_key) DO NOTHING",
+                    "propensity, holdout, model_version, created_at, segments) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (experiment_id, sticky_key) DO NOTHING",
                     (item.experiment_id, item.variant_id, item.visitor, item.visitor if item.sticky else None,
                      context_json, probabilities_json, item.propensity, int(item.holdout), item.model_version,
-                     item.created_at),
+                     item.created_at, segments_json),
                 )
                 if cursor.rowcount == 0:  # a concurrent request assigned this sticky visitor first
                     row = conn.execute(
@@ -274,6 +300,8 @@ class SQLiteStorage(Storage):
                     stored.append(_assignment(row, existing=True))
                     continue
                 self._count_decision(conn, item)
+                _count_segments(conn, item.experiment_id, item.variant_id, item.holdout, item.segments,
+                                (1, 0, 0.0, 0.0))
                 if item.model_update is not None:
                     self._update_model_state(conn, item.experiment_id, item.variant_id, item.model_update)
                 stored.append(StoredAssignment(
@@ -287,11 +315,12 @@ class SQLiteStorage(Storage):
     def _count_decision(conn: sqlite3.Connection, item: NewAssignment) -> None:
         """Counters of one decision: the served arm's IPS weights and every arm's expected count."""
         weight = 1.0 / item.propensity
+        period = period_of(item.created_at)
         params: list[Any] = []
         for variant_id, probability in item.probabilities.items():
             served = variant_id == item.variant_id
             params.extend((
-                item.experiment_id, variant_id, int(item.holdout),
+                item.experiment_id, variant_id, int(item.holdout), period,
                 int(served), 0, 0, 0.0, 0.0, probability,
                 weight if served else 0.0, weight * weight if served else 0.0, 0.0, 0.0, 0.0,
             ))
@@ -335,8 +364,8 @@ class SQLiteStorage(Storage):
     ) -> RewardResult:
         with self._write() as conn:
             # Re-read under the write lock: another worker may have rewarded it meanwhile.
-            total, count = conn.execute(
-                "SELECT reward_total, reward_count FROM assignments WHERE id = ?", (assignment.id,)
+            total, count, segments_json = conn.execute(
+                "SELECT reward_total, reward_count, segments FROM assignments WHERE id = ?", (assignment.id,)
             ).fetchone()
             if binary and count > 0:
                 return RewardResult(accepted=False, reward_total=total, reward_count=count)
@@ -357,9 +386,13 @@ class SQLiteStorage(Storage):
             square_change = new_total * new_total - total * total
             conn.execute(_INCREMENT_SQL, (
                 assignment.experiment_id, assignment.variant_id, int(assignment.holdout),
+                period_of(assignment.created_at),
                 0, int(count == 0), 1, value, square_change, 0.0,
                 0.0, 0.0, value * weight, square_change * weight * weight, value * weight * weight,
             ))
+            if segments_json:
+                _count_segments(conn, assignment.experiment_id, assignment.variant_id, assignment.holdout,
+                                json.loads(segments_json), (0, int(count == 0), value, square_change))
             if model_update is not None:
                 self._update_model_state(conn, assignment.experiment_id, assignment.variant_id, model_update)
         return RewardResult(accepted=True, reward_total=new_total, reward_count=new_count)
@@ -399,6 +432,21 @@ class SQLiteStorage(Storage):
                 }
             last_id = rows[-1][0]
 
+    def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
+        rows = self._read(
+            "SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
+            "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            (experiment_id,),
+        )
+        return [SegmentTotals(f, l, v, bool(h), n, c, t, q) for f, l, v, h, n, c, t, q in rows]
+
+    def time_series(self, experiment_id: int) -> list[TimeBucket]:
+        rows = self._read(
+            "SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
+            "FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,),
+        )
+        return [TimeBucket(float(p), v, bool(h), n, c, t) for p, v, h, n, c, t in rows]
+
     def rewards_for_rebuild(self, experiment_id: int) -> list[tuple[int, float, float]]:
         """(assignment_id, value, created_at) of every reward, in arrival order."""
         return self._read(
@@ -413,25 +461,36 @@ class SQLiteStorage(Storage):
         """
         with self._write() as conn:
             conn.execute("DELETE FROM arm_stats WHERE experiment_id = ?", (experiment.id,))
+            conn.execute("DELETE FROM segment_stats WHERE experiment_id = ?", (experiment.id,))
+            period = f"CAST(created_at / {PERIOD_SECONDS} AS INTEGER) * {PERIOD_SECONDS}"
             conn.execute(
-                "INSERT INTO arm_stats (experiment_id, variant_id, holdout, shard, assignments, conversions, "
+                "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, assignments, conversions, "
                 "reward_events, reward_sum, reward_sumsq, expected_assignments, inv_propensity_sum, "
                 "inv_propensity_sumsq, ips_reward_sum, ips_reward_sumsq, ips_cross_sum) "
-                "SELECT experiment_id, variant_id, holdout, 0, COUNT(*), SUM(reward_count > 0), SUM(reward_count), "
+                f"SELECT experiment_id, variant_id, holdout, {period}, 0, COUNT(*), SUM(reward_count > 0), "
+                "SUM(reward_count), "
                 "SUM(reward_total), SUM(reward_total * reward_total), 0, SUM(1.0 / propensity), "
                 "SUM(1.0 / (propensity * propensity)), SUM(reward_total / propensity), "
                 "SUM(reward_total * reward_total / (propensity * propensity)), "
                 "SUM(reward_total / (propensity * propensity)) "
-                "FROM assignments WHERE experiment_id = ? GROUP BY variant_id, holdout", (experiment.id,)
+                "FROM assignments WHERE experiment_id = ? GROUP BY variant_id, holdout, 4", (experiment.id,)
             )
             # expected counts: sum of every variant's probability over the decisions of each slice
             conn.execute(
-                "INSERT INTO arm_stats (experiment_id, variant_id, holdout, shard, expected_assignments) "
-                "SELECT a.experiment_id, CAST(p.key AS INTEGER), a.holdout, 0, SUM(p.value) "
+                "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, expected_assignments) "
+                f"SELECT a.experiment_id, CAST(p.key AS INTEGER), a.holdout, {period}, 0, SUM(p.value) "
                 "FROM assignments a, json_each(a.probabilities) p WHERE a.experiment_id = ? "
-                "GROUP BY CAST(p.key AS INTEGER), a.holdout "
-                "ON CONFLICT (experiment_id, variant_id, holdout, shard) "
+                "GROUP BY CAST(p.key AS INTEGER), a.holdout, 4 "
+                "ON CONFLICT (experiment_id, variant_id, holdout, period, shard) "
                 "DO UPDATE SET expected_assignments = excluded.expected_assignments", (experiment.id,)
+            )
+            conn.execute(
+                "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, assignments, "
+                "conversions, reward_sum, reward_sumsq) "
+                "SELECT a.experiment_id, s.key, s.value, a.variant_id, a.holdout, 0, COUNT(*), SUM(a.reward_count > 0), "
+                "SUM(a.reward_total), SUM(a.reward_total * a.reward_total) "
+                "FROM assignments a, json_each(a.segments) s WHERE a.experiment_id = ? AND a.segments IS NOT NULL "
+                "GROUP BY 2, 3, 4, 5", (experiment.id,)
             )
             if model_rebuild is not None:
                 conn.execute("DELETE FROM model_state WHERE experiment_id = ?", (experiment.id,))
@@ -442,6 +501,3 @@ class SQLiteStorage(Storage):
                         (experiment.id, variant_id, state),
                     )
 
-
-def now() -> float:
-    return time.time()

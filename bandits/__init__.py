@@ -5,8 +5,52 @@ only from the ``np.random.Generator`` it is handed, and returns a
 :class:`~bandits.base.Decision` carrying the propensity of the chosen arm.
 """
 from .base import ArmStatistics, Decision, PolicyConfigError, apply_floor, decide, draw_arm, win_probabilities
+from .encoding import FEATURE_TYPES, ContextEncoder, EncodedContext
+from .enrichment import device_class, enrich, hour_and_weekday
 from .fixed import FixedWeights, Uniform, hash_unit
+from .linear import (
+    CONTEXTUAL_POLICIES,
+    ContextualDecision,
+    ContextualPolicy,
+    ContextualSelection,
+    LinearArmState,
+    LinearThompson,
+    add_decision,
+    add_reward,
+    decay_to,
+)
 from .thompson import BetaThompson, NormalThompson
 
 #: Non-contextual Thompson policies by reward type.
 THOMPSON_BY_REWARD = {"binary": BetaThompson, "numeric": NormalThompson}
+
+__all__ = [
+    "ArmStatistics",
+    "BetaThompson",
+    "CONTEXTUAL_POLICIES",
+    "ContextEncoder",
+    "ContextualDecision",
+    "ContextualPolicy",
+    "ContextualSelection",
+    "Decision",
+    "EncodedContext",
+    "FEATURE_TYPES",
+    "FixedWeights",
+    "LinearArmState",
+    "LinearThompson",
+    "NormalThompson",
+    "PolicyConfigError",
+    "THOMPSON_BY_REWARD",
+    "Uniform",
+    "add_decision",
+    "add_reward",
+    "apply_floor",
+    "decay_to",
+    "decide",
+    "device_class",
+    "draw_arm",
+    "enrich",
+    "hash_unit",
+    "hour_and_weekday",
+    "win_probabilities",
+]

@@ -20,6 +20,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(PIP) install --quiet -e '.[test,bench]'
+	# obp 0.5.7 declares Python < 3.11 and pulls torch; we only read its bundled dataset sample
+	$(PIP) install --quiet --no-deps --ignore-requires-python obp==0.5.7
 	touch $@
 
 init-db: $(VENV)/.installed

@@ -150,9 +150,13 @@ def _require(spec: Mapping[str, Any], key: str, name: str, kind: str) -> Any:
 
 
 def _finite_number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
+    if not math.isfinite(number):
         raise PolicyConfigError(f"{what} must be a finite number, got {value!r}")
-    return float(value)
+    return number
 
 
 def _check_keys(spec: Mapping[str, Any], allowed: set[str], name: str) -> None:
@@ -450,7 +454,7 @@ class ContextEncoder:
             name = spec.get("name")
             if not isinstance(name, str) or not name:
                 raise PolicyConfigError(f"context feature #{position} needs a non-empty string 'name'")
-            if len(name) > MAX_NAME_LENGTH or not _NAME_PATTERN.match(name):
+            if len(name) > MAX_NAME_LENGTH or not _NAME_PATTERN.fullmatch(name):
                 raise PolicyConfigError(
                     f"feature name {name!r} must start with a letter or '_' and use only letters, digits, '_', '.', '-'"
                     f" (at most {MAX_NAME_LENGTH} characters)"

@@ -13,8 +13,8 @@ b_a = sum w x y, the posterior is Gaussian with
     A_a = D + S_a,   mu_a = A_a^-1 (D m0 + b_a),   Cov_a = s2 * A_a^-1.
 
 s2 cancels out of the mean, so a refresh factorises A_a = L_a L_a' once (Cholesky)
-and mu_a follows by two triangular products; s2 only scales the spread. By default s2 is the
-Bernoulli variance ybar (1 - ybar) of the pooled conversion rate (shrunk like a
+and mu_a follows by two triangular products; s2 only scales the spread. By default s2
+is the Bernoulli variance ybar (1 - ybar) of the pooled conversion rate (shrunk like a
 Beta(1, 1) posterior mean), the binary-reward analogue of Beta-Bernoulli Thompson
 sampling's posterior width; pass ``noise_variance`` for numeric rewards.
 
@@ -25,6 +25,15 @@ experiment as a whole does for that context (its base rate, and the context's ma
 effects such as "tablets convert less"), and needs data only for its own deviations.
 That is the shared part of a hybrid model at the price of one extra factorisation;
 with ``pool_prior=False`` m0 is (prior_mean or 0, 0, ..., 0).
+
+Prior precision. With ``adaptive_prior=True`` (default) D is empirical Bayes too, per
+feature: a feature whose effect does not differ between arms gets a very strong
+prior (its arms share the pooled coefficient), one that changes which arm is best a
+weak one (see :meth:`LinearThompson._adapted_precision`). Without this, a per-arm model
+with d columns explores as if it had to learn d numbers per arm even when the context
+is irrelevant: its posterior spread at x is ~sqrt(d) times the non-contextual one.
+While arms have little data nothing is detected yet, so a new experiment behaves like
+non-contextual Thompson sampling, and it becomes contextual where the data says so.
 
 Decisions. For one context the arms' sampled values x . theta_a are independent
 1-D normals N(x . mu_a, s2 * |L_a^-1 x|^2), so a decision draws ``draws`` values per
@@ -318,41 +327,46 @@ class LinearThompson:
         self._refresh()
         return self
 
-    def _factorise(self, precision: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(L, L^-1) for the posterior precision A = L L'.
+    def _factorise(self, precisions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(L, L^-1) for a stack of posterior precisions A = L L' of shape (..., d, d).
 
         A = D + S >= D > 0 in exact arithmetic; rounding in S can only matter when S is
         astronomically large, and then a relative jitter on the diagonal restores it.
         L^-1 comes from LAPACK's triangular inversion (dtrtri); it is well conditioned
         because cond(L)^2 = cond(A) <= (max D + |S|) / min D.
         """
-        jitter = 0.0
-        for _ in range(6):
-            try:
-                lower = linalg.cholesky(precision + jitter * np.eye(self.n_features), lower=True, check_finite=False)
-                break
-            except linalg.LinAlgError:
-                jitter = max(jitter * 100.0, 1e-10 * float(np.trace(precision)) / self.n_features)
-        else:  # pragma: no cover
-            raise PolicyConfigError("arm statistics are not positive semi-definite")
-        inverse, info = lapack.dtrtri(lower, lower=1)
-        if info != 0:  # pragma: no cover - a Cholesky factor has a positive diagonal
-            raise PolicyConfigError("singular Cholesky factor")
-        return lower, inverse
+        stack = precisions.reshape(-1, self.n_features, self.n_features)
+        try:
+            lowers = np.linalg.cholesky(stack)
+        except np.linalg.LinAlgError:
+            lowers = np.stack([self._jittered_cholesky(a) for a in stack])
+        inverses = np.empty_like(lowers)
+        for i, lower in enumerate(lowers):
+            inverses[i], info = lapack.dtrtri(lower, lower=1)
+            if info != 0:  # pragma: no cover - a Cholesky factor has a positive diagonal
+                raise PolicyConfigError("singular Cholesky factor")
+        return lowers.reshape(precisions.shape), inverses.reshape(precisions.shape)
 
-    def _pooled_prior_mean(self) -> np.ndarray:
+    def _jittered_cholesky(self, precision: np.ndarray) -> np.ndarray:
+        jitter = 1e-12 * max(float(np.trace(precision)) / self.n_features, 1.0)
+        for _ in range(8):
+            try:
+                return np.linalg.cholesky(precision + jitter * np.eye(self.n_features))
+            except np.linalg.LinAlgError:
+                jitter *= 100.0
+        raise PolicyConfigError("arm statistics are not positive semi-definite")  # pragma: no cover
+
+    def _pooled_prior_mean(self, s: np.ndarray, b: np.ndarray) -> np.ndarray:
         """m0: the ridge fit of all arms pooled, or the fixed (prior_mean, 0, ...)."""
         m0 = np.zeros(self.n_features)
         if self.prior_mean is not None:
             m0[0] = self.prior_mean
         if not self.pool_prior:
             return m0
-        s = sum(st.precision_increment for st in self._states)
-        b = sum(st.target for st in self._states)
-        lower, _ = self._factorise(s + np.diag(self._prior_diag))
-        return linalg.cho_solve((lower, True), self._prior_diag * m0 + b, check_finite=False)
+        lower, _ = self._factorise(s.sum(axis=0) + np.diag(self._prior_diag))
+        return linalg.cho_solve((lower, True), self._prior_diag * m0 + b.sum(axis=0), check_finite=False)
 
-    def _noise(self) -> float:
+    def _noise(self, s: np.ndarray, b: np.ndarray) -> float:
         """s2: the fixed ``noise_variance``, else the Bernoulli variance of the pooled rate.
 
         ybar = (sum y + 1) / (n + 2), the Beta(1, 1) posterior mean, so that an experiment
@@ -360,66 +374,73 @@ class LinearThompson:
         """
         if self.noise_variance is not None:
             return self.noise_variance
-        successes = sum(float(st.target[0]) for st in self._states)  # x_0 = 1: sum w y
-        n = sum(float(st.precision_increment[0, 0]) for st in self._states)  # sum w
+        successes = float(b[:, 0].sum())  # x_0 = 1: sum w y
+        n = float(s[:, 0, 0].sum())  # sum w
         ybar = min(max((successes + 1.0) / (n + 2.0), 0.0), 1.0)
         return max(ybar * (1.0 - ybar), 1e-6)
 
-    def _posterior(self, prior_diag: np.ndarray, m0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _posterior(self, s: np.ndarray, b: np.ndarray, prior_diag: np.ndarray, m0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(means (K, d), inverse factors (K, d, d)) of every arm under the prior diag(prior_diag).
 
         mu_a = A_a^-1 (D m0 + b_a) = R_a' R_a (D m0 + b_a) with R_a = L_a^-1, batched.
         """
-        d = self.n_features
-        inv_factors = np.empty((self.n_arms, d, d))
-        diag = np.diag(prior_diag)
-        for arm, state in enumerate(self._states):
-            inv_factors[arm] = self._factorise(state.precision_increment + diag)[1]
-        rhs = prior_diag * m0 + np.stack([state.target for state in self._states])
-        half = np.einsum("kij,kj->ki", inv_factors, rhs)
+        inv_factors = self._factorise(s + np.diag(prior_diag))[1]
+        half = np.einsum("kij,kj->ki", inv_factors, prior_diag * m0 + b)
         return np.einsum("kji,kj->ki", inv_factors, half), inv_factors
 
-    def _adapted_precision(self, means: np.ndarray, inv_factors: np.ndarray, s2: float) -> np.ndarray:
+    def _adapted_precision(self, s: np.ndarray, b: np.ndarray, s2: float) -> np.ndarray:
         """Per-feature prior precision from how much the arms really differ (empirical Bayes).
 
-        Model: theta_aj = m0_j + delta_aj with delta_aj ~ N(0, tau_j^2). From the arms'
-        weakly regularised estimates t_aj and their variances v_aj = s2 [A_a^-1]_jj
-        (= s2 * squared norm of column j of R_a), the DerSimonian-Laird moment estimator
-        with w_aj = 1 / v_aj gives
+        Model: theta_aj = m0_j + delta_aj with delta_aj ~ N(0, tau_j^2). tau_j is
+        estimated from each arm's *marginal* slope of y on x_j (simple regression with
+        an intercept, read off the sufficient statistics: no collinearity with the
+        intercept or the other levels of a one-hot block),
+
+            t_aj = (sum x_j y - sum x_j sum y / n) / (sum x_j^2 - (sum x_j)^2 / n),
+            v_aj = s2 / (sum x_j^2 - (sum x_j)^2 / n),
+
+        by the DerSimonian-Laird moment estimator with weights w_aj = 1 / v_aj:
 
             Q_j = sum_a w_aj (t_aj - tbar_j)^2,  tbar_j = sum_a w_aj t_aj / sum_a w_aj,
-            tau_j^2 = max(0, (Q_j - (K - 1)) / (sum_a w_aj - sum_a w_aj^2 / sum_a w_aj)).
+            tau_j^2 = max(0, (Q_j - (K_j - 1)) / (sum_a w_aj - sum_a w_aj^2 / sum_a w_aj)),
 
-        A feature whose effect is the same for every arm (or none) has Q_j ~ K - 1, so
-        tau_j ~ 0: its prior precision s2 / tau_j^2 becomes large, the arms share its
-        (pooled) coefficient and explore only their intercepts, like non-contextual
-        Thompson sampling. A feature that changes which arm is best gets a large
-        tau_j and a weak prior. Clipped to [prior_precision, max_precision]; the
-        intercept keeps ``intercept_precision``.
+        over the K_j arms that have seen x_j vary. A feature whose effect is the same
+        for every arm (or none) has Q_j ~ K_j - 1, so tau_j ~ 0: its prior precision
+        s2 / tau_j^2 becomes large, the arms share its pooled coefficient and explore
+        only their intercepts, like non-contextual Thompson sampling. A feature that
+        changes which arm is best gets a large tau_j and a weak prior. Clipped to
+        [prior_precision, max_precision]; the intercept keeps ``intercept_precision``.
         """
-        variances = s2 * np.einsum("kij,kij->kj", inv_factors, inv_factors)
-        weights = 1.0 / np.maximum(variances, 1e-300)
+        tiny = 1e-300
+        n = np.maximum(s[:, 0, 0][:, None], tiny)  # sum w per arm
+        sum_x = s[:, 0, 1:]
+        sum_xx = np.diagonal(s, axis1=1, axis2=2)[:, 1:]
+        sxx = sum_xx - sum_x * sum_x / n  # centred sum of squares of x_j within the arm
+        sxy = b[:, 1:] - sum_x * b[:, :1] / n  # centred cross-product with y
+        varies = sxx > 1e-9 * sum_xx + tiny
+        weights = np.where(varies, sxx, 0.0) / s2
+        slopes = np.where(varies, sxy / np.maximum(sxx, tiny), 0.0)
         total = weights.sum(axis=0)
-        centre = (weights * means).sum(axis=0) / total
-        q = (weights * (means - centre) ** 2).sum(axis=0)
-        denominator = total - (weights**2).sum(axis=0) / total
-        tau2 = np.maximum(q - (self.n_arms - 1), 0.0) / np.maximum(denominator, 1e-300)
-        with np.errstate(divide="ignore"):
-            precision = np.where(tau2 > 0, s2 / np.maximum(tau2, 1e-300), self.max_precision)
-        precision = np.clip(precision, self.prior_precision, self.max_precision)
-        precision[0] = self.intercept_precision
-        return precision
+        safe_total = np.maximum(total, tiny)
+        centre = (weights * slopes).sum(axis=0) / safe_total
+        q = (weights * (slopes - centre) ** 2).sum(axis=0)
+        dof = np.maximum(varies.sum(axis=0) - 1, 0)
+        denominator = total - (weights * weights).sum(axis=0) / safe_total
+        tau2 = np.where(denominator > tiny, np.maximum(q - dof, 0.0) / np.maximum(denominator, tiny), 0.0)
+        # s2 / tau2, with tau2 = 0 mapping to max_precision
+        precision = s2 / np.maximum(tau2, s2 / self.max_precision)
+        return np.concatenate([[self.intercept_precision], np.clip(precision, self.prior_precision, self.max_precision)])
 
     def _refresh(self) -> None:
         """Prior, posterior means and cached inverse factors from the current states."""
-        m0 = self._pooled_prior_mean()
-        s2 = self._noise()
-        means, inv_factors = self._posterior(self._prior_diag, m0)
+        s = np.stack([state.precision_increment for state in self._states])
+        b = np.stack([state.target for state in self._states])
+        m0 = self._pooled_prior_mean(s, b)
+        s2 = self._noise(s, b)
         prior_diag = self._prior_diag
         if self.adaptive_prior and self.n_arms > 1:
-            prior_diag = self._adapted_precision(means, inv_factors, s2)
-            means, inv_factors = self._posterior(prior_diag, m0)
-        self._means, self._inv_factors = means, inv_factors
+            prior_diag = self._adapted_precision(s, b, s2)
+        self._means, self._inv_factors = self._posterior(s, b, prior_diag, m0)
         self._noise_variance = s2
         self._prior_mean_vector = m0
         self._effective_prior = prior_diag
@@ -432,9 +453,10 @@ class LinearThompson:
         t = max(float(t), self._now)
         state = add_decision(self._states[arm], x, t, self.half_life_s)
         state = add_reward(state, x, float(reward), t, t, self.half_life_s)
-        if t > self._now:  # keep every arm at the same reference time
+        if t > self._now:
             self._now = t
-            self._states = [decay_to(s, t, self.half_life_s) for s in self._states]
+            if self.half_life_s is not None:  # every arm's weights at the same reference time
+                self._states = [decay_to(s, t, self.half_life_s) for s in self._states]
         self._states[arm] = state
         self._refresh()
 
@@ -580,3 +602,26 @@ class ContextualPolicy:
         policy_state = state["policy"]
         policy = CONTEXTUAL_POLICIES[policy_state["policy"]].from_state(policy_state)
         return cls(list(state["variants"]), encoder, policy)
+
+
+def remove_decision(
+    state: LinearArmState,
+    x: np.ndarray,
+    decided_at: float,
+    reward_total: float,
+    half_life: float | None = None,
+) -> LinearArmState:
+    """Take one decision (and its rewards) back out of the statistics: erasure of a visitor.
+
+    The decision entered with the weight w = 2^-((r - t_d)/h) it has at the state's
+    reference time r, so subtracting w x x' from the precision and w x y from the target
+    leaves exactly the statistics that never saw it (up to rounding).
+    """
+    x = _vector(x, state.dim)
+    w = _decay_factor(state.reference_time - decided_at, half_life)
+    return LinearArmState(
+        state.precision_increment - w * np.outer(x, x),
+        state.target - (w * reward_total) * x,
+        max(state.decisions - w, 0.0),
+        state.reference_time,
+    )

@@ -116,7 +116,7 @@ def test_one_dimensional_predictive_equals_full_posterior_sampling():
     n = 20000
     values = np.empty((n, 3))
     for arm, state in enumerate(policy.arm_states()):
-        a = state.precision_increment + np.diag(policy._prior_diag)
+        a = state.precision_increment + np.diag(policy.effective_prior_precision())
         cov = policy._noise_variance * np.linalg.inv(a)  # reference only: small, well conditioned
         thetas = rng.multivariate_normal(policy.posterior_means()[arm], cov, size=n)
         values[:, arm] = thetas @ x
@@ -356,3 +356,21 @@ def test_contextual_policy_from_definition_and_state():
 def test_bad_definitions_rejected(definition, message):
     with pytest.raises(PolicyConfigError, match=message):
         ContextualPolicy.from_definition(definition)
+
+
+def test_adaptive_prior_frees_interacting_features_and_pins_irrelevant_ones():
+    """Empirical Bayes: a feature that changes the best arm gets a weak prior, noise a strong one."""
+    rng = np.random.default_rng(8)
+    policy = LinearThompson(3, 5)
+    rates = np.array([[0.02, 0.10], [0.10, 0.02], [0.05, 0.05]])  # arm x device
+    for _ in range(6000):
+        device = int(rng.integers(2))
+        x = np.array([1.0, device == 0, device == 1, rng.random(), rng.random() < 0.5], dtype=float)
+        arm = int(rng.integers(3))
+        policy.update(arm, x, float(rng.random() < rates[arm, device]))
+    precision = policy.effective_prior_precision()
+    assert precision[0] == policy.intercept_precision
+    assert np.all(precision[1:3] < 20)  # device: the arms differ, little shrinkage
+    assert np.all(precision[3:] > 200)  # irrelevant columns: (nearly) the shared pooled coefficient
+    fixed = LinearThompson(3, 5, adaptive_prior=False).fit(policy.arm_states(), now=0.0)
+    np.testing.assert_array_equal(fixed.effective_prior_precision(), [1.0, 4.0, 4.0, 4.0, 4.0])

@@ -1,372 +1,233 @@
-/*! Lever snippet: assigns variants, reports goals. No dependencies, ES2017. */
-(function (w, d) {
-  'use strict';
-  if (w.lever && w.lever.refresh) return; // included twice
+/*! Lever snippet, ES2017, no dependencies: see README "Snippet" */
+((w, d) => {
+  if (w.lever && w.lever.refresh) return;
+  const nav = navigator, loc = location, me = d.currentScript, cfg = (me && me.dataset) || {},
+    P = 'data-lever-', EXP = P + 'experiment', STATE = P + 'state', VAR = P + 'variant', GOAL = '[' + P + 'goal]',
+    KEY = /^[a-z0-9][a-z0-9_-]{0,63}$/,
+    api = (cfg.api || (me && me.src ? me.src.replace(/[?#].*/, '').replace(/\/[^/]*$/, '') : loc.origin)).replace(/\/+$/, ''),
+    timeout = cfg.timeout && isFinite(cfg.timeout) ? +cfg.timeout : 800,
+    required = cfg.consent == 'required',
+    blocked = nav.globalPrivacyControl === true || nav.doNotTrack == '1' || w.doNotTrack == '1',
+    queued = Array.isArray(w.lever) ? w.lever : [],
+    // maps keyed by names from the page: no prototype, so 'constructor' is just a name
+    dict = () => Object.create(null),
+    noop = () => {},
+    // after the document is parsed, so that every experiment on the page goes in one request
+    later = f => d.readyState == 'loading' ? d.addEventListener('DOMContentLoaded', f) : Promise.resolve().then(f),
+    pageCtx = {}, handlers = dict(), history = [];
+  // rec (kept): id, n visits, t last seen; l, r, u: landing path, referrer, utm of the visit; c consent; o opt-out
+  let rec = {}, touched, cache = dict(), results = dict(), pending = dict(), style;
 
-  var nav = navigator;
-  var me = d.currentScript;
-  var cfg = (me && me.dataset) || {};
-  var queued = Array.isArray(w.lever) ? w.lever : [];
-  var NAME = 'lever';
-  var EXP = 'data-lever-experiment';
-  var STATE = 'data-lever-state';
-  var KEY = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-  var VISIT_MS = 30 * 60 * 1000; // a visit ends after 30 idle minutes
-  var noop = function () {};
-  // API base: data-api, else the directory lever.js was served from
-  var api = (cfg.api || (me && me.src ? me.src.replace(/[?#].*$/, '').replace(/\/[^/]*$/, '') : location.origin))
-    .replace(/\/+$/, '');
-  var timeout = cfg.timeout && isFinite(cfg.timeout) ? +cfg.timeout : 800;
-  var required = cfg.consent === 'required';
-  // Global Privacy Control and Do Not Track: nothing is stored or sent, whatever consent() says
-  var blocked = nav.globalPrivacyControl === true || nav.doNotTrack === '1' || nav.doNotTrack === 'yes' ||
-    w.doNotTrack === '1';
-
-  var rec;                 // stored record: id, n (visits), t (last seen), l, r, u (visit source), c, o, tk
-  var touched = false;     // visit counted on this page
-  var dict = function () { return Object.create(null); }; // keys come from the page: no prototype
-  var cache = dict();      // experiment -> Promise of its result
-  var results = dict();    // experiment -> {token, reason}
-  var pending = dict();    // context JSON -> {ctx, items}
-  var scheduled = false;
-  var pageCtx = {};
-  var handlers = dict();
-  var history = [];
-  var style;
-
-  function call(fn, arg) {
-    try { return fn(arg); } catch (e) { /* a page's handler must not break the snippet */ }
-  }
-
-  function own(el, selector) {
-    return Array.from(el.querySelectorAll(selector)).filter(function (e) { return e.closest('[' + EXP + ']') === el; });
-  }
-
-  function all(selector) { return Array.from(d.querySelectorAll(selector)); }
-
-  function rid() {
-    var a = new Uint8Array(16);
-    try { crypto.getRandomValues(a); } catch (e) { for (var i = 0; i < 16; i++) a[i] = Math.random() * 256; }
-    return Array.from(a, function (b) { return (b | 256).toString(16).slice(1); }).join('');
-  }
-
-  // -- storage: localStorage, else a first-party cookie; nothing is written without consent --
-
-  function cookie() {
-    try {
-      var m = d.cookie.match(/(?:^|;\s*)lever=([^;]+)/);
-      return m ? decodeURIComponent(m[1]) : null;
-    } catch (e) { return null; }
-  }
-
-  function read() {
-    var s = null;
-    try { s = w.localStorage.getItem(NAME); } catch (e) { /* blocked */ }
-    try {
-      var r = JSON.parse(s == null ? cookie() : s);
-      return r && typeof r == 'object' ? r : {};
-    } catch (e) { return {}; }
-  }
-
-  function write(r) {
-    var s = r ? JSON.stringify(r) : null, ok = false, c = '';
-    try {
-      if (s) w.localStorage.setItem(NAME, s); else w.localStorage.removeItem(NAME);
-      ok = w.localStorage.getItem(NAME) === s;
-    } catch (e) { /* blocked */ }
-    if (r && !ok) c = JSON.stringify(Object.assign({}, r, {tk: undefined}));
-    if (c || cookie() != null) {
+  const call = (fn, arg) => { try { fn(arg); } catch (e) {} },
+    all = (sel, el) => Array.from((el || d).querySelectorAll(sel)),
+    own = (el, sel) => all(sel, el).filter(e => e.closest('[' + EXP + ']') == el),
+    attr = (e, name) => e.getAttribute(name),
+    allowed = () => !blocked && !rec.o && (!required || rec.c == 1),
+    rid = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), b => (b | 256).toString(16).slice(1)).join(''),
+    store = () => w.localStorage,
+    cookie = () => {
+      try { return decodeURIComponent(d.cookie.match(/(?:^|;\s*)lever=([^;]*)|$/)[1] || '') || null; } catch (e) { return null; }
+    },
+    read = () => {
+      let s = null;
+      try { s = store().getItem('lever'); } catch (e) {}
       try {
-        d.cookie = NAME + '=' + encodeURIComponent(c) + ';path=/;SameSite=Lax;max-age=' + (c ? 31536000 : 0) +
-          (location.protocol == 'https:' ? ';Secure' : '');
-      } catch (e) { /* blocked */ }
-      if (c) ok = nav.cookieEnabled !== false && cookie() === c;
-    }
-    return ok;
-  }
-
-  function allowed() { return !blocked && !rec.o && (!required || rec.c === 1); }
-
-  function host() {
-    try {
-      var h = new URL(d.referrer).hostname;
-      return h != location.hostname ? h : '';
-    } catch (e) { return ''; }
-  }
-
-  function utm() {
-    var q = new URLSearchParams(location.search), u = {}, any = false;
-    ['source', 'medium', 'campaign', 'term', 'content'].forEach(function (k) {
-      var v = q.get('utm_' + k);
-      if (v) { u['utm_' + k] = v; any = true; }
-    });
-    return any && u;
-  }
-
-  // The visitor id (kept), counting the visit once per page; '' when it cannot be kept.
-  function visitor() {
-    if (!touched) {
-      var now = Date.now(), ref = host(), u = utm();
-      if (!rec.id) { rec.id = rid(); rec.n = 0; }
-      if (!(now - rec.t < VISIT_MS)) {
-        rec.n = (rec.n || 0) + 1;
-        rec.l = location.pathname;
-        rec.r = ref;
-        rec.u = u || undefined;
-      } else {
+        const r = JSON.parse(s || cookie());
+        return r && typeof r == 'object' ? r : {};
+      } catch (e) { return {}; }
+    },
+    // localStorage, else a first-party cookie; true when kept
+    write = r => {
+      const s = r ? JSON.stringify(r) : null;
+      let ok;
+      try {
+        s ? store().setItem('lever', s) : store().removeItem('lever');
+        ok = store().getItem('lever') === s;
+      } catch (e) {}
+      try {
+        if (!ok || cookie()) {
+          d.cookie = 'lever=' + (ok ? '' : encodeURIComponent(s || '')) + ';path=/;SameSite=Lax;max-age=' +
+            (ok || !s ? 0 : 31536000) + (loc.protocol == 'https:' ? ';Secure' : '');
+          ok = ok || cookie() === s;
+        }
+      } catch (e) {}
+      return ok;
+    },
+    // the visitor id, counting the visit once per page; '' when it cannot be kept
+    visitor = () => {
+      if (!touched) {
+        const now = Date.now(), q = new URLSearchParams(loc.search), u = {};
+        let ref = '';
+        try { ref = new URL(d.referrer).hostname; } catch (e) {}
+        if (ref == loc.hostname) ref = '';
+        'source medium campaign term content'.split(' ').forEach(k => { if (q.get('utm_' + k)) u['utm_' + k] = q.get('utm_' + k); });
+        if (!rec.id) rec = Object.assign(rec, {id: rid(), n: 0});
+        // a new visit after 30 idle minutes: count it, note where it landed and came from
+        if (!(now - rec.t < 18e5)) Object.assign(rec, {n: (rec.n || 0) + 1, l: loc.pathname, r: '', u: 0});
         if (ref) rec.r = ref;
-        if (u) rec.u = u;
+        if (Object.keys(u)[0]) rec.u = u;
+        rec.t = now;
+        touched = write(rec);
       }
-      rec.t = now;
-      touched = write(rec);
-    }
-    return touched ? rec.id : '';
-  }
-
-  // -- context -------------------------------------------------------------------------
-
-  function device() {
-    var ua = nav.userAgent || '';
-    if (/iPad|Tablet|Kindle|Silk\/|PlayBook|Android(?!.*Mobi)/i.test(ua) || (/Macintosh/.test(ua) && nav.maxTouchPoints > 1)) {
-      return 'tablet';
-    }
-    return /Mobi|iPhone|iPod|Android|Opera Mini|IEMobile|BlackBerry|webOS/i.test(ua) ? 'mobile' : 'desktop';
-  }
-
-  function auto() {
-    var t = new Date(), n = rec.n || 1;
-    return Object.assign({
-      device: device(), hour: t.getHours(), weekday: (t.getDay() + 6) % 7, tz_offset: t.getTimezoneOffset(),
-      language: nav.language || '', referrer: rec.r || '', landing_path: rec.l || location.pathname,
-      path: location.pathname, visits: n - 1, returning: n > 1
-    }, rec.u);
-  }
-
-  // Flat values within the server's limits: <= 50 keys, strings <= 200 characters.
-  function context(ctx) {
-    var out = dict(), n = 0;
-    [ctx, pageCtx, auto()].forEach(function (src) {
-      Object.keys(src && typeof src == 'object' ? src : {}).forEach(function (k) {
-        var v = src[k], t = typeof v;
-        if (k in out || n >= 50 || k.length > 64) return;
-        if (t == 'string') v = v.slice(0, 200);
-        else if (!(t == 'number' ? isFinite(v) : t == 'boolean' || v === null)) return;
-        out[k] = v;
-        n++;
-      });
-    });
-    return out;
-  }
-
-  // -- events ----------------------------------------------------------------------------
-
-  function emit(type, data) {
-    history.push([type, data]);
-    (handlers[type] || []).slice().forEach(function (fn) { call(fn, data); });
-  }
-
-  function on(type, fn) {
-    (handlers[type] = handlers[type] || []).push(fn);
-    history.forEach(function (h) { if (h[0] == type) call(fn, h[1]); }); // replay for late listeners
-    return function () { handlers[type] = handlers[type].filter(function (f) { return f !== fn; }); };
-  }
-
-  // -- assignment --------------------------------------------------------------------------
-
-  function settle(item, a, reason) {
-    var res = a ? {experiment: item.key, variant: a.variant, payload: a.payload || {}, holdout: a.holdout,
-      status: a.status, sticky: a.sticky, fallback: false}
-      : {experiment: item.key, variant: null, payload: {}, fallback: true, reason: reason || 'unavailable'};
-    results[item.key] = {token: a && a.assignment, reason: res.reason};
-    if (a && a.assignment && allowed()) {
-      var tk = rec.tk = Object.assign({}, rec.tk);
-      delete tk[item.key];
-      tk[item.key] = a.assignment;
-      Object.keys(tk).slice(0, -20).forEach(function (k) { delete tk[k]; });
-    }
-    item.done(res);
-    emit(a ? 'assign' : 'fallback', res);
-  }
-
-  function request(items, ctx) {
-    var id = visitor(), over = false, ctl = w.AbortController && new AbortController(), timer;
-    if (!id) return items.forEach(function (it) { settle(it, null, 'storage'); });
-    function finish(list, reason) {
-      if (over) return;
-      over = true;
-      clearTimeout(timer);
-      items.forEach(function (it) {
-        settle(it, list && list.filter(function (a) { return a.experiment === it.key; })[0], reason);
-      });
-      if (list && allowed()) write(rec); // keep the tokens for goals on later pages
-    }
-    timer = setTimeout(function () {
-      finish(null, 'timeout');
-      if (ctl) ctl.abort();
-    }, timeout);
-    (function go(keys) {
-      try {
-        fetch(api + '/api/v1/assign', {
+      return touched ? rec.id : '';
+    },
+    // automatic context, the page's first; flat values within the server's limits
+    context = ctx => {
+      const t = new Date(), n = rec.n || 1, ua = nav.userAgent, out = dict();
+      let count = 0;
+      [ctx, pageCtx, Object.assign({
+        device: /iPad|Tablet|Kindle|Silk\/|Android(?!.*Mobi)/i.test(ua) || (/Mac/.test(ua) && nav.maxTouchPoints > 1)
+          ? 'tablet' : /Mobi|iP(hone|od)|Opera Mini/i.test(ua) ? 'mobile' : 'desktop',
+        hour: t.getHours(), weekday: (t.getDay() + 6) % 7, tz_offset: t.getTimezoneOffset(), language: nav.language,
+        referrer: rec.r || '', landing_path: rec.l || loc.pathname, path: loc.pathname, visits: n - 1, returning: n > 1
+      }, rec.u)].forEach(src => Object.keys(src && typeof src == 'object' ? src : {}).forEach(k => {
+        let v = src[k];
+        const type = typeof v;
+        if (type == 'string') v = v.slice(0, 200);
+        else if (!(type == 'number' ? isFinite(v) : type == 'boolean' || v === null)) return;
+        if (k && !(k in out) && count < 50 && k.length < 65) out[k] = v, count++;
+      }));
+      return out;
+    },
+    emit = (type, data) => {
+      history.push([type, data]);
+      (handlers[type] || []).slice().forEach(fn => call(fn, data));
+    },
+    // late listeners get the events they missed (lever.js loads async)
+    on = (type, fn) => {
+      (handlers[type] = handlers[type] || []).push(fn);
+      history.forEach(h => { if (h[0] == type) call(fn, h[1]); });
+      return () => { handlers[type] = handlers[type].filter(f => f != fn); };
+    },
+    settle = (key, done, a, reason) => {
+      const res = a ? Object.assign({payload: {}}, a, {assignment: undefined, fallback: false})
+        : {experiment: key, variant: null, payload: {}, fallback: true, reason};
+      results[key] = {token: a && a.assignment, reason: res.reason};
+      done(res);
+      emit(a ? 'assign' : 'fallback', res);
+    },
+    request = (items, ctx) => {
+      const id = visitor(), ctl = w.AbortController && new AbortController(),
+        finish = (list, reason) => {
+          clearTimeout(timer);
+          if (items) items.forEach(([key, done]) => settle(key, done, list && list.find(a => a.experiment == key), reason));
+          items = 0;
+        },
+        timer = setTimeout(() => {
+          finish(0, 'timeout');
+          if (ctl) ctl.abort();
+        }, timeout),
+        // a string body is sent as text/plain: a simple request, no CORS preflight
+        go = keys => fetch(api + '/api/v1/assign', {
           method: 'POST', credentials: 'omit', cache: 'no-store', signal: ctl && ctl.signal,
-          body: JSON.stringify({experiments: keys, visitor: id, context: context(ctx)}) // text/plain: no preflight
-        }).then(function (r) {
-          return r.json().then(function (b) {
-            if (r.ok) return finish(b.assignments || [], 'missing');
-            // one unknown or forbidden experiment fails the batch: retry without it
-            var m = r.status < 500 && /experiment '?([a-z0-9][a-z0-9_-]*)'?$/.exec((b && b.error && b.error.message) || '');
-            var rest = keys.filter(function (k) { return !m || k !== m[1]; });
-            if (rest.length && rest.length < keys.length) go(rest);
-            else finish(null, 'error');
-          });
-        }).catch(function () { finish(null, 'error'); });
-      } catch (e) { finish(null, 'error'); }
-    })(items.map(function (it) { return it.key; }));
-  }
-
-  function flush() {
-    var groups = pending;
-    pending = dict();
-    scheduled = false;
-    Object.keys(groups).forEach(function (k) {
-      var items = groups[k].items;
-      for (var i = 0; i < items.length; i += 20) request(items.slice(i, i + 20), groups[k].ctx); // server batch limit
-    });
-  }
-
-  function assign(key, ctx) {
-    key = String(key);
-    if (cache[key]) return cache[key];
-    return (cache[key] = new Promise(function (done) {
-      var item = {key: key, done: done}, k;
-      if (!KEY.test(key)) return settle(item, null, 'invalid');
-      if (!allowed()) return settle(item, null, 'consent');
-      try { k = JSON.stringify(ctx || {}); } catch (e) { k = '{}'; ctx = null; }
-      (pending[k] = pending[k] || {ctx: ctx, items: []}).items.push(item);
-      if (!scheduled) {
-        scheduled = true;
-        Promise.resolve().then(flush);
+          body: JSON.stringify({experiments: keys, visitor: id, context: context(ctx)})
+        }).then(r => r.json().then(b => {
+          if (r.ok) return finish(b.assignments, 'missing');
+          // an unknown or forbidden experiment fails the batch: ask again without it
+          const m = r.status < 500 && /experiment '?([a-z0-9_-]+)'?$/.exec(b.error.message),
+            rest = keys.filter(k => !m || k != m[1]);
+          rest.length && rest.length < keys.length ? go(rest) : finish(0, 'error');
+        })).catch(() => finish(0, 'error'));
+      try {
+        id ? go(items.map(it => it[0])) : finish(0, 'storage');
+      } catch (e) { finish(0, 'error'); }
+    },
+    flush = () => {
+      const groups = pending;
+      pending = dict();
+      for (const k in groups) {
+        for (let i = 0, items = groups[k].items; i < items.length; i += 20) request(items.slice(i, i + 20), groups[k].ctx);
       }
-    }));
-  }
-
-  // -- declarative markup ------------------------------------------------------------------
-
-  function render(el, res) {
-    var vs = own(el, '[data-lever-variant]'), want = res.variant;
-    var name = function (e) { return e.getAttribute('data-lever-variant'); };
-    var hit = vs.some(function (e) { return name(e) === want; });
-    var def = vs.filter(function (e) { return name(e) == 'control'; })[0] || vs[0];
-    vs.forEach(function (e) { e.hidden = hit ? name(e) !== want : e !== def; });
-    if (!res.fallback) {
-      own(el, '[data-lever-field]').forEach(function (e) {
-        var v = res.payload[e.getAttribute('data-lever-field')];
-        if (typeof v == 'string' || typeof v == 'number') e.textContent = v;
+    },
+    // asked for together: one request (per distinct context)
+    assign = (key, ctx) => cache[key += ''] || (cache[key] = new Promise(done => {
+      let k = '{}';
+      if (!KEY.test(key) || !allowed()) return settle(key, done, 0, KEY.test(key) ? 'consent' : 'invalid');
+      try { k = JSON.stringify(ctx || {}); } catch (e) { ctx = 0; }
+      if (!Object.keys(pending).length) later(flush);
+      (pending[k] = pending[k] || {ctx, items: []}).items.push([key, done]);
+    })),
+    render = (el, res) => {
+      const vs = own(el, '[' + VAR + ']'), want = res.variant, name = e => attr(e, VAR),
+        hit = vs.some(e => name(e) === want), def = vs.find(e => name(e) == 'control') || vs[0];
+      vs.forEach(e => { e.hidden = hit ? name(e) !== want : e != def; });
+      if (!res.fallback) {
+        own(el, '[' + P + 'field]').forEach(e => {
+          const v = res.payload[attr(e, P + 'field')];
+          if (typeof v == 'string' || typeof v == 'number') e.textContent = v;
+        });
+        el.setAttribute(P + 'served', want);
+      }
+      el.setAttribute(STATE, res.fallback ? 'fallback' : 'assigned');
+    },
+    refresh = () => Promise.all(all('[' + EXP + ']:not([' + STATE + '])').map(el => {
+      let ctx = 0;
+      try { ctx = JSON.parse(attr(el, P + 'context')); } catch (e) {}
+      return assign(attr(el, EXP), ctx).then(res => {
+        try { render(el, res); } catch (e) { el.setAttribute(STATE, 'fallback'); }
       });
-      el.setAttribute('data-lever-served', want);
-    }
-    el.setAttribute(STATE, res.fallback ? 'fallback' : 'assigned');
-  }
-
-  function fallback(el) { el.setAttribute(STATE, 'fallback'); }
-
-  function refresh() {
-    return Promise.all(all('[' + EXP + ']:not([' + STATE + '])').map(function (el) {
-      var ctx = null;
-      try { ctx = JSON.parse(el.getAttribute('data-lever-context')); } catch (e) { /* not JSON: ignored */ }
-      return assign(el.getAttribute(EXP), ctx).then(function (res) {
-        try { render(el, res); } catch (e) { fallback(el); }
-      });
-    })).then(noop);
-  }
-
-  // -- rewards -------------------------------------------------------------------------
-
-  function send(body) {
-    var url = api + '/api/v1/reward', data = JSON.stringify(body);
-    try { if (nav.sendBeacon && nav.sendBeacon(url, data)) return; } catch (e) { /* fall through */ }
-    try { fetch(url, {method: 'POST', body: data, keepalive: true, credentials: 'omit'}).catch(noop); } catch (e) { /* gone */ }
-  }
-
-  function reward(key, value) {
-    var v = value == null ? 1 : +value, r = results[key], tk = Object(rec.tk)[key], body;
-    if (!allowed() || !KEY.test(key) || !isFinite(v)) return false;
-    if (r) {
-      if (!r.token) return false; // this page showed the fallback, or the experiment is not running
-      body = {assignment: r.token};
-    } else if (typeof tk == 'string') body = {assignment: tk};
-    else if (rec.id) body = {experiment: key, visitor: rec.id};
-    else return false;
-    body.value = v;
-    body.event_id = rid(); // retries of this event are counted once
-    send(body);
-    emit('reward', {experiment: key, value: v});
-    return true;
-  }
-
-  function goal(el) {
-    var value = el.getAttribute('data-lever-value');
-    el.getAttribute('data-lever-goal').split(/[\s,]+/).forEach(function (key) {
-      if (key) reward(key, value == null || value === '' ? 1 : parseFloat(value));
-    });
-  }
-
-  // -- consent -------------------------------------------------------------------------
-
-  function consent(yes) {
-    if (yes && !blocked) {
-      delete rec.o;
-      rec.c = 1;
-      write(rec); // if storage is blocked, consent lasts for this page only
-      all('[' + EXP + '][' + STATE + '="fallback"]').forEach(function (el) {
-        var key = el.getAttribute(EXP), r = results[key];
-        if (r && r.reason == 'consent') { delete cache[key]; el.removeAttribute(STATE); }
-      });
-      Object.keys(results).forEach(function (key) { if (results[key].reason == 'consent') delete cache[key]; });
-      refresh();
-    } else if (!yes) {
-      rec = required ? {} : {o: 1}; // opt-out: forget the visitor, remember only the refusal
-      write(required ? null : rec);
-      cache = dict();
-      results = dict();
-      touched = false;
-    }
-    return allowed();
-  }
-
-  var lever = {
-    assign: assign,
-    reward: reward,
-    consent: consent,
-    on: on,
-    refresh: refresh,
-    context: function (ctx) { Object.assign(pageCtx, ctx); return lever; },
-    push: function (fn) { call(fn, lever); },
-    ready: null
-  };
+    })).then(noop),
+    // a beacon outlives the page; a random event_id makes a retried event count once
+    reward = (key, value) => {
+      const v = value == null ? 1 : +value, r = results[key], url = api + '/api/v1/reward';
+      let body = r ? r.token && {assignment: r.token} : rec.id && {experiment: key, visitor: rec.id};
+      if (!allowed() || !KEY.test(key) || !body || !isFinite(v)) return false;
+      body = JSON.stringify(Object.assign(body, {value: v, event_id: rid()}));
+      try {
+        if (!nav.sendBeacon(url, body)) throw 0;
+      } catch (e) {
+        fetch(url, {method: 'POST', body, keepalive: true, credentials: 'omit'}).catch(noop);
+      }
+      emit('reward', {experiment: key, value: v});
+      return true;
+    },
+    goal = el => {
+      const value = attr(el, P + 'value');
+      attr(el, P + 'goal').split(/[\s,]+/).forEach(key => reward(key, value ? parseFloat(value) : 1));
+    },
+    consent = yes => {
+      if (yes && !blocked) {
+        delete rec.o;
+        rec.c = 1;
+        // with storage blocked, consent lasts for this page
+        write(rec);
+        for (const key in results) if (results[key].reason == 'consent') delete cache[key];
+        all('[' + EXP + '][' + STATE + '=fallback]').forEach(el => { if (!cache[attr(el, EXP)]) el.removeAttribute(STATE); });
+        refresh();
+      } else if (!yes) {
+        // forget the visitor; without required consent, remember the opt-out
+        rec = required ? {} : {o: 1};
+        write(required ? 0 : rec);
+        cache = dict();
+        results = dict();
+        touched = 0;
+      }
+      return allowed();
+    },
+    lever = {
+      assign, reward, consent, on, refresh,
+      context: ctx => { Object.assign(pageCtx, ctx); return lever; },
+      push: fn => call(fn, lever)
+    };
 
   try {
     rec = read();
     style = d.createElement('style');
-    if (me && me.nonce) style.nonce = me.nonce;
-    style.textContent = '[' + EXP + ']:not([' + STATE + ']){visibility:hidden}[data-lever-variant][hidden]{display:none!important}';
+    style.nonce = (me && me.nonce) || '';
+    style.textContent = '[' + EXP + ']:not([' + STATE + ']){visibility:hidden}[' + VAR + '][hidden]{display:none!important}';
     (d.head || d.documentElement).appendChild(style);
     w.lever = lever;
-    d.addEventListener('click', function (e) {
-      var el = e.target && e.target.closest && e.target.closest('[data-lever-goal]');
+    d.addEventListener('click', e => {
+      const el = e.target.closest && e.target.closest(GOAL);
       if (el && el.tagName != 'FORM') goal(el);
     }, true);
-    d.addEventListener('submit', function (e) {
-      if (e.target.matches && e.target.matches('[data-lever-goal]')) goal(e.target);
-    }, true);
-    if (allowed() && rec.id) visitor(); // count the visit on pages without experiments too
+    d.addEventListener('submit', e => { if (e.target.matches(GOAL)) goal(e.target); }, true);
+    if (allowed() && rec.id) visitor();
+    lever.ready = new Promise(resolve => later(() => resolve(refresh())));
     queued.forEach(lever.push);
-    lever.ready = new Promise(function (resolve) {
-      if (d.readyState == 'loading') d.addEventListener('DOMContentLoaded', function () { resolve(refresh()); });
-      else resolve(refresh());
-    });
   } catch (e) {
-    // never leave the page hidden: show every experiment's markup as authored
-    if (style && style.parentNode) style.parentNode.removeChild(style);
-    try { all('[' + EXP + ']').forEach(fallback); } catch (e2) { /* nothing more to do */ }
+    // never leave the page hidden
+    if (style) style.remove();
+    all('[' + EXP + ']').forEach(el => el.setAttribute(STATE, 'fallback'));
   }
 })(window, document);

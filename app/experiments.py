@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -84,7 +85,7 @@ def _require(condition: bool, message: str) -> None:
 
 def _number(value: Any, name: str, low: float, high: float) -> float:
     _require(isinstance(value, (int, float)) and not isinstance(value, bool), f"{name} must be a number")
-    _require(math.isfinite(value) and low <= value <= high, f"{name} must be between {low} and {high}")
+    _require(low <= value <= high and math.isfinite(value), f"{name} must be between {low} and {high}")
     return float(value)
 
 
@@ -93,8 +94,17 @@ def _string(value: Any, name: str, max_length: int = 200) -> str:
     return value
 
 
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` can be sent back as standard JSON (no NaN or Infinity)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        return False
+    return True
+
+
 def _key(value: Any, name: str) -> str:
-    _require(isinstance(value, str) and KEY_PATTERN.match(value) is not None,
+    _require(isinstance(value, str) and KEY_PATTERN.fullmatch(value) is not None,
              f"{name} must match {KEY_PATTERN.pattern}")
     return value
 
@@ -111,6 +121,7 @@ def _variants(raw: Any) -> tuple[Variant, ...]:
         _require(not unknown, f"variants[{index}] has unknown field(s): {', '.join(sorted(unknown))}")
         payload = item.get("payload", {})
         _require(isinstance(payload, dict), f"variants[{index}].payload must be an object")
+        _require(_plain_json(payload), f"variants[{index}].payload must not contain NaN or Infinity")
         variants.append(Variant(key=_key(item.get("key"), f"variants[{index}].key"), payload=payload))
     keys = [v.key for v in variants]
     _require(len(set(keys)) == len(keys), "variant keys must be unique")
@@ -138,6 +149,7 @@ def _context(raw: Any, mode: str) -> tuple[Mapping[str, Any], ...]:
     _require(all(isinstance(item, dict) for item in raw), "each context feature must be an object")
     if mode == "contextual":
         _require(len(raw) > 0, "a contextual experiment must declare at least one context feature")
+    if raw:  # every mode: the report's segments are built from the declared features
         from bandits import ContextEncoder  # the encoder owns the feature rules
 
         try:

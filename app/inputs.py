@@ -75,7 +75,7 @@ def finite_number(value: Any, name: str) -> float:
 
 
 def experiment_key(value: Any, name: str = "experiment") -> str:
-    if not isinstance(value, str) or not KEY_PATTERN.match(value):
+    if not isinstance(value, str) or not KEY_PATTERN.fullmatch(value):
         _fail(f"{name} must be an experiment key matching {KEY_PATTERN.pattern}")
     return value
 

@@ -13,10 +13,13 @@ from typing import Any, Mapping
 
 import numpy as np
 from flask import Flask, jsonify
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import storage
 from .errors import error_response, register_error_handlers
 from .learning import LearningCache
+from .limits import init_rate_limits
+from .privacy import VisitorIds
 from .settings import SETTINGS_BY_NAME, SettingsError, load_settings
 from .storage import StorageBusy, get_storage
 from .tokens import TokenSigner
@@ -48,6 +51,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.extensions["lever.learning"] = LearningCache(settings["LEVER_REFRESH_MS"], settings["LEVER_POLICY_DRAWS"])
     app.extensions["lever.signer"] = TokenSigner(app.config["LEVER_SECRET_KEY"])
+    app.extensions["lever.visitor_ids"] = VisitorIds(app.config["LEVER_SECRET_KEY"], app.config["LEVER_HASH_VISITORS"])
+    if app.config["LEVER_PROXY_COUNT"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["LEVER_PROXY_COUNT"],
+                                x_proto=app.config["LEVER_PROXY_COUNT"])
     # One generator per worker process, seeded from OS entropy; policies receive it.
     app.extensions["lever.rng"] = np.random.default_rng()
 
@@ -59,8 +66,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .cli import register_cli
+    from .openapi import bp as openapi_bp
+    from .report import bp as report_bp
+    from .snippet import bp as snippet_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    app.register_blueprint(openapi_bp)  # GET /api/v1/openapi.json
+    app.register_blueprint(snippet_bp)  # GET /lever.js, GET /demo
+    app.register_blueprint(report_bp)  # report pages: /, /login, /experiments/<key>
+    init_rate_limits(app)
     register_cli(app)
 
     @app.get("/healthz")

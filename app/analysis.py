@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import stats
-from bandits import ContextEncoder
+from bandits import ContextEncoder, PolicyConfigError
 from stats import ExperimentAggregate, SegmentAggregate, SliceAggregate
 
 from .experiments import Experiment
@@ -32,7 +32,11 @@ def segment_encoder(experiment: Experiment) -> ContextEncoder:
     """
     declared = [dict(f) for f in experiment.context if f.get("type") in SEGMENT_TYPES]
     names = {f["name"] for f in experiment.context}
-    return ContextEncoder.from_schema(declared + [dict(f) for f in DEFAULT_SEGMENT_FEATURES if f["name"] not in names])
+    defaults = [dict(f) for f in DEFAULT_SEGMENT_FEATURES if f["name"] not in names]
+    try:
+        return ContextEncoder.from_schema(declared + defaults)
+    except PolicyConfigError:  # the declared features fill the encoder's limits: no room for the defaults
+        return ContextEncoder.from_schema(declared)
 
 
 def _slice(key: str, totals: ArmTotals) -> SliceAggregate:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from typing import Any, Iterator
 
@@ -21,10 +22,15 @@ PUBLIC_ENDPOINTS = {"api.assign", "api.reward"}
 
 
 def _json_body() -> Any:
-    # sendBeacon posts text/plain, so the body is parsed as JSON whatever its content type
-    body = request.get_json(force=True, silent=True)
-    if body is None:
-        raise ValidationError("the body must be valid JSON", code="invalid_json")
+    # sendBeacon posts text/plain, so the body is parsed as JSON whatever its content type.
+    # Refused like malformed JSON: nesting deeper than the parser's recursion limit and lone
+    # surrogates ("\ud800": no UTF-8 form, storage cannot encode them). NaN and Infinity parse,
+    # and the field validators refuse them by name.
+    try:
+        body = json.loads(request.get_data())
+        json.dumps(body, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):
+        raise ValidationError("the body must be valid JSON", code="invalid_json") from None
     return body
 
 
@@ -116,7 +122,8 @@ def assign():
     parsed = parse_assign(_json_body(), _limits())
     results = decisions.assign(
         parsed, _info(), get_storage(), current_app.extensions["lever.learning"],
-        current_app.extensions["lever.signer"], current_app.extensions["lever.rng"], _check_origin,
+        current_app.extensions["lever.signer"], current_app.extensions["lever.rng"],
+        current_app.extensions["lever.visitor_ids"], _check_origin,
     )
     if parsed.batched:
         return jsonify({"visitor": parsed.visitor, "assignments": results})
@@ -128,8 +135,36 @@ def reward():
     if request.method == "OPTIONS":
         return Response(status=204)
     parsed = parse_reward(_json_body(), _limits())
-    result = decisions.reward(parsed, _info(), get_storage(), current_app.extensions["lever.signer"], _check_origin)
+    result = decisions.reward(parsed, _info(), get_storage(), current_app.extensions["lever.signer"],
+                              current_app.extensions["lever.visitor_ids"], _check_origin)
     return jsonify(result), 202
+
+
+# -- privacy (admin) ---------------------------------------------------------------------------
+
+def _visitor_param(visitor: str) -> str:
+    from .inputs import visitor_id
+
+    return current_app.extensions["lever.visitor_ids"].stored(visitor_id(visitor, _limits()))
+
+
+@bp.get("/visitors/<path:visitor>")
+@admin_required
+def export_visitor(visitor: str):
+    """Everything Lever stores about one visitor (data-subject access)."""
+    events = get_storage().visitor_events(_visitor_param(visitor))
+    return jsonify({"visitor": visitor, "assignments": events})
+
+
+@bp.delete("/visitors/<path:visitor>")
+@admin_required
+def erase_visitor(visitor: str):
+    """Right to be forgotten: erase the visitor everywhere, counters included."""
+    from .privacy import model_removal
+
+    storage = get_storage()
+    erased = storage.erase_visitor(_visitor_param(visitor), model_removal(storage))
+    return jsonify({"visitor": visitor, "erased_assignments": erased})
 
 
 # -- exports (admin) -------------------------------------------------------------------------

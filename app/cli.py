@@ -13,7 +13,7 @@ from flask.cli import with_appcontext
 
 from .errors import LeverError
 from .experiments import parse_experiment
-from .storage import DuplicateKey, get_storage
+from .storage import DuplicateKey, PrunedLog, get_storage
 
 DEMO_EXPERIMENT = {
     "key": "homepage-hero",
@@ -109,6 +109,7 @@ def simulate(key: str, visitors: int, rates: str | None, seed: int) -> None:
     truth = _planted_rates(experiment, rates)
     rng = np.random.default_rng(seed)
     client = current_app.test_client()
+    current_app.extensions["lever.limiter"].enabled = False  # synthetic traffic from one address
     devices = ("mobile", "desktop", "tablet")
     served = np.zeros(len(truth), dtype=int)
     for i in range(visitors):
@@ -155,11 +156,28 @@ def rebuild_stats(key: str) -> None:
     experiment = store.get_experiment(key)
     if experiment is None:
         raise click.ClickException(f"no experiment {key!r}")
-    store.rebuild_arm_stats(experiment, model_rebuilder(experiment))
+    try:
+        store.rebuild_arm_stats(experiment, model_rebuilder(experiment))
+    except PrunedLog as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"rebuilt counters of {key}")
 
 
-COMMANDS = (init_db, create_experiment, seed_demo, show_urls, simulate, export, rebuild_stats)
+@click.command("prune-events")
+@with_appcontext
+def prune_events() -> None:
+    """Delete raw events older than LEVER_RETENTION_DAYS (never inside a reward window); totals are kept."""
+    from .privacy import retention_cutoff
+
+    store = get_storage()
+    cutoff = retention_cutoff(time.time(), current_app.config["LEVER_RETENTION_DAYS"], store.list_experiments())
+    if cutoff is None:
+        click.echo("LEVER_RETENTION_DAYS is 0: nothing pruned")
+        return
+    click.echo(f"pruned {store.prune_events(cutoff)} assignments made before {time.ctime(cutoff)}")
+
+
+COMMANDS = (init_db, prune_events, create_experiment, seed_demo, show_urls, simulate, export, rebuild_stats)
 
 
 def register_cli(app: Flask) -> None:

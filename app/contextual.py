@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 import numpy as np
 
 from bandits import ContextEncoder, LinearArmState, LinearThompson, add_decision, add_reward, enrich, hash_unit
+from bandits.linear import remove_decision
 
 from .experiments import Experiment
 from .storage import LearningSnapshot, Storage, StoredAssignment
@@ -65,12 +66,12 @@ def fit_contextual(experiment: Experiment, snapshot: LearningSnapshot, now: floa
     return FittedContextual(encoder=encoder, policy=policy.fit(states, now=now), half_life_s=experiment.decay_half_life_s)
 
 
-def enrich_context(experiment: Experiment, visitor: str, context: Mapping[str, Any], info: "RequestInfo",
+def enrich_context(experiment: Experiment, stored_visitor: str, context: Mapping[str, Any], info: "RequestInfo",
                    storage: Storage) -> dict[str, Any]:
     """Fill declared hour/weekday/device/visits/returning the client did not send."""
     declared = {feature["name"] for feature in experiment.context}
     wanted = {"visits", "returning"} & declared
-    visit_count = storage.visit_count(visitor) if any(context.get(k) is None for k in wanted) else None
+    visit_count = storage.visit_count(stored_visitor) if any(context.get(k) is None for k in wanted) else None
     tz_offset = context.get("tz_offset")
     tz_offset = int(tz_offset) if isinstance(tz_offset, (int, float)) and not isinstance(tz_offset, bool) else None
     return enrich(context, declared, epoch_seconds=info.now, tz_offset_minutes=tz_offset,
@@ -85,13 +86,13 @@ def _state_update(width: int, step: Callable[[LinearArmState], LinearArmState]) 
     return update
 
 
-def contextual_choice(entry: "PolicyEntry", visitor: str, context: Mapping[str, Any], info: "RequestInfo",
-                      storage: Storage, rng: np.random.Generator, holdout: bool) -> "Choice":
+def contextual_choice(entry: "PolicyEntry", visitor: str, stored_visitor: str, context: Mapping[str, Any],
+                      info: "RequestInfo", storage: Storage, rng: np.random.Generator, holdout: bool) -> "Choice":
     from .decisions import Choice
 
     experiment = entry.experiment
     fitted: FittedContextual = entry.contextual
-    enriched = enrich_context(experiment, visitor, context, info, storage)
+    enriched = enrich_context(experiment, stored_visitor, context, info, storage)
     encoded = fitted.encoder.encode(enriched)
     x = encoded.vector
     if holdout:
@@ -118,6 +119,16 @@ def reward_update(experiment: Experiment, assignment: StoredAssignment, value: f
     half_life = experiment.decay_half_life_s
     return _state_update(encoder.width,
                          lambda state: add_reward(state, x, value, assignment.created_at, now, half_life))
+
+
+def removal_update(experiment: Experiment, context: Mapping[str, Any], decided_at: float,
+                   reward_total: float) -> Callable[[bytes | None], bytes]:
+    """Erasure: subtract one assignment's decision and rewards from its arm state."""
+    encoder = encoder_for(experiment)
+    x = encoder.encode(context).vector
+    half_life = experiment.decay_half_life_s
+    return _state_update(encoder.width,
+                         lambda state: remove_decision(state, x, decided_at, reward_total, half_life))
 
 
 def model_rebuilder(experiment: Experiment) -> Callable[..., dict[int, bytes]] | None:

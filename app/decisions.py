@@ -7,7 +7,6 @@ reward: verify the token → window and type checks → one idempotent write tra
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -19,6 +18,7 @@ from .errors import NotFound, Unprocessable, ValidationError
 from .experiments import Experiment
 from .inputs import AssignRequest, RewardRequest
 from .learning import LearningCache, PolicyEntry
+from .privacy import VisitorIds
 from .storage import NewAssignment, Storage, StoredAssignment
 from .tokens import InvalidToken, TokenSigner, visitor_fingerprint
 
@@ -46,14 +46,15 @@ def _in_holdout(experiment: Experiment, visitor: str) -> bool:
     return experiment.holdout > 0 and hash_unit("holdout", experiment.key, visitor) < experiment.holdout
 
 
-def _choose(entry: PolicyEntry, visitor: str, context: Mapping[str, Any], info: RequestInfo,
+def _choose(entry: PolicyEntry, visitor: str, stored_visitor: str, context: Mapping[str, Any], info: RequestInfo,
             storage: Storage, rng: np.random.Generator) -> Choice:
+    """``visitor`` as sent decides the hash buckets; ``stored_visitor`` is what storage knows."""
     experiment = entry.experiment
     holdout = _in_holdout(experiment, visitor)
     if experiment.mode == "contextual":
         from .contextual import contextual_choice
 
-        return contextual_choice(entry, visitor, context, info, storage, rng, holdout)
+        return contextual_choice(entry, visitor, stored_visitor, context, info, storage, rng, holdout)
     if holdout:
         decision = entry.uniform.select_unit(hash_unit("holdout-bucket", experiment.key, visitor)) \
             if experiment.sticky else entry.uniform.select(rng)
@@ -94,9 +95,10 @@ def _not_running(experiment: Experiment) -> dict[str, Any]:
 
 
 def assign(request: AssignRequest, info: RequestInfo, storage: Storage, cache: LearningCache,
-           signer: TokenSigner, rng: np.random.Generator,
+           signer: TokenSigner, rng: np.random.Generator, visitor_ids: VisitorIds,
            check_origin: Callable[[Experiment], None] | None = None) -> list[dict[str, Any]]:
     """Assign the visitor to every requested experiment, writing all new assignments at once."""
+    stored_visitor = visitor_ids.stored(request.visitor)
     results: dict[str, dict[str, Any]] = {}
     pending: list[tuple[Choice, NewAssignment]] = []
     for key in request.experiments:
@@ -110,16 +112,16 @@ def assign(request: AssignRequest, info: RequestInfo, storage: Storage, cache: L
             results[key] = _not_running(experiment)
             continue
         if experiment.sticky:
-            existing = storage.find_sticky_assignment(experiment.id, request.visitor)
+            existing = storage.find_sticky_assignment(experiment.id, stored_visitor)
             if existing is not None:
                 results[key] = _response(experiment, existing, signer)
                 continue
-        choice = _choose(entry, request.visitor, request.context, info, storage, rng)
+        choice = _choose(entry, request.visitor, stored_visitor, request.context, info, storage, rng)
         variant_ids = [v.id for v in experiment.variants]
         pending.append((choice, NewAssignment(
             experiment_id=experiment.id,
             variant_id=variant_ids[choice.decision.arm],
-            visitor=request.visitor,
+            visitor=stored_visitor,
             sticky=experiment.sticky,
             context=choice.context,
             propensity=choice.decision.propensity,
@@ -139,7 +141,8 @@ def assign(request: AssignRequest, info: RequestInfo, storage: Storage, cache: L
     return [results[key] for key in request.experiments]
 
 
-def _assignment_for(request: RewardRequest, storage: Storage, signer: TokenSigner) -> tuple[Experiment, StoredAssignment]:
+def _assignment_for(request: RewardRequest, storage: Storage, signer: TokenSigner,
+                    visitor_ids: VisitorIds) -> tuple[Experiment, StoredAssignment]:
     if request.token is not None:
         claims = signer.verify(request.token)
         assignment = storage.get_assignment(claims.assignment_id)
@@ -155,15 +158,15 @@ def _assignment_for(request: RewardRequest, storage: Storage, signer: TokenSigne
     experiment = storage.get_experiment(request.experiment)
     if experiment is None:
         raise NotFound(f"no experiment {request.experiment!r}", code="experiment_not_found")
-    assignment = storage.latest_assignment(experiment.id, request.visitor)
+    assignment = storage.latest_assignment(experiment.id, visitor_ids.stored(request.visitor))
     if assignment is None:
         raise NotFound("this visitor has no assignment in this experiment", code="assignment_not_found")
     return experiment, assignment
 
 
 def reward(request: RewardRequest, info: RequestInfo, storage: Storage, signer: TokenSigner,
-           check_origin: Callable[[Experiment], None] | None = None) -> dict[str, Any]:
-    experiment, assignment = _assignment_for(request, storage, signer)
+           visitor_ids: VisitorIds, check_origin: Callable[[Experiment], None] | None = None) -> dict[str, Any]:
+    experiment, assignment = _assignment_for(request, storage, signer, visitor_ids)
     if check_origin is not None:
         check_origin(experiment)
     if info.now - assignment.created_at > experiment.reward_window_s:
@@ -186,6 +189,3 @@ def reward(request: RewardRequest, info: RequestInfo, storage: Storage, signer: 
     return {**base, "counted": result.accepted, "reason": None if result.accepted else "duplicate",
             "reward_total": result.reward_total}
 
-
-def now() -> float:
-    return time.time()

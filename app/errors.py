@@ -69,9 +69,10 @@ _HTTP_CODES = {
     429: "rate_limited",
 }
 
+# No inline style: report pages send a CSP without 'unsafe-inline'; the stylesheet is static.
 _HTML = """<!doctype html><title>{{ status }} {{ code }}</title>
-<main style="font-family: system-ui; max-width: 40rem; margin: 4rem auto">
-<h1>{{ status }}</h1><p>{{ message }}</p><p><a href="/">Back to experiments</a></p></main>"""
+<link rel="stylesheet" href="/static/report.css">
+<main class="error-page"><h1>{{ status }}</h1><p>{{ message }}</p><p><a href="/">Back to experiments</a></p></main>"""
 
 
 def wants_json() -> bool:

@@ -47,6 +47,14 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _rate_limit(text: str) -> str:
+    if text.strip():
+        from limits import parse_many  # Flask-Limiter's own parser
+
+        parse_many(text)
+    return text.strip()
+
+
 def _database_url(text: str) -> str:
     if not text.startswith(("sqlite:///", "postgres://", "postgresql://")):
         raise ValueError("must start with sqlite:///, postgres:// or postgresql://")
@@ -81,6 +89,16 @@ SETTINGS: tuple[Setting, ...] = (
             "SQLite synchronous pragma: NORMAL (WAL, survives process crashes) or FULL (also survives power loss)."),
     Setting("LEVER_ENV", "development", _choice("development", "production", "test"),
             "Deployment mode; production refuses weak secrets."),
+    Setting("LEVER_RATE_LIMIT", "100/second;3000/minute", _rate_limit,
+            "Per-client limit on the public endpoints (assign, reward), Flask-Limiter syntax; empty disables."),
+    Setting("LEVER_RATE_LIMIT_STORAGE", "memory://", str,
+            "Where rate-limit counters live: memory:// (per worker) or redis://host:6379 (shared by all workers)."),
+    Setting("LEVER_PROXY_COUNT", 0, _non_negative_int,
+            "Number of trusted reverse proxies in front of Lever (Heroku: 1), for the client address."),
+    Setting("LEVER_HASH_VISITORS", False, _boolean,
+            "Store visitor ids as keyed hashes (HMAC with LEVER_SECRET_KEY) instead of as sent. Set before collecting data."),
+    Setting("LEVER_RETENTION_DAYS", 0, _non_negative_int,
+            "Prune raw events older than this many days (flask prune-events); 0 keeps them. Totals are kept."),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import requests
@@ -26,6 +26,7 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from tests.dbutil import fresh_schema, query  # noqa: E402
 from tests.servers import gunicorn  # noqa: E402  (the same launcher the tests use)
 
 ADMIN = "bench-admin-token-0123456789abcdef0123456789"
@@ -59,13 +60,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, nargs="+", default=[16])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database-url", default=None,
+                        help="a PostgreSQL URL: run on a fresh schema of that database, dropped afterwards "
+                             "(default: a temporary SQLite file)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        env = {"LEVER_ADMIN_TOKEN": ADMIN, "LEVER_SECRET_KEY": "bench-secret-" + "k" * 40}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        url = (stack.enter_context(fresh_schema(args.database_url, durable=True)) if args.database_url
+               else f"sqlite:///{tmp}/bench.db")
+        env = {"LEVER_ADMIN_TOKEN": ADMIN, "LEVER_SECRET_KEY": "bench-secret-" + "k" * 40,
+               "LEVER_RATE_LIMIT": ""}  # measure the endpoint, not the limiter
         with gunicorn(url, workers=args.workers, env=env) as base:
             created = requests.post(f"{base}/api/v1/experiments", headers={"Authorization": f"Bearer {ADMIN}"},
                                     json={"key": "bench", "variants": ["control", "b", "c"], "mode": "bandit"})
@@ -84,10 +90,10 @@ def main() -> None:
                     rows.append((name, connections, *(statistics.median(r[k] for r in runs)
                                                       for k in ("rps", "p50_ms", "p99_ms")),
                                  sum(r["errors"] for r in runs)))
-        with sqlite3.connect(f"{tmp}/bench.db") as conn:
-            stored = conn.execute("SELECT COUNT(*) FROM assignments").fetchone()[0]
+        stored = query(url, "SELECT COUNT(*) FROM assignments")[0][0]
 
-    print(f"gunicorn {args.workers} sync workers, SQLite (WAL), {args.rounds} rounds x {args.duration} s, "
+    backend = "PostgreSQL" if args.database_url else "SQLite (WAL)"
+    print(f"gunicorn {args.workers} sync workers, {backend}, {args.rounds} rounds x {args.duration} s, "
           f"medians of rounds\n")
     print("| endpoint | connections | requests/s | p50 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|")

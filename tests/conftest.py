@@ -1,20 +1,30 @@
-"""Fixtures in the flaskr style: an app on a fresh SQLite file, its client and CLI runner."""
+"""Fixtures in the flaskr style: an app on a fresh database (SQLite, and PostgreSQL when
+TEST_DATABASE_URL is set), its client and CLI runner."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from app import create_app
 
+from .dbutil import TEST_DATABASE_URL_ENV, backends, fresh_schema
+
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123"
 SECRET_KEY = "test-secret-key-0123456789abcdef01234567"
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'lever.db'}"
+@pytest.fixture(params=backends())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database per test: a SQLite file, and (when TEST_DATABASE_URL is set) a fresh
+    PostgreSQL schema. If TEST_DATABASE_URL is set but unreachable, the tests fail (not skip)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lever.db'}"
+        return
+    with fresh_schema(os.environ[TEST_DATABASE_URL_ENV]) as url:
+        yield url
 
 
 @pytest.fixture
@@ -26,6 +36,7 @@ def app(database_url: str):
         "LEVER_SECRET_KEY": SECRET_KEY,
         "LEVER_REFRESH_MS": 50,
         "LEVER_ENV": "test",
+        "LEVER_RATE_LIMIT": "",  # the rate-limit test turns it on
     })
     yield app
     app.extensions["lever.storage"].close()

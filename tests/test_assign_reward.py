@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import numpy as np
 import pytest
 
+from .dbutil import query
+
 
 def rows(app, sql, params=()):
-    path = app.config["DATABASE_URL"][len("sqlite:///"):]
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql, params).fetchall()
+    return query(app.config["DATABASE_URL"], sql, params)
 
 
 def assign(client, visitor="v1", experiment="hero", **extra):
@@ -153,9 +152,7 @@ def test_token_for_an_unknown_assignment_is_404(app, client, make_experiment):
 def test_reward_after_the_window_is_422(client, make_experiment, app):
     make_experiment(reward_window_s=1)
     token = assign(client)["assignment"]
-    path = app.config["DATABASE_URL"][len("sqlite:///"):]
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE assignments SET created_at = created_at - 5")
+    rows(app, "UPDATE assignments SET created_at = created_at - 5")
     response = client.post("/api/v1/reward", json={"assignment": token})
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "reward_window_closed"

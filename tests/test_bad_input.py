@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
+
+from .dbutil import query
 
 LONG = "x" * 201
 
 
 def count_rows(app) -> tuple[int, int]:
-    path = app.config["DATABASE_URL"][len("sqlite:///"):]
-    with sqlite3.connect(path) as conn:
-        return (conn.execute("SELECT COUNT(*) FROM assignments").fetchone()[0],
-                conn.execute("SELECT COUNT(*) FROM rewards").fetchone()[0])
+    url = app.config["DATABASE_URL"]
+    return (query(url, "SELECT COUNT(*) FROM assignments")[0][0],
+            query(url, "SELECT COUNT(*) FROM rewards")[0][0])
 
 
 def _assign(**fields):

@@ -2,7 +2,6 @@
 and every worker learns from every reward within one refresh interval."""
 from __future__ import annotations
 
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,10 +11,11 @@ import requests
 from app.storage import open_storage
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY, experiment_body
+from .dbutil import query
 from .servers import gunicorn
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-ENV = {"LEVER_ADMIN_TOKEN": ADMIN_TOKEN, "LEVER_SECRET_KEY": SECRET_KEY}
+ENV = {"LEVER_ADMIN_TOKEN": ADMIN_TOKEN, "LEVER_SECRET_KEY": SECRET_KEY, "LEVER_RATE_LIMIT": ""}
 
 
 def policies_by_worker(base: str, key: str, attempts: int = 64) -> dict[int, dict]:
@@ -29,8 +29,8 @@ def policies_by_worker(base: str, key: str, attempts: int = 64) -> dict[int, dic
 
 
 @pytest.mark.slow
-def test_concurrent_assign_and_reward_lose_and_double_nothing(tmp_path):
-    url = f"sqlite:///{tmp_path / 'load.db'}"
+def test_concurrent_assign_and_reward_lose_and_double_nothing(tmp_path, database_url):
+    url = database_url
     with gunicorn(url, workers=2, env={**ENV, "LEVER_REFRESH_MS": "200"}, log_path=tmp_path / "gunicorn.log") as base:
         assert requests.post(f"{base}/api/v1/experiments", json=experiment_body(), headers=ADMIN).status_code == 201
 
@@ -54,10 +54,8 @@ def test_concurrent_assign_and_reward_lose_and_double_nothing(tmp_path):
         with ThreadPoolExecutor(max_workers=16) as pool:
             results = list(pool.map(visitor, range(600)))
 
-        path = url[len("sqlite:///"):]
-        with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT visitor) FROM assignments").fetchone() == (600, 600)
-            rewarded = conn.execute("SELECT COUNT(*), COUNT(DISTINCT assignment_id) FROM rewards").fetchone()
+        assert query(url, "SELECT COUNT(*), COUNT(DISTINCT visitor) FROM assignments")[0] == (600, 600)
+        rewarded = query(url, "SELECT COUNT(*), COUNT(DISTINCT assignment_id) FROM rewards")[0]
         assert sum(counted for *_, counted in results) == 200
         assert rewarded == (200, 200)
 
@@ -75,11 +73,12 @@ def test_concurrent_assign_and_reward_lose_and_double_nothing(tmp_path):
         incremental = storage.learning_snapshot(experiment.id)
         storage.rebuild_arm_stats(experiment)
         assert storage.learning_snapshot(experiment.id).model_version == incremental.model_version
+        storage.close()
 
 
 @pytest.mark.slow
-def test_a_reward_reaches_every_worker_within_two_seconds(tmp_path):
-    url = f"sqlite:///{tmp_path / 'refresh.db'}"
+def test_a_reward_reaches_every_worker_within_two_seconds(database_url):
+    url = database_url
     with gunicorn(url, workers=2, env=ENV) as base:  # default LEVER_REFRESH_MS = 1000
         requests.post(f"{base}/api/v1/experiments", json=experiment_body(), headers=ADMIN)
         body = requests.post(f"{base}/api/v1/assign", json={"experiment": "hero", "visitor": "r1"}).json()

@@ -1,8 +1,6 @@
 """Seeded simulations with a planted answer: the bandit must find the better variant."""
 from __future__ import annotations
 
-import sqlite3
-
 import numpy as np
 import pytest
 
@@ -10,13 +8,14 @@ from app import create_app
 from app.learning import arm_statistics
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY, experiment_body
+from .dbutil import query
 
 
 @pytest.mark.slow
-def test_bandit_moves_traffic_to_the_better_variant_through_the_api(tmp_path):
+def test_bandit_moves_traffic_to_the_better_variant_through_the_api(database_url):
     """True rates 3% vs 5%; 20,000 visitors through the HTTP API; rewards arrive at once."""
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'learn.db'}", "LEVER_ADMIN_TOKEN": ADMIN_TOKEN,
-                      "LEVER_SECRET_KEY": SECRET_KEY, "LEVER_REFRESH_MS": 20})
+    app = create_app({"DATABASE_URL": database_url, "LEVER_ADMIN_TOKEN": ADMIN_TOKEN,
+                      "LEVER_SECRET_KEY": SECRET_KEY, "LEVER_REFRESH_MS": 20, "LEVER_RATE_LIMIT": ""})
     client = app.test_client()
     client.post("/api/v1/experiments", json=experiment_body(variants=[{"key": "control"}, {"key": "better"}]),
                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
@@ -28,6 +27,7 @@ def test_bandit_moves_traffic_to_the_better_variant_through_the_api(tmp_path):
         served.append(body["variant"])
         if rng.random() < truth[body["variant"]]:
             assert client.post("/api/v1/reward", json={"assignment": body["assignment"]}).status_code == 202
+    app.extensions["lever.storage"].close()
     last = served[-5000:]
     share = last.count("better") / len(last)
     assert share >= 0.80, f"better variant got only {share:.1%} of the last 5,000 assignments"
@@ -65,7 +65,7 @@ def test_learning_survives_a_restart(app, client, make_experiment):
             client.post("/api/v1/reward", json={"assignment": body["assignment"]})
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     restarted = create_app({"DATABASE_URL": app.config["DATABASE_URL"], "LEVER_ADMIN_TOKEN": ADMIN_TOKEN,
-                            "LEVER_SECRET_KEY": SECRET_KEY})
+                            "LEVER_SECRET_KEY": SECRET_KEY, "LEVER_RATE_LIMIT": ""})
     import time
 
     time.sleep(0.06)
@@ -74,9 +74,8 @@ def test_learning_survives_a_restart(app, client, make_experiment):
     assert new["model_version"] == old["model_version"] == 50 + _rewards(app)
     assert new["allocation"] == old["allocation"]
     assert new["posterior"] == old["posterior"]
+    restarted.extensions["lever.storage"].close()
 
 
 def _rewards(app) -> int:
-    path = app.config["DATABASE_URL"][len("sqlite:///"):]
-    with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT COUNT(*) FROM rewards").fetchone()[0]
+    return query(app.config["DATABASE_URL"], "SELECT COUNT(*) FROM rewards")[0][0]

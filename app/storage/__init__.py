@@ -15,6 +15,7 @@ from .base import (
     DuplicateKey,
     LearningSnapshot,
     NewAssignment,
+    PrunedLog,
     RewardResult,
     Storage,
     StorageBusy,
@@ -62,6 +63,6 @@ def init_app(app: Flask) -> None:
 
 
 __all__ = [
-    "ArmTotals", "BACKENDS", "DuplicateKey", "LearningSnapshot", "NewAssignment", "RewardResult", "Storage",
+    "ArmTotals", "BACKENDS", "DuplicateKey", "LearningSnapshot", "NewAssignment", "PrunedLog", "RewardResult", "Storage",
     "StorageBusy", "StorageError", "StoredAssignment", "get_storage", "init_app", "open_storage",
 ]

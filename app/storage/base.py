@@ -22,6 +22,10 @@ class StorageBusy(StorageError):
     """The database is locked or unreachable right now; retrying later may succeed."""
 
 
+class PrunedLog(StorageError):
+    """The raw event log was pruned by retention: what needs all of it cannot run."""
+
+
 class DuplicateKey(StorageError):
     """An experiment with this key exists already."""
 
@@ -36,6 +40,9 @@ def period_of(timestamp: float) -> int:
 
 #: Callback applied inside the write transaction to a contextual arm's state BLOB.
 ModelUpdate = Callable[[bytes | None], bytes]
+#: (experiment_id, context, decided_at, reward_total) -> the update that takes one
+#: erased assignment out of its contextual arm state (None: nothing to change)
+ModelRemoval = Callable[[int, Mapping[str, Any], float, float], "ModelUpdate | None"]
 
 
 @dataclass(frozen=True)
@@ -228,6 +235,18 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def rebuild_arm_stats(self, experiment: Experiment, model_rebuild: Callable[..., Any] | None = None) -> None:
         """Recompute every counter of the experiment from the event log."""
+
+    @abc.abstractmethod
+    def visitor_events(self, visitor: str) -> list[dict[str, Any]]:
+        """Every assignment of the visitor in every experiment, with its rewards (data export)."""
+
+    @abc.abstractmethod
+    def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
+        """Delete the visitor's assignments and rewards, taking them out of every counter; returns the count."""
+
+    @abc.abstractmethod
+    def prune_events(self, before: float) -> int:
+        """Delete raw events of assignments made before ``before``, keeping the counters."""
 
     @abc.abstractmethod
     def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:

@@ -24,8 +24,10 @@ from .base import (
     ArmTotals,
     DuplicateKey,
     LearningSnapshot,
+    ModelRemoval,
     ModelUpdate,
     NewAssignment,
+    PrunedLog,
     RewardResult,
     SegmentTotals,
     period_of,
@@ -77,6 +79,25 @@ def _segment_increment_sql(rows: int) -> str:
         "assignments = assignments + excluded.assignments, conversions = conversions + excluded.conversions, "
         "reward_sum = reward_sum + excluded.reward_sum, reward_sumsq = reward_sumsq + excluded.reward_sumsq"
     )
+
+
+def _decision_counters(experiment_id: int, variant_id: int, holdout: bool, period: int,
+                       probabilities: Mapping[int, float], propensity: float, total: float, count: int,
+                       sign: int) -> list[Any]:
+    """Parameters of one multi-row counter upsert that adds (sign=1) or removes (sign=-1)
+    one assignment with outcome ``total`` from ``count`` rewards: every arm's expected
+    count, and the served arm's decision, outcome and inverse-propensity sums."""
+    weight = 1.0 / propensity
+    params: list[Any] = []
+    for arm_id, probability in probabilities.items():
+        served = arm_id == variant_id
+        values = (
+            (1, int(count > 0), count, total, total * total, probability, weight, weight * weight,
+             total * weight, total * total * weight * weight, total * weight * weight)
+            if served else (0, 0, 0, 0.0, 0.0, probability, 0.0, 0.0, 0.0, 0.0, 0.0)
+        )
+        params.extend((experiment_id, arm_id, int(holdout), period, *(sign * v for v in values)))
+    return params
 
 
 def _count_segments(conn: sqlite3.Connection, experiment_id: int, variant_id: int, holdout: bool,
@@ -314,16 +335,8 @@ class SQLiteStorage(Storage):
     @staticmethod
     def _count_decision(conn: sqlite3.Connection, item: NewAssignment) -> None:
         """Counters of one decision: the served arm's IPS weights and every arm's expected count."""
-        weight = 1.0 / item.propensity
-        period = period_of(item.created_at)
-        params: list[Any] = []
-        for variant_id, probability in item.probabilities.items():
-            served = variant_id == item.variant_id
-            params.extend((
-                item.experiment_id, variant_id, int(item.holdout), period,
-                int(served), 0, 0, 0.0, 0.0, probability,
-                weight if served else 0.0, weight * weight if served else 0.0, 0.0, 0.0, 0.0,
-            ))
+        params = _decision_counters(item.experiment_id, item.variant_id, item.holdout, period_of(item.created_at),
+                                    item.probabilities, item.propensity, 0.0, 0, sign=1)
         conn.execute(_counter_increment_sql(len(item.probabilities)), params)
 
     @staticmethod
@@ -432,6 +445,69 @@ class SQLiteStorage(Storage):
                 }
             last_id = rows[-1][0]
 
+    # -- privacy and retention -----------------------------------------------------------
+    _VISITOR_COLUMNS = ("a.id, e.key, v.key, a.context, a.propensity, a.holdout, a.model_version, a.created_at, "
+                        "a.reward_total, a.reward_count")
+
+    def visitor_events(self, visitor: str) -> list[dict[str, Any]]:
+        rows = self._read(
+            f"SELECT {self._VISITOR_COLUMNS} FROM assignments a JOIN experiments e ON e.id = a.experiment_id "
+            "JOIN variants v ON v.id = a.variant_id WHERE a.visitor = ? ORDER BY a.id", (visitor,)
+        )
+        rewards = self._read(
+            "SELECT r.assignment_id, r.value, r.event_id, r.created_at FROM rewards r "
+            "JOIN assignments a ON a.id = r.assignment_id WHERE a.visitor = ? ORDER BY r.id", (visitor,)
+        )
+        by_assignment: dict[int, list[dict[str, Any]]] = {}
+        for assignment_id, value, event_id, created_at in rewards:
+            by_assignment.setdefault(assignment_id, []).append(
+                {"value": value, "event_id": event_id, "created_at": created_at})
+        return [
+            {"id": r[0], "experiment": r[1], "variant": r[2], "context": json.loads(r[3]), "propensity": r[4],
+             "holdout": bool(r[5]), "model_version": r[6], "created_at": r[7], "reward_total": r[8],
+             "reward_count": r[9], "rewards": by_assignment.get(r[0], [])}
+            for r in rows
+        ]
+
+    def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
+        """Delete every assignment and reward of a visitor and take them out of every counter,
+        in one transaction, so reported totals equal a rebuild from what remains."""
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT id, experiment_id, variant_id, holdout, created_at, propensity, probabilities, "
+                "reward_total, reward_count, segments, context FROM assignments WHERE visitor = ?", (visitor,)
+            ).fetchall()
+            for (assignment_id, experiment_id, variant_id, holdout, created_at, propensity, probabilities_json,
+                 total, count, segments_json, context_json) in rows:
+                probabilities = {int(k): p for k, p in json.loads(probabilities_json).items()}
+                conn.execute(_counter_increment_sql(len(probabilities)), _decision_counters(
+                    experiment_id, variant_id, holdout, period_of(created_at), probabilities, propensity, total,
+                    count, sign=-1))
+                if segments_json:
+                    _count_segments(conn, experiment_id, variant_id, holdout, json.loads(segments_json),
+                                    (-1, -int(count > 0), -total, -total * total))
+                if model_removal is not None:
+                    update = model_removal(experiment_id, json.loads(context_json), created_at, total)
+                    if update is not None:
+                        self._update_model_state(conn, experiment_id, variant_id, update)
+                conn.execute("DELETE FROM rewards WHERE assignment_id = ?", (assignment_id,))
+                conn.execute("DELETE FROM assignments WHERE id = ?", (assignment_id,))
+        return len(rows)
+
+    def prune_events(self, before: float) -> int:
+        """Delete raw events of assignments made before ``before``; the counters (and so every
+        reported total) are kept. Rebuilding counters from the log is refused afterwards."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM rewards WHERE assignment_id IN (SELECT id FROM assignments WHERE created_at < ?)",
+                         (before,))
+            deleted = conn.execute("DELETE FROM assignments WHERE created_at < ?", (before,)).rowcount
+            if deleted:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('pruned_before', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS REAL), excluded.value)", (before,)
+                )
+        return deleted
+
     def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
         rows = self._read(
             "SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
@@ -459,6 +535,8 @@ class SQLiteStorage(Storage):
         Reward events of binary experiments that did not convert are not stored, so
         ``reward_events`` equals ``reward_count`` summed over assignments for both types.
         """
+        if self.get_meta("pruned_before") is not None:
+            raise PrunedLog("raw events were pruned (LEVER_RETENTION_DAYS): the counters can no longer be rebuilt")
         with self._write() as conn:
             conn.execute("DELETE FROM arm_stats WHERE experiment_id = ?", (experiment.id,))
             conn.execute("DELETE FROM segment_stats WHERE experiment_id = ?", (experiment.id,))

@@ -6,7 +6,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export FLASK_APP := app
 
-.PHONY: run test bench bench-bandits init-db clean
+BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: run test wrk bench bench-postgres bench-stats bench-report bench-bandits init-db clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,8 +38,20 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-test
-	$(PY) benchmarks/http_load.py
+wrk:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+bench: $(VENV)/.installed-test wrk  # HTTP load on SQLite: assign and reward beside healthz
+	$(PY) benchmarks/http_load.py --connections 16 64
+
+bench-postgres: $(VENV)/.installed-test wrk  # the same on PostgreSQL (a fresh schema, dropped afterwards)
+	$(PY) benchmarks/http_load.py --connections 16 64 --database-url $(BENCH_DATABASE_URL)
+
+bench-stats: $(VENV)/.installed-test  # stats of an experiment with 10 million assignments
+	$(PY) benchmarks/stats_scale.py
+
+bench-report: $(VENV)/.installed-test  # report page of an experiment with 1 million assignments
+	$(PY) benchmarks/report_render.py
 
 bench-bandits: $(VENV)/.installed-bench
 	$(PY) benchmarks/bandits_bench.py

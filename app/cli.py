@@ -109,7 +109,7 @@ def simulate(key: str, visitors: int, rates: str | None, seed: int) -> None:
     truth = _planted_rates(experiment, rates)
     rng = np.random.default_rng(seed)
     client = current_app.test_client()
-    current_app.extensions["lever.limiter"].enabled = False  # synthetic traffic from one address
+    current_app.extensions["lever.rate_limits"].enabled = False  # synthetic traffic from one address
     devices = ("mobile", "desktop", "tablet")
     served = np.zeros(len(truth), dtype=int)
     for i in range(visitors):

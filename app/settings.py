@@ -49,7 +49,7 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 def _rate_limit(text: str) -> str:
     if text.strip():
-        from limits import parse_many  # Flask-Limiter's own parser
+        from limits import parse_many  # the rate-limit library's own parser
 
         parse_many(text)
     return text.strip()
@@ -85,12 +85,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEVER_MAX_BATCH", 20, _positive_int, "Most experiments assigned in one batched assign request."),
     Setting("LEVER_POLICY_DRAWS", 10000, _positive_int,
             "Posterior draws used to estimate Thompson-sampling allocation probabilities at each refresh."),
+    Setting("LEVER_SQLITE_BUSY_TIMEOUT_MS", 5000, _positive_int,
+            "How long a SQLite write waits for the database lock before answering 503 (nothing written)."),
     Setting("LEVER_SQLITE_SYNCHRONOUS", "NORMAL", _choice("NORMAL", "FULL"),
             "SQLite synchronous pragma: NORMAL (WAL, survives process crashes) or FULL (also survives power loss)."),
     Setting("LEVER_ENV", "development", _choice("development", "production", "test"),
             "Deployment mode; production refuses weak secrets."),
     Setting("LEVER_RATE_LIMIT", "100/second;3000/minute", _rate_limit,
-            "Per-client limit on the public endpoints (assign, reward), Flask-Limiter syntax; empty disables."),
+            "Per-client limit on the public endpoints (assign and reward together), e.g. 100/second;3000/minute; empty disables."),
     Setting("LEVER_RATE_LIMIT_STORAGE", "memory://", str,
             "Where rate-limit counters live: memory:// (per worker) or redis://host:6379 (shared by all workers)."),
     Setting("LEVER_PROXY_COUNT", 0, _non_negative_int,

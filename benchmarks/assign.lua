@@ -1,6 +1,5 @@
 -- wrk script: POST /api/v1/assign with a fresh visitor id per request, counting statuses.
 local counter = 0
-local thread_id = 0
 local threads = {}
 
 function setup(thread)
@@ -10,6 +9,7 @@ end
 
 function init(args)
   ok, bad = 0, 0
+  run = args[1] or tostring(os.time())  -- unique per wrk run, so no visitor id repeats across runs
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
 end
@@ -17,8 +17,8 @@ end
 function request()
   counter = counter + 1
   local body = string.format(
-    '{"experiment":"bench","visitor":"w%d-%d-%d","context":{"device":"mobile","hour":14}}',
-    id, counter, math.random(1, 1000000000))
+    '{"experiment":"bench","visitor":"%s-%d-%d","context":{"device":"mobile","hour":14}}',
+    run, id, counter)
   return wrk.format(nil, "/api/v1/assign", nil, body)
 end
 

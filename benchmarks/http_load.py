@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -38,9 +39,13 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
+REWARD_VISITORS = 500
+
+
 def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict:
     output = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(script), url,
+         "--", uuid.uuid4().hex[:12], str(REWARD_VISITORS)],  # a run tag: ids never repeat across runs
         capture_output=True, text=True, check=True,
     ).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.M))
@@ -76,21 +81,34 @@ def main() -> None:
             created = requests.post(f"{base}/api/v1/experiments", headers={"Authorization": f"Bearer {ADMIN}"},
                                     json={"key": "bench", "variants": ["control", "b", "c"], "mode": "bandit"})
             created.raise_for_status()
+            requests.post(f"{base}/api/v1/experiments", headers={"Authorization": f"Bearer {ADMIN}"},
+                          json={"key": "bench-reward", "variants": ["control", "b"], "reward": "numeric"}
+                          ).raise_for_status()
+            with requests.Session() as session:  # the visitors the reward load converts
+                for i in range(REWARD_VISITORS):
+                    session.post(f"{base}/api/v1/assign", json={"experiment": "bench-reward", "visitor": f"r{i}"}
+                                 ).raise_for_status()
             rows = []
-            assign_ok = 0
+            assign_ok = reward_ok = 0
             for connections in args.connections:
-                results: dict[str, list[dict]] = {"healthz": [], "assign": []}
+                results: dict[str, list[dict]] = {"healthz": [], "assign": [], "reward": []}
                 for _ in range(args.rounds):
                     results["healthz"].append(run_wrk(f"{base}/healthz", HERE / "counting.lua", connections,
                                                       args.duration))
                     results["assign"].append(run_wrk(f"{base}/api/v1/assign", HERE / "assign.lua", connections,
                                                      args.duration))
+                    results["reward"].append(run_wrk(f"{base}/api/v1/reward", HERE / "reward.lua", connections,
+                                                     args.duration))
                 assign_ok += sum(r["ok"] for r in results["assign"])
+                reward_ok += sum(r["ok"] for r in results["reward"])
                 for name, runs in results.items():
                     rows.append((name, connections, *(statistics.median(r[k] for r in runs)
                                                       for k in ("rps", "p50_ms", "p99_ms")),
                                  sum(r["errors"] for r in runs)))
-        stored = query(url, "SELECT COUNT(*) FROM assignments")[0][0]
+            memory_mb = [_rss_mb(pid) for pid in base.worker_pids()]
+        stored = query(url, "SELECT COUNT(*) FROM assignments a JOIN experiments e ON e.id = a.experiment_id "
+                            "WHERE e.key = 'bench'")[0][0]
+        stored_rewards = query(url, "SELECT COUNT(*) FROM rewards")[0][0]
 
     backend = "PostgreSQL" if args.database_url else "SQLite (WAL)"
     print(f"gunicorn {args.workers} sync workers, {backend}, {args.rounds} rounds x {args.duration} s, "
@@ -103,7 +121,21 @@ def main() -> None:
     for connections in args.connections:
         ratio = by_key[("assign", connections)][2] / by_key[("healthz", connections)][2]
         print(f"\nassign/healthz throughput at {connections} connections: {ratio:.2f}")
-    print(f"acknowledged assigns: {assign_ok:,}; rows in database: {stored:,}; lost: {assign_ok - stored:,}")
+    # wrk stops with requests in flight: those may be committed without their answer being counted,
+    # so rows >= acknowledged; a lost row would show as acknowledged > rows.
+    print(f"acknowledged assigns: {assign_ok:,}; rows in database: {stored:,}; "
+          f"lost: {max(0, assign_ok - stored):,}; committed but unanswered when wrk stopped: {max(0, stored - assign_ok):,}")
+    print(f"acknowledged rewards: {reward_ok:,}; rows in database: {stored_rewards:,}; "
+          f"lost: {max(0, reward_ok - stored_rewards):,}; committed but unanswered when wrk stopped: "
+          f"{max(0, stored_rewards - reward_ok):,}")
+    print("memory per worker after the load (RSS): " + ", ".join(f"{mb:.0f} MB" for mb in memory_mb))
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ServerURL(str):
+    """The base URL, carrying the gunicorn master's pid for fault tests."""
+
+    master_pid: int = 0
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.master_pid}/task/{self.master_pid}/children")
+        return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
 def wait_for_workers(base: str, process: subprocess.Popen, workers: int, timeout_s: float = 60) -> None:
     """Until ``workers`` distinct worker pids have answered /healthz (all booted)."""
     deadline = time.monotonic() + timeout_s
@@ -58,7 +68,8 @@ def gunicorn(database_url: str, workers: int = 2, env: dict[str, str] | None = N
          "--bind", f"127.0.0.1:{port}", "app:create_app()"],
         cwd=ROOT, env=environment, stdout=log, stderr=log, start_new_session=True,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = ServerURL(f"http://127.0.0.1:{port}")
+    base.master_pid = process.pid
     try:
         wait_for_workers(base, process, workers)
         yield base

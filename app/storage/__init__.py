@@ -26,7 +26,8 @@ from .sqlite import SQLiteStorage
 
 
 def _sqlite(url: str, settings: dict[str, Any]) -> Storage:
-    return SQLiteStorage(url, synchronous=settings.get("LEVER_SQLITE_SYNCHRONOUS", "NORMAL"))
+    return SQLiteStorage(url, synchronous=settings.get("LEVER_SQLITE_SYNCHRONOUS", "NORMAL"),
+                         busy_timeout_ms=settings.get("LEVER_SQLITE_BUSY_TIMEOUT_MS", 5000))
 
 
 def _postgres(url: str, settings: dict[str, Any]) -> Storage:

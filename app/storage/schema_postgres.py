@@ -43,7 +43,8 @@ _V1 = [
         visitor TEXT NOT NULL, sticky_key TEXT, context TEXT, probabilities TEXT,
         propensity DOUBLE PRECISION NOT NULL, holdout INTEGER NOT NULL, model_version BIGINT,
         created_at DOUBLE PRECISION NOT NULL,
-        reward_total DOUBLE PRECISION NOT NULL DEFAULT 0, reward_count BIGINT NOT NULL DEFAULT 0)""",
+        reward_total DOUBLE PRECISION NOT NULL DEFAULT 0, reward_count BIGINT NOT NULL DEFAULT 0,
+        segments TEXT)""",
     # sticky_key is the visitor for sticky experiments and NULL otherwise (NULLs never collide)
     "CREATE UNIQUE INDEX idx_assignments_experiment_id_sticky_key ON assignments (experiment_id, sticky_key)",
     "CREATE INDEX idx_assignments_experiment_id_visitor ON assignments (experiment_id, visitor)",
@@ -55,10 +56,18 @@ _V1 = [
         created_at DOUBLE PRECISION NOT NULL)""",
     "CREATE UNIQUE INDEX idx_rewards_assignment_id_event_id ON rewards (assignment_id, event_id)",
     "CREATE INDEX idx_rewards_experiment_id ON rewards (experiment_id)",
+    # period: the hour (epoch seconds) of the assignments counted (the report's time series)
     f"""CREATE TABLE arm_stats (
-        experiment_id BIGINT NOT NULL, variant_id BIGINT NOT NULL, holdout INTEGER NOT NULL, shard INTEGER NOT NULL,
+        experiment_id BIGINT NOT NULL, variant_id BIGINT NOT NULL, holdout INTEGER NOT NULL,
+        period BIGINT NOT NULL, shard INTEGER NOT NULL,
         {_COUNTERS},
-        PRIMARY KEY (experiment_id, variant_id, holdout, shard))""",
+        PRIMARY KEY (experiment_id, variant_id, holdout, period, shard))""",
+    """CREATE TABLE segment_stats (
+        experiment_id BIGINT NOT NULL, feature TEXT NOT NULL, level TEXT NOT NULL, variant_id BIGINT NOT NULL,
+        holdout INTEGER NOT NULL, shard INTEGER NOT NULL,
+        assignments BIGINT NOT NULL DEFAULT 0, conversions BIGINT NOT NULL DEFAULT 0,
+        reward_sum DOUBLE PRECISION NOT NULL DEFAULT 0, reward_sumsq DOUBLE PRECISION NOT NULL DEFAULT 0,
+        PRIMARY KEY (experiment_id, feature, level, variant_id, holdout, shard))""",
     """CREATE TABLE model_state (
         experiment_id BIGINT NOT NULL, variant_id BIGINT NOT NULL, state BYTEA,
         PRIMARY KEY (experiment_id, variant_id))""",

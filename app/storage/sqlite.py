@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -152,14 +153,13 @@ class SQLiteStorage(Storage):
         """One write transaction; rolled back on any error; busy → StorageBusy.
 
         Writers of this service first queue on an advisory file lock beside the
-        database. SQLite's own busy handler polls with sleeps of 1 to 100 ms, which
-        under load turns lock waits into latency; a blocking flock wakes the next
-        writer as soon as the lock is released. The busy timeout still covers other
-        processes (a CLI command) that do not take the file lock.
+        database (see ``_acquire``). SQLite's own busy handler polls with sleeps of 1
+        to 100 ms, which under load turns lock waits into latency. The busy timeout
+        still covers other processes (a CLI, sqlite3) that do not take the file lock.
         """
         conn = self.conn
         lock_fd = self._local.lock_file.fileno()
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        self._acquire(lock_fd)
         try:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -177,6 +177,25 @@ class SQLiteStorage(Storage):
                 raise StorageBusy(str(error)) from error
         finally:
             fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+    def _acquire(self, lock_fd: int) -> None:
+        """Take the writers' file lock, polling with sleeps of 0.1 to 2 ms, for at most the busy timeout.
+
+        A blocking flock would wait forever behind a stuck writer; polling keeps the wait
+        bounded (→ StorageBusy, a 503) while its short sleeps keep the hand-over between
+        two workers far below SQLite's 1-to-100 ms busy-handler steps.
+        """
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StorageBusy("another writer held the database lock for longer than the busy timeout")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         try:

@@ -1,0 +1,851 @@
+"""PostgreSQL backend (psycopg 3): the same tables, counters and transactions as the SQLite one.
+
+Connections. Each process has its own small ``psycopg_pool.ConnectionPool``, opened on
+first use and re-opened when the pid changes (gunicorn forks workers after import; a
+child never touches its parent's sockets). Connections are in autocommit mode: a read
+is one statement, a write is an explicit ``BEGIN`` … ``COMMIT`` driven by ``_run``,
+so the runner always knows whether a failure happened before or during the commit.
+The URL is used as given, so ``?options=-csearch_path%3D<schema>`` (the tests' per-test
+schema) is honoured; table names are never schema-qualified.
+
+Concurrency. Transactions run at READ COMMITTED and lock exactly what they
+read-modify-write: ``record_reward`` re-reads the assignment ``FOR UPDATE`` (at most
+one binary conversion; numeric ones are de-duplicated by the unique (assignment_id,
+event_id) index), ``_update_model_state`` locks the state row (inserting a placeholder
+row first when missing, so two first writers queue on it), and the sticky race is
+settled by ``INSERT … ON CONFLICT (experiment_id, sticky_key) DO NOTHING`` exactly as
+in SQLite. Counter increments (arm_stats and segment_stats) go to one of ``SHARDS``
+rows per key, chosen at random per transaction, so concurrent writers rarely queue on
+the same hot row; reads sum over shards. Within a transaction rows are locked in one
+global order (assignments — by experiment when inserted, ``FOR UPDATE`` when rewarded or
+erased — then arm_stats rows sorted by key, then segment_stats rows sorted by key, then
+model states sorted by key) so two writers cannot deadlock on each other; if PostgreSQL
+still reports a
+deadlock or serialization failure the transaction is retried once. ``migrate`` and
+``rebuild_arm_stats`` serialise with a transaction-scoped advisory lock and a table lock
+respectively.
+
+Failures and the one retry. A dropped connection (``pg_terminate_backend``, a restart,
+a network cut) before ``COMMIT`` was sent means the server rolled the transaction back:
+the whole transaction is retried once on a fresh connection (after a ``pool.check()``
+has thrown out the pool's other dead connections). A drop *during* ``COMMIT`` is
+ambiguous: the commit may or may not have happened. The transaction is then retried only
+when doing it twice is harmless (``idempotent=True``: migrate, set_meta_default,
+set_status, rebuild, erase_visitor, prune_events — the last two then report 0 rows, the
+first attempt having done the work) or when the outcome can be settled first: writes that insert a new
+row name it as their *witness*; the runner waits until the old backend has ended (gone
+from ``pg_stat_activity`` or idle: its transaction is finished either way), then looks
+for the witness row. Present → the commit happened, the result is returned as if nothing
+went wrong; absent → nothing was written and the retry is safe. If it cannot be settled
+(the database stays unreachable) the caller gets ``StorageBusy``; that is the one case
+in which a 503 may have written something (the client's retry is then absorbed by the
+sticky / event-id / one-conversion idempotency rules where they apply). Pool timeouts,
+lock timeouts and statement timeouts are ``StorageBusy`` without a retry (they already
+waited).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..experiments import Experiment, ExperimentSpec, Variant
+from .base import (
+    COUNTER_COLUMNS,
+    ArmTotals,
+    DuplicateKey,
+    PERIOD_SECONDS,
+    LearningSnapshot,
+    ModelRemoval,
+    ModelUpdate,
+    NewAssignment,
+    PrunedLog,
+    RewardResult,
+    SegmentTotals,
+    Storage,
+    StorageBusy,
+    StoredAssignment,
+    TimeBucket,
+    period_of,
+)
+from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
+
+log = logging.getLogger("lever.storage")
+
+T = TypeVar("T")
+
+#: counter rows per (experiment, variant, slice); increments pick one at random
+SHARDS = 8
+#: advisory lock key namespace for migrations ('Lv' 'mi')
+_MIGRATE_LOCK = 0x4C76_6D69
+#: how long to wait for a dropped backend to finish before an ambiguous commit is settled
+_SETTLE_TIMEOUT_S = 3.0
+#: session settings of every pooled connection (set_config: one round trip, URL options untouched)
+_SESSION_SETTINGS = {
+    "lock_timeout": "5s",
+    "statement_timeout": "15s",
+    "idle_in_transaction_session_timeout": "60s",
+}
+
+_ASSIGNMENT_COLUMNS = (
+    "id, experiment_id, variant_id, visitor, context, propensity, holdout, model_version, created_at, "
+    "reward_total, reward_count"
+)
+_INTEGER_COUNTERS = ("assignments", "conversions", "reward_events")
+
+
+def _assignment(row: Sequence[Any], existing: bool = False) -> StoredAssignment:
+    return StoredAssignment(
+        id=row[0], experiment_id=row[1], variant_id=row[2], visitor=row[3], context=json.loads(row[4]),
+        propensity=row[5], holdout=bool(row[6]), model_version=row[7], created_at=row[8],
+        reward_total=row[9], reward_count=row[10], existing=existing,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _counter_increment_sql(rows: int) -> str:
+    """Add to the counters of ``rows`` (experiment, variant, slice, period, shard) rows in one statement."""
+    columns = ", ".join(COUNTER_COLUMNS)
+    row = "(" + ", ".join("%s" for _ in range(5 + len(COUNTER_COLUMNS))) + ")"
+    updates = ", ".join(f"{c} = arm_stats.{c} + excluded.{c}" for c in COUNTER_COLUMNS)
+    return (
+        f"INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, {columns}) "
+        f"VALUES {', '.join(row for _ in range(rows))} "
+        f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {updates}"
+    )
+
+
+_SEGMENT_COUNTERS = ("assignments", "conversions", "reward_sum", "reward_sumsq")
+
+
+@functools.lru_cache(maxsize=64)
+def _segment_increment_sql(rows: int) -> str:
+    row = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    updates = ", ".join(f"{c} = segment_stats.{c} + excluded.{c}" for c in _SEGMENT_COUNTERS)
+    return (
+        "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, "
+        f"{', '.join(_SEGMENT_COUNTERS)}) VALUES {', '.join(row for _ in range(rows))} "
+        f"ON CONFLICT (experiment_id, feature, level, variant_id, holdout, shard) DO UPDATE SET {updates}"
+    )
+
+
+class _Counters:
+    """The counter increments of one transaction, summed per row and written in key order.
+
+    PostgreSQL refuses one upsert that touches a row twice, and writing rows in one global
+    order means two transactions can never wait for each other's rows crosswise.
+    """
+
+    def __init__(self) -> None:
+        self.shard = random.randrange(SHARDS)  # one spread-out hot row per transaction
+        self.arms: dict[tuple[int, int, int, int, int], list[float]] = defaultdict(
+            lambda: [0.0] * len(COUNTER_COLUMNS))
+        self.segments: dict[tuple[int, str, str, int, int, int], list[float]] = defaultdict(
+            lambda: [0.0] * len(_SEGMENT_COUNTERS))
+
+    def add_arm(self, experiment_id: int, variant_id: int, holdout: bool, period: int, values: Sequence[float]) -> None:
+        row = self.arms[(experiment_id, variant_id, int(holdout), period, self.shard)]
+        for position, value in enumerate(values):
+            row[position] += value
+
+    def add_decision(self, experiment_id: int, variant_id: int, holdout: bool, period: int,
+                     probabilities: Mapping[int, float], propensity: float, total: float, count: int,
+                     sign: int) -> None:
+        """Add (sign=1) or remove (sign=-1) one assignment with outcome ``total`` from ``count``
+        rewards: every arm's expected count, and the served arm's decision, outcome and
+        inverse-propensity sums (as ``sqlite._decision_counters``)."""
+        weight = 1.0 / propensity
+        for arm_id, probability in probabilities.items():
+            served = arm_id == variant_id
+            values = (
+                (1, int(count > 0), count, total, total * total, probability, weight, weight * weight,
+                 total * weight, total * total * weight * weight, total * weight * weight)
+                if served else (0, 0, 0, 0.0, 0.0, probability, 0.0, 0.0, 0.0, 0.0, 0.0)
+            )
+            self.add_arm(experiment_id, arm_id, holdout, period, [sign * v for v in values])
+
+    def add_segments(self, experiment_id: int, variant_id: int, holdout: bool, segments: Mapping[str, str],
+                     values: Sequence[float]) -> None:
+        for feature, level in segments.items():
+            row = self.segments[(experiment_id, feature, level, variant_id, int(holdout), self.shard)]
+            for position, value in enumerate(values):
+                row[position] += value
+
+    def flush(self, conn: psycopg.Connection) -> None:
+        if self.arms:
+            params: list[Any] = []
+            for key in sorted(self.arms):
+                params.extend(key)
+                params.extend(int(v) if c in _INTEGER_COUNTERS else float(v)
+                              for c, v in zip(COUNTER_COLUMNS, self.arms[key]))
+            conn.execute(_counter_increment_sql(len(self.arms)), params)
+        if self.segments:
+            params = []
+            for key in sorted(self.segments):
+                assignments, conversions, total, total_sq = self.segments[key]
+                params.extend((*key, int(assignments), int(conversions), float(total), float(total_sq)))
+            conn.execute(_segment_increment_sql(len(self.segments)), params)
+        self.arms.clear()
+        self.segments.clear()
+
+
+def _normalise_url(url: str) -> str:
+    """Heroku's ``postgres://`` and the standard ``postgresql://`` are the same to libpq."""
+    if url.startswith("postgres://"):
+        return "postgresql://" + url[len("postgres://"):]
+    return url
+
+
+@dataclass
+class _Tx:
+    """What a write transaction's body tells the runner about itself."""
+
+    #: (table, id) of a row this transaction inserted: proof that it committed
+    witness: tuple[str, int] | None = None
+
+
+class PostgresStorage(Storage):
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 4, timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.conninfo = _normalise_url(url)
+        self.min_size, self.max_size, self.timeout_s = min_size, max_size, timeout_s
+        self._pool: ConnectionPool | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._abandoned: list[ConnectionPool] = []  # a parent's pools, kept so nothing finalises them here
+
+    # -- connections ---------------------------------------------------------------
+    @staticmethod
+    def _configure(conn: psycopg.Connection) -> None:
+        names = list(_SESSION_SETTINGS)
+        sql = "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in names)
+        conn.execute(sql, [v for name in names for v in (name, _SESSION_SETTINGS[name])])
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """This process's pool (opened lazily; re-opened after a fork)."""
+        pool, pid = self._pool, os.getpid()
+        if pool is not None and self._pid == pid:
+            return pool
+        with self._lock:
+            if self._pool is not None and self._pid == pid:
+                return self._pool
+            if self._pool is not None:
+                self._abandoned.append(self._pool)  # the parent's: its sockets are not ours to close
+            pool = ConnectionPool(
+                self.conninfo, min_size=self.min_size, max_size=self.max_size, timeout=self.timeout_s,
+                kwargs={"autocommit": True, "connect_timeout": 5}, configure=self._configure,
+                name=f"lever-{pid}", open=False,
+            )
+            pool.open(wait=False)
+            self._pool, self._pid = pool, pid
+            return pool
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool = None
+
+    def release(self) -> None:
+        """Nothing is request-scoped: every method returns its connection to the pool before it returns."""
+
+    def _getconn(self) -> psycopg.Connection:
+        try:
+            return self.pool.getconn()
+        except PoolTimeout as error:
+            raise StorageBusy(f"no database connection within {self.timeout_s} s: {error}") from error
+
+    def _putconn(self, conn: psycopg.Connection) -> None:
+        if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass
+        try:
+            self.pool.putconn(conn)
+        except Exception:  # a pool closed meanwhile: just drop the connection
+            conn.close()
+
+    def _after_drop(self) -> None:
+        """A connection died: the pool's other idle connections probably did too (a restart, a kill)."""
+        try:
+            self.pool.check()
+        except Exception:  # checking is best effort; the retry's own errors are what count
+            log.debug("pool check failed", exc_info=True)
+
+    @staticmethod
+    def _retryable(conn: psycopg.Connection, error: BaseException) -> bool:
+        """Dropped connection, deadlock or serialization failure: the transaction did not happen."""
+        return conn.broken or conn.closed or isinstance(error, pg_errors.TransactionRollback)
+
+    def _run(self, body: Callable[[psycopg.Connection, _Tx], T], *, write: bool, idempotent: bool = False) -> T:
+        """Run ``body`` as one transaction (``write``) or one autocommit read, with at most one retry."""
+        for attempt in (1, 2):
+            last = attempt == 2
+            conn = self._getconn()
+            tx = _Tx()
+            committing = False
+            backend_pid = conn.info.backend_pid
+            try:
+                if write:
+                    conn.execute("BEGIN")
+                result = body(conn, tx)
+                if write:
+                    committing = True
+                    conn.execute("COMMIT")
+                return result
+            except psycopg.Error as error:
+                dropped = conn.broken or conn.closed
+                if dropped:
+                    self._after_drop()
+                if committing and dropped:
+                    # idempotent, or no witness (the body wrote nothing): a retry cannot double anything
+                    settled = idempotent or tx.witness is None
+                    if not settled:
+                        outcome = self._settle(backend_pid, tx.witness)
+                        if outcome is True:
+                            log.warning("commit confirmed after the connection dropped: %s", error)
+                            return result
+                        settled = outcome is False
+                    if not settled or last:
+                        raise StorageBusy(f"the connection dropped during COMMIT: {error}") from error
+                    log.warning("connection dropped during COMMIT, nothing was written; retrying: %s", error)
+                    continue
+                if isinstance(error, psycopg.OperationalError) or dropped:
+                    if self._retryable(conn, error) and not last:
+                        log.warning("database transaction failed (%s); retrying once", error)
+                        continue
+                    raise StorageBusy(str(error)) from error
+                raise
+            finally:
+                self._putconn(conn)
+        raise AssertionError("unreachable")
+
+    def _settle(self, backend_pid: int, witness: tuple[str, int]) -> bool | None:
+        """After a drop during COMMIT: did the transaction that inserted ``witness`` commit?
+
+        Waits until the old backend has ended or is idle (its transaction is over, one way or the
+        other: a commit is made visible before the backend can process a termination), then looks
+        for the row. Connections that drop meanwhile are replaced; None when it cannot tell in time.
+        """
+        table, row_id = witness
+        deadline = time.monotonic() + _SETTLE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                conn = self._getconn()
+            except StorageBusy:
+                return None
+            try:
+                row = conn.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (backend_pid,)).fetchone()
+                if row is None or row[0] == "idle":
+                    return conn.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,)).fetchone() is not None
+            except psycopg.Error:
+                if conn.broken or conn.closed:
+                    self._after_drop()
+            finally:
+                self._putconn(conn)
+            time.sleep(0.02)
+        return None
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self._run(lambda conn, _tx: conn.execute(sql, params).fetchall(), write=False)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def migrate(self) -> int:
+        def body(conn: psycopg.Connection, _tx: _Tx) -> int:
+            conn.execute("SET LOCAL statement_timeout = 0")
+            # every worker migrates at start: one at a time per schema, the others then find it done
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(current_schema(), '')))",
+                         (_MIGRATE_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            for target, statements in sorted(MIGRATIONS.items()):
+                if target > version:
+                    for statement in statements:
+                        conn.execute(statement)
+                    version = target
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(version),)
+            )
+            return version
+
+        version = self._run(body, write=True, idempotent=True)
+        assert version == SCHEMA_VERSION
+        return version
+
+    def healthy(self) -> bool:
+        """The schema is there; a connection killed since the last request is replaced (one retry)."""
+        try:
+            return bool(self._read("SELECT value FROM meta WHERE key = 'schema_version'"))
+        except Exception:
+            return False
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = %s", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta_default(self, key: str, value: str) -> str:
+        def body(conn: psycopg.Connection, _tx: _Tx) -> str:
+            conn.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", (key, value))
+            return conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()[0]
+
+        return self._run(body, write=True, idempotent=True)
+
+    # -- experiments -----------------------------------------------------------------
+    def create_experiment(self, spec: ExperimentSpec, now: float) -> Experiment:
+        def body(conn: psycopg.Connection, tx: _Tx) -> None:
+            if conn.execute("SELECT 1 FROM experiments WHERE key = %s", (spec.key,)).fetchone():
+                raise DuplicateKey(spec.key)
+            try:
+                experiment_id = conn.execute(
+                    "INSERT INTO experiments (key, name, mode, reward, control, holdout, min_share, reward_window_s, "
+                    "sticky, context, options, status, winner, created_at, updated_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'running', NULL, %s, %s) RETURNING id",
+                    (spec.key, spec.name, spec.mode, spec.reward, spec.control, spec.holdout, spec.min_share,
+                     spec.reward_window_s, int(spec.sticky), json.dumps(list(spec.context)),
+                     json.dumps({"decay_half_life_s": spec.decay_half_life_s,
+                                 "allowed_origins": list(spec.allowed_origins)}), now, now),
+                ).fetchone()[0]
+            except pg_errors.UniqueViolation as error:  # created concurrently since the check above
+                raise DuplicateKey(spec.key) from error
+            tx.witness = ("experiments", experiment_id)
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO variants (experiment_id, key, position, payload, weight) VALUES (%s, %s, %s, %s, %s)",
+                    [(experiment_id, variant.key, position, json.dumps(dict(variant.payload)),
+                      spec.weights[position] if spec.weights else None)
+                     for position, variant in enumerate(spec.variants)],
+                )
+
+        self._run(body, write=True)
+        experiment = self.get_experiment(spec.key)
+        assert experiment is not None
+        return experiment
+
+    def _experiments(self, where: str, params: Sequence[Any]) -> list[Experiment]:
+        def body(conn: psycopg.Connection, _tx: _Tx) -> tuple[list[tuple], list[tuple]]:
+            rows = conn.execute(
+                "SELECT id, key, name, mode, reward, control, holdout, min_share, reward_window_s, sticky, context, "
+                f"options, status, winner, created_at, updated_at FROM experiments {where} ORDER BY id", params
+            ).fetchall()
+            if not rows:
+                return rows, []
+            variant_rows = conn.execute(
+                "SELECT experiment_id, id, key, payload, weight FROM variants WHERE experiment_id = ANY(%s) "
+                "ORDER BY experiment_id, position", ([row[0] for row in rows],)
+            ).fetchall()
+            return rows, variant_rows
+
+        rows, variant_rows = self._run(body, write=False)
+        by_experiment: dict[int, list[tuple]] = {}
+        for row in variant_rows:
+            by_experiment.setdefault(row[0], []).append(row)
+        experiments = []
+        for row in rows:
+            variants = by_experiment.get(row[0], [])
+            options = json.loads(row[11])
+            weights = tuple(v[4] for v in variants) if row[3] == "ab" else None
+            experiments.append(Experiment(
+                id=row[0], key=row[1], name=row[2], mode=row[3], reward=row[4], control=row[5], holdout=row[6],
+                min_share=row[7], reward_window_s=row[8], sticky=bool(row[9]),
+                context=tuple(json.loads(row[10])), status=row[12], winner=row[13], created_at=row[14],
+                updated_at=row[15], weights=weights, decay_half_life_s=options.get("decay_half_life_s"),
+                allowed_origins=tuple(options.get("allowed_origins", ())),
+                variants=tuple(Variant(key=v[2], payload=json.loads(v[3]), id=v[1]) for v in variants),
+            ))
+        return experiments
+
+    def get_experiment(self, key: str) -> Experiment | None:
+        found = self._experiments("WHERE key = %s", (key,))
+        return found[0] if found else None
+
+    def list_experiments(self) -> list[Experiment]:
+        return self._experiments("", ())
+
+    def set_status(self, key: str, status: str, winner: str | None, now: float) -> Experiment | None:
+        def body(conn: psycopg.Connection, _tx: _Tx) -> int:
+            return conn.execute(
+                "UPDATE experiments SET status = %s, winner = %s, updated_at = %s WHERE key = %s",
+                (status, winner, now, key),
+            ).rowcount
+
+        if self._run(body, write=True, idempotent=True) == 0:
+            return None
+        return self.get_experiment(key)
+
+    # -- assignments -------------------------------------------------------------------
+    def find_sticky_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
+        rows = self._read(
+            f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = %s AND sticky_key = %s",
+            (experiment_id, visitor),
+        )
+        return _assignment(rows[0], existing=True) if rows else None
+
+    def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
+        def body(conn: psycopg.Connection, tx: _Tx) -> list[StoredAssignment]:
+            stored: list[StoredAssignment | None] = [None] * len(items)
+            counters = _Counters()
+            updates: list[tuple[int, int, ModelUpdate]] = []
+            # by experiment: two batches for one sticky visitor queue on the unique index in the same order
+            for index in sorted(range(len(items)), key=lambda i: items[i].experiment_id):
+                item = items[index]
+                context_json = json.dumps(dict(item.context), separators=(",", ":"), sort_keys=True)
+                probabilities_json = json.dumps({str(k): v for k, v in item.probabilities.items()},
+                                                separators=(",", ":"))
+                segments_json = json.dumps(dict(item.segments), separators=(",", ":")) if item.segments else None
+                row = conn.execute(
+                    "INSERT INTO assignments (experiment_id, variant_id, visitor, sticky_key, context, probabilities, "
+                    "propensity, holdout, model_version, created_at, segments) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (experiment_id, sticky_key) DO NOTHING RETURNING id",
+                    (item.experiment_id, item.variant_id, item.visitor, item.visitor if item.sticky else None,
+                     context_json, probabilities_json, item.propensity, int(item.holdout), item.model_version,
+                     item.created_at, segments_json),
+                ).fetchone()
+                if row is None:  # a concurrent request assigned this sticky visitor first (and has committed)
+                    existing = conn.execute(
+                        f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = %s AND sticky_key = %s",
+                        (item.experiment_id, item.visitor),
+                    ).fetchone()
+                    stored[index] = _assignment(existing, existing=True)
+                    continue
+                tx.witness = ("assignments", row[0])
+                counters.add_decision(item.experiment_id, item.variant_id, item.holdout, period_of(item.created_at),
+                                      item.probabilities, item.propensity, 0.0, 0, sign=1)
+                counters.add_segments(item.experiment_id, item.variant_id, item.holdout, item.segments,
+                                      (1, 0, 0.0, 0.0))
+                if item.model_update is not None:
+                    updates.append((item.experiment_id, item.variant_id, item.model_update))
+                stored[index] = StoredAssignment(
+                    id=row[0], experiment_id=item.experiment_id, variant_id=item.variant_id,
+                    visitor=item.visitor, context=item.context, propensity=item.propensity, holdout=item.holdout,
+                    model_version=item.model_version, created_at=item.created_at,
+                )
+            counters.flush(conn)
+            for experiment_id, variant_id, update in sorted(updates, key=lambda u: (u[0], u[1])):
+                self._update_model_state(conn, experiment_id, variant_id, update)
+            return stored  # type: ignore[return-value]
+
+        return self._run(body, write=True)
+
+    @staticmethod
+    def _update_model_state(conn: psycopg.Connection, experiment_id: int, variant_id: int,
+                            update: ModelUpdate) -> None:
+        """Read-modify-write of one arm state under its row lock (the first writer inserts the row)."""
+        select = "SELECT state FROM model_state WHERE experiment_id = %s AND variant_id = %s FOR UPDATE"
+        row = conn.execute(select, (experiment_id, variant_id)).fetchone()
+        if row is None:
+            # a placeholder, never committed as such: a concurrent first writer waits on it, then sees our state
+            conn.execute(
+                "INSERT INTO model_state (experiment_id, variant_id, state) VALUES (%s, %s, NULL) "
+                "ON CONFLICT (experiment_id, variant_id) DO NOTHING", (experiment_id, variant_id),
+            )
+            row = conn.execute(select, (experiment_id, variant_id)).fetchone()
+        state = update(bytes(row[0]) if row[0] is not None else None)
+        conn.execute("UPDATE model_state SET state = %s WHERE experiment_id = %s AND variant_id = %s",
+                     (state, experiment_id, variant_id))
+
+    def get_assignment(self, assignment_id: int) -> StoredAssignment | None:
+        rows = self._read(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE id = %s", (assignment_id,))
+        return _assignment(rows[0]) if rows else None
+
+    def latest_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
+        rows = self._read(
+            f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = %s AND visitor = %s "
+            "ORDER BY id DESC LIMIT 1", (experiment_id, visitor),
+        )
+        return _assignment(rows[0]) if rows else None
+
+    def visit_count(self, visitor: str) -> int:
+        return int(self._read("SELECT COUNT(*) FROM assignments WHERE visitor = %s", (visitor,))[0][0])
+
+    # -- rewards ---------------------------------------------------------------------
+    def record_reward(
+        self,
+        assignment: StoredAssignment,
+        value: float,
+        event_id: str | None,
+        binary: bool,
+        now: float,
+        model_update: ModelUpdate | None = None,
+    ) -> RewardResult:
+        def body(conn: psycopg.Connection, tx: _Tx) -> RewardResult:
+            # Re-read under the row lock: another worker may have rewarded it meanwhile.
+            total, count, segments_json = conn.execute(
+                "SELECT reward_total, reward_count, segments FROM assignments WHERE id = %s FOR UPDATE",
+                (assignment.id,),
+            ).fetchone()
+            if binary and count > 0:
+                return RewardResult(accepted=False, reward_total=total, reward_count=count)
+            row = conn.execute(
+                "INSERT INTO rewards (assignment_id, experiment_id, value, event_id, created_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (assignment_id, event_id) DO NOTHING RETURNING id",
+                (assignment.id, assignment.experiment_id, value, event_id, now),
+            ).fetchone()
+            if row is None:  # the same event_id was seen before
+                return RewardResult(accepted=False, reward_total=total, reward_count=count)
+            tx.witness = ("rewards", row[0])
+            new_total, new_count = total + value, count + 1
+            conn.execute("UPDATE assignments SET reward_total = %s, reward_count = %s WHERE id = %s",
+                         (new_total, new_count, assignment.id))
+            # y goes from `total` to `new_total`: move every sum that depends on y.
+            weight = 1.0 / assignment.propensity
+            square_change = new_total * new_total - total * total
+            counters = _Counters()
+            counters.add_arm(assignment.experiment_id, assignment.variant_id, assignment.holdout,
+                             period_of(assignment.created_at), (
+                                 0, int(count == 0), 1, value, square_change, 0.0,
+                                 0.0, 0.0, value * weight, square_change * weight * weight, value * weight * weight,
+                             ))
+            if segments_json:
+                counters.add_segments(assignment.experiment_id, assignment.variant_id, assignment.holdout,
+                                      json.loads(segments_json), (0, int(count == 0), value, square_change))
+            counters.flush(conn)
+            if model_update is not None:
+                self._update_model_state(conn, assignment.experiment_id, assignment.variant_id, model_update)
+            return RewardResult(accepted=True, reward_total=new_total, reward_count=new_count)
+
+        return self._run(body, write=True)
+
+    # -- learning and analysis reads ---------------------------------------------------------
+    def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
+        sums = ", ".join(f"SUM({c})" for c in COUNTER_COLUMNS)
+
+        def body(conn: psycopg.Connection, _tx: _Tx) -> tuple[list[tuple], list[tuple]]:
+            rows = conn.execute(
+                f"SELECT variant_id, holdout, {sums} FROM arm_stats WHERE experiment_id = %s "
+                "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)
+            ).fetchall()
+            states = conn.execute("SELECT variant_id, state FROM model_state WHERE experiment_id = %s",
+                                  (experiment_id,)).fetchall()
+            return rows, states
+
+        rows, states = self._run(body, write=False)
+        totals = tuple(
+            ArmTotals(row[0], bool(row[1]), *(int(v) if c in _INTEGER_COUNTERS else float(v)
+                                              for c, v in zip(COUNTER_COLUMNS, row[2:])))
+            for row in rows
+        )
+        return LearningSnapshot(totals=totals,
+                                model_states={row[0]: bytes(row[1]) for row in states if row[1] is not None})
+
+    @staticmethod
+    def _events_batch(conn: psycopg.Connection, experiment_id: int, after_id: int, batch_size: int) -> list[tuple]:
+        return conn.execute(
+            "SELECT a.id, a.visitor, v.key, a.context, a.propensity, a.holdout, a.model_version, a.created_at, "
+            "a.reward_total, a.reward_count, a.variant_id, a.probabilities FROM assignments a "
+            "JOIN variants v ON v.id = a.variant_id "
+            "WHERE a.experiment_id = %s AND a.id > %s ORDER BY a.id LIMIT %s", (experiment_id, after_id, batch_size)
+        ).fetchall()
+
+    @staticmethod
+    def _event(row: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "id": row[0], "visitor": row[1], "variant": row[2], "context": row[3], "propensity": row[4],
+            "holdout": bool(row[5]), "model_version": row[6], "created_at": row[7],
+            "reward_total": row[8], "reward_count": row[9], "variant_id": row[10],
+            "probabilities": row[11],
+        }
+
+    def iter_events(self, experiment_id: int, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """One connection per batch, held only while the batch is read (a slow consumer holds none)."""
+        last_id = 0
+        while True:
+            rows = self._run(lambda conn, _tx: self._events_batch(conn, experiment_id, last_id, batch_size),
+                             write=False)
+            if not rows:
+                return
+            for row in rows:
+                yield self._event(row)
+            last_id = rows[-1][0]
+
+    def _iter_events_on(self, conn: psycopg.Connection, experiment_id: int,
+                        batch_size: int = 1000) -> Iterator[dict[str, Any]]:
+        last_id = 0
+        while rows := self._events_batch(conn, experiment_id, last_id, batch_size):
+            yield from (self._event(row) for row in rows)
+            last_id = rows[-1][0]
+
+    @staticmethod
+    def _rewards_for_rebuild_on(conn: psycopg.Connection, experiment_id: int) -> list[tuple[int, float, float]]:
+        return conn.execute(
+            "SELECT assignment_id, value, created_at FROM rewards WHERE experiment_id = %s ORDER BY id",
+            (experiment_id,),
+        ).fetchall()
+
+    def rewards_for_rebuild(self, experiment_id: int) -> list[tuple[int, float, float]]:
+        """(assignment_id, value, created_at) of every reward, in arrival order."""
+        return self._run(lambda conn, _tx: self._rewards_for_rebuild_on(conn, experiment_id), write=False)
+
+    # -- privacy and retention -----------------------------------------------------------
+    _VISITOR_COLUMNS = ("a.id, e.key, v.key, a.context, a.propensity, a.holdout, a.model_version, a.created_at, "
+                        "a.reward_total, a.reward_count")
+
+    def visitor_events(self, visitor: str) -> list[dict[str, Any]]:
+        def body(conn: psycopg.Connection, _tx: _Tx) -> tuple[list[tuple], list[tuple]]:
+            rows = conn.execute(
+                f"SELECT {self._VISITOR_COLUMNS} FROM assignments a JOIN experiments e ON e.id = a.experiment_id "
+                "JOIN variants v ON v.id = a.variant_id WHERE a.visitor = %s ORDER BY a.id", (visitor,)
+            ).fetchall()
+            rewards = conn.execute(
+                "SELECT r.assignment_id, r.value, r.event_id, r.created_at FROM rewards r "
+                "JOIN assignments a ON a.id = r.assignment_id WHERE a.visitor = %s ORDER BY r.id", (visitor,)
+            ).fetchall()
+            return rows, rewards
+
+        rows, rewards = self._run(body, write=False)
+        by_assignment: dict[int, list[dict[str, Any]]] = {}
+        for assignment_id, value, event_id, created_at in rewards:
+            by_assignment.setdefault(assignment_id, []).append(
+                {"value": value, "event_id": event_id, "created_at": created_at})
+        return [
+            {"id": r[0], "experiment": r[1], "variant": r[2], "context": json.loads(r[3]), "propensity": r[4],
+             "holdout": bool(r[5]), "model_version": r[6], "created_at": r[7], "reward_total": r[8],
+             "reward_count": r[9], "rewards": by_assignment.get(r[0], [])}
+            for r in rows
+        ]
+
+    def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
+        """Delete every assignment and reward of a visitor and take them out of every counter,
+        in one transaction, so reported totals equal a rebuild from what remains.
+
+        The visitor's assignment rows are locked first (as a reward locks its assignment
+        before counters), so an erase and a concurrent reward queue instead of deadlocking.
+        Idempotent: after an ambiguous commit the retry finds nothing left (and returns 0).
+        """
+        def body(conn: psycopg.Connection, _tx: _Tx) -> int:
+            rows = conn.execute(
+                "SELECT id, experiment_id, variant_id, holdout, created_at, propensity, probabilities, "
+                "reward_total, reward_count, segments, context FROM assignments WHERE visitor = %s "
+                "ORDER BY id FOR UPDATE", (visitor,)
+            ).fetchall()
+            if not rows:
+                return 0
+            counters = _Counters()
+            removals: list[tuple[int, int, int, ModelUpdate]] = []
+            for (assignment_id, experiment_id, variant_id, holdout, created_at, propensity, probabilities_json,
+                 total, count, segments_json, context_json) in rows:
+                probabilities = {int(k): p for k, p in json.loads(probabilities_json).items()}
+                counters.add_decision(experiment_id, variant_id, holdout, period_of(created_at), probabilities,
+                                      propensity, total, count, sign=-1)
+                if segments_json:
+                    counters.add_segments(experiment_id, variant_id, holdout, json.loads(segments_json),
+                                          (-1, -int(count > 0), -total, -total * total))
+                if model_removal is not None:
+                    update = model_removal(experiment_id, json.loads(context_json), created_at, total)
+                    if update is not None:
+                        removals.append((experiment_id, variant_id, assignment_id, update))
+            counters.flush(conn)
+            for experiment_id, variant_id, _id, update in sorted(removals, key=lambda r: r[:3]):
+                self._update_model_state(conn, experiment_id, variant_id, update)
+            ids = [row[0] for row in rows]
+            conn.execute("DELETE FROM rewards WHERE assignment_id = ANY(%s)", (ids,))
+            conn.execute("DELETE FROM assignments WHERE id = ANY(%s)", (ids,))
+            return len(rows)
+
+        return self._run(body, write=True, idempotent=True)
+
+    def prune_events(self, before: float) -> int:
+        """Delete raw events of assignments made before ``before``; the counters (and so every
+        reported total) are kept. Rebuilding counters from the log is refused afterwards.
+        Idempotent (a retry after an ambiguous commit deletes nothing more and returns 0)."""
+        def body(conn: psycopg.Connection, _tx: _Tx) -> int:
+            conn.execute("SET LOCAL statement_timeout = 0")
+            conn.execute("DELETE FROM rewards WHERE assignment_id IN "
+                         "(SELECT id FROM assignments WHERE created_at < %s)", (before,))
+            deleted = conn.execute("DELETE FROM assignments WHERE created_at < %s", (before,)).rowcount
+            if deleted:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('pruned_before', %s) ON CONFLICT (key) DO UPDATE "
+                    "SET value = GREATEST(meta.value::double precision, excluded.value::double precision)::text",
+                    (repr(float(before)),),
+                )
+            return deleted
+
+        return self._run(body, write=True, idempotent=True)
+
+    def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
+        rows = self._read(
+            "SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
+            "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = %s GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            (experiment_id,),
+        )
+        return [SegmentTotals(f, l, v, bool(h), int(n), int(c), float(t), float(q)) for f, l, v, h, n, c, t, q in rows]
+
+    def time_series(self, experiment_id: int) -> list[TimeBucket]:
+        rows = self._read(
+            "SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
+            "FROM arm_stats WHERE experiment_id = %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,),
+        )
+        return [TimeBucket(float(p), v, bool(h), int(n), int(c), float(t)) for p, v, h, n, c, t in rows]
+
+    def rebuild_arm_stats(self, experiment: Experiment, model_rebuild: Callable[..., Any] | None = None) -> None:
+        """Recompute the counters (and contextual states) of one experiment from the log.
+
+        The SHARE ROW EXCLUSIVE lock on arm_stats makes concurrent event writers wait at their
+        counter update until this commits; their events are not in the recomputed sums (not yet
+        committed when read) and their increments land on top of them afterwards, so nothing is
+        lost or counted twice. Reward events of binary experiments that did not convert are not
+        stored, so ``reward_events`` equals ``reward_count`` summed over assignments for both types.
+        """
+        if self.get_meta("pruned_before") is not None:
+            raise PrunedLog("raw events were pruned (LEVER_RETENTION_DAYS): the counters can no longer be rebuilt")
+        period = f"(floor(created_at / {PERIOD_SECONDS}))::bigint * {PERIOD_SECONDS}"
+
+        def body(conn: psycopg.Connection, _tx: _Tx) -> None:
+            conn.execute("SET LOCAL statement_timeout = 0")
+            conn.execute("LOCK TABLE arm_stats, segment_stats IN SHARE ROW EXCLUSIVE MODE")
+            conn.execute("DELETE FROM arm_stats WHERE experiment_id = %s", (experiment.id,))
+            conn.execute("DELETE FROM segment_stats WHERE experiment_id = %s", (experiment.id,))
+            conn.execute(
+                "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, assignments, conversions, "
+                "reward_events, reward_sum, reward_sumsq, expected_assignments, inv_propensity_sum, "
+                "inv_propensity_sumsq, ips_reward_sum, ips_reward_sumsq, ips_cross_sum) "
+                f"SELECT experiment_id, variant_id, holdout, {period}, 0, COUNT(*), SUM((reward_count > 0)::int), "
+                "SUM(reward_count), SUM(reward_total), SUM(reward_total * reward_total), 0, SUM(1.0 / propensity), "
+                "SUM(1.0 / (propensity * propensity)), SUM(reward_total / propensity), "
+                "SUM(reward_total * reward_total / (propensity * propensity)), "
+                "SUM(reward_total / (propensity * propensity)) "
+                "FROM assignments WHERE experiment_id = %s GROUP BY experiment_id, variant_id, holdout, 4",
+                (experiment.id,)
+            )
+            # expected counts: sum of every variant's probability over the decisions of each slice
+            conn.execute(
+                "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, expected_assignments) "
+                f"SELECT a.experiment_id, p.key::bigint, a.holdout, {period}, 0, SUM(p.value::double precision) "
+                "FROM assignments a, jsonb_each_text(a.probabilities::jsonb) p WHERE a.experiment_id = %s "
+                "GROUP BY a.experiment_id, p.key::bigint, a.holdout, 4 "
+                "ON CONFLICT (experiment_id, variant_id, holdout, period, shard) "
+                "DO UPDATE SET expected_assignments = excluded.expected_assignments", (experiment.id,)
+            )
+            conn.execute(
+                "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, assignments, "
+                "conversions, reward_sum, reward_sumsq) "
+                "SELECT a.experiment_id, s.key, s.value, a.variant_id, a.holdout, 0, COUNT(*), "
+                "SUM((a.reward_count > 0)::int), SUM(a.reward_total), SUM(a.reward_total * a.reward_total) "
+                "FROM assignments a, jsonb_each_text(a.segments::jsonb) s "
+                "WHERE a.experiment_id = %s AND a.segments IS NOT NULL GROUP BY 1, 2, 3, 4, 5", (experiment.id,)
+            )
+            if model_rebuild is not None:
+                conn.execute("DELETE FROM model_state WHERE experiment_id = %s", (experiment.id,))
+                states = model_rebuild(self._iter_events_on(conn, experiment.id),
+                                       self._rewards_for_rebuild_on(conn, experiment.id))
+                for variant_id, state in sorted(states.items()):
+                    conn.execute("INSERT INTO model_state (experiment_id, variant_id, state) VALUES (%s, %s, %s)",
+                                 (experiment.id, variant_id, state))
+
+        self._run(body, write=True, idempotent=True)

@@ -61,3 +61,15 @@ def test_every_route_is_documented(app):
 def test_readme_starts_with_the_two_setup_commands():
     head = README[:1500]
     assert "make run" in head and "make test" in head
+
+
+def test_sqlite_on_an_ephemeral_filesystem_warns_loudly(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("DYNO", "web.1")
+    with caplog.at_level("WARNING", logger="lever"):
+        create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'dyno.db'}"})
+    assert any("ALL DATA WILL BE LOST" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    monkeypatch.delenv("DYNO")
+    with caplog.at_level("WARNING", logger="lever"):
+        create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'dyno.db'}"})
+    assert not any("ALL DATA WILL BE LOST" in record.getMessage() for record in caplog.records)

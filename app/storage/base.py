@@ -234,7 +234,12 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def rebuild_arm_stats(self, experiment: Experiment, model_rebuild: Callable[..., Any] | None = None) -> None:
-        """Recompute every counter of the experiment from the event log."""
+        """Recompute every counter of the experiment (and with ``model_rebuild`` its contextual
+        states) from the event log; ``PrunedLog`` once ``prune_events`` has deleted any of it.
+
+        Reward events of binary experiments that did not convert are not stored, so
+        ``reward_events`` equals ``reward_count`` summed over assignments for both types.
+        """
 
     @abc.abstractmethod
     def visitor_events(self, visitor: str) -> list[dict[str, Any]]:
@@ -242,11 +247,13 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
-        """Delete the visitor's assignments and rewards, taking them out of every counter; returns the count."""
+        """Delete the visitor's assignments and rewards and take them out of every counter, in one
+        transaction, so reported totals equal a rebuild from what remains; returns the count."""
 
     @abc.abstractmethod
     def prune_events(self, before: float) -> int:
-        """Delete raw events of assignments made before ``before``, keeping the counters."""
+        """Delete raw events of assignments made before ``before``; the counters (and so every
+        reported total) are kept. Rebuilding counters from the log is refused afterwards."""
 
     @abc.abstractmethod
     def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:

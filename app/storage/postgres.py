@@ -60,10 +60,10 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..experiments import Experiment, ExperimentSpec, Variant
+from ..experiments import Experiment, ExperimentSpec
+from . import records
 from .base import (
     COUNTER_COLUMNS,
-    ArmTotals,
     DuplicateKey,
     PERIOD_SECONDS,
     LearningSnapshot,
@@ -97,21 +97,6 @@ _SESSION_SETTINGS = {
     "statement_timeout": "15s",
     "idle_in_transaction_session_timeout": "60s",
 }
-
-_ASSIGNMENT_COLUMNS = (
-    "id, experiment_id, variant_id, visitor, context, propensity, holdout, model_version, created_at, "
-    "reward_total, reward_count"
-)
-_INTEGER_COUNTERS = ("assignments", "conversions", "reward_events")
-
-
-def _assignment(row: Sequence[Any], existing: bool = False) -> StoredAssignment:
-    return StoredAssignment(
-        id=row[0], experiment_id=row[1], variant_id=row[2], visitor=row[3], context=json.loads(row[4]),
-        propensity=row[5], holdout=bool(row[6]), model_version=row[7], created_at=row[8],
-        reward_total=row[9], reward_count=row[10], existing=existing,
-    )
-
 
 @functools.lru_cache(maxsize=64)
 def _counter_increment_sql(rows: int) -> str:
@@ -159,21 +144,11 @@ class _Counters:
         for position, value in enumerate(values):
             row[position] += value
 
-    def add_decision(self, experiment_id: int, variant_id: int, holdout: bool, period: int,
-                     probabilities: Mapping[int, float], propensity: float, total: float, count: int,
-                     sign: int) -> None:
-        """Add (sign=1) or remove (sign=-1) one assignment with outcome ``total`` from ``count``
-        rewards: every arm's expected count, and the served arm's decision, outcome and
-        inverse-propensity sums (as ``sqlite._decision_counters``)."""
-        weight = 1.0 / propensity
-        for arm_id, probability in probabilities.items():
-            served = arm_id == variant_id
-            values = (
-                (1, int(count > 0), count, total, total * total, probability, weight, weight * weight,
-                 total * weight, total * total * weight * weight, total * weight * weight)
-                if served else (0, 0, 0, 0.0, 0.0, probability, 0.0, 0.0, 0.0, 0.0, 0.0)
-            )
-            self.add_arm(experiment_id, arm_id, holdout, period, [sign * v for v in values])
+    def add_arms(self, experiment_id: int, holdout: bool, period: int,
+                 arms: Sequence[tuple[int, Sequence[float]]]) -> None:
+        """Add (arm id, counter values) ``arms``, e.g. ``records.decision_increments``."""
+        for arm_id, values in arms:
+            self.add_arm(experiment_id, arm_id, holdout, period, values)
 
     def add_segments(self, experiment_id: int, variant_id: int, holdout: bool, segments: Mapping[str, str],
                      values: Sequence[float]) -> None:
@@ -187,7 +162,7 @@ class _Counters:
             params: list[Any] = []
             for key in sorted(self.arms):
                 params.extend(key)
-                params.extend(int(v) if c in _INTEGER_COUNTERS else float(v)
+                params.extend(int(v) if c in records.INTEGER_COUNTERS else float(v)
                               for c, v in zip(COUNTER_COLUMNS, self.arms[key]))
             conn.execute(_counter_increment_sql(len(self.arms)), params)
         if self.segments:
@@ -412,13 +387,9 @@ class PostgresStorage(Storage):
                 raise DuplicateKey(spec.key)
             try:
                 experiment_id = conn.execute(
-                    "INSERT INTO experiments (key, name, mode, reward, control, holdout, min_share, reward_window_s, "
-                    "sticky, context, options, status, winner, created_at, updated_at) "
+                    f"INSERT INTO experiments ({records.EXPERIMENT_INSERT_COLUMNS}) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'running', NULL, %s, %s) RETURNING id",
-                    (spec.key, spec.name, spec.mode, spec.reward, spec.control, spec.holdout, spec.min_share,
-                     spec.reward_window_s, int(spec.sticky), json.dumps(list(spec.context)),
-                     json.dumps({"decay_half_life_s": spec.decay_half_life_s,
-                                 "allowed_origins": list(spec.allowed_origins)}), now, now),
+                    records.experiment_values(spec, now),
                 ).fetchone()[0]
             except pg_errors.UniqueViolation as error:  # created concurrently since the check above
                 raise DuplicateKey(spec.key) from error
@@ -426,9 +397,7 @@ class PostgresStorage(Storage):
             with conn.cursor() as cursor:
                 cursor.executemany(
                     "INSERT INTO variants (experiment_id, key, position, payload, weight) VALUES (%s, %s, %s, %s, %s)",
-                    [(experiment_id, variant.key, position, json.dumps(dict(variant.payload)),
-                      spec.weights[position] if spec.weights else None)
-                     for position, variant in enumerate(spec.variants)],
+                    records.variant_values(experiment_id, spec),
                 )
 
         self._run(body, write=True)
@@ -439,35 +408,17 @@ class PostgresStorage(Storage):
     def _experiments(self, where: str, params: Sequence[Any]) -> list[Experiment]:
         def body(conn: psycopg.Connection, _tx: _Tx) -> tuple[list[tuple], list[tuple]]:
             rows = conn.execute(
-                "SELECT id, key, name, mode, reward, control, holdout, min_share, reward_window_s, sticky, context, "
-                f"options, status, winner, created_at, updated_at FROM experiments {where} ORDER BY id", params
+                f"SELECT {records.EXPERIMENT_COLUMNS} FROM experiments {where} ORDER BY id", params
             ).fetchall()
             if not rows:
                 return rows, []
             variant_rows = conn.execute(
-                "SELECT experiment_id, id, key, payload, weight FROM variants WHERE experiment_id = ANY(%s) "
+                f"SELECT {records.VARIANT_COLUMNS} FROM variants WHERE experiment_id = ANY(%s) "
                 "ORDER BY experiment_id, position", ([row[0] for row in rows],)
             ).fetchall()
             return rows, variant_rows
 
-        rows, variant_rows = self._run(body, write=False)
-        by_experiment: dict[int, list[tuple]] = {}
-        for row in variant_rows:
-            by_experiment.setdefault(row[0], []).append(row)
-        experiments = []
-        for row in rows:
-            variants = by_experiment.get(row[0], [])
-            options = json.loads(row[11])
-            weights = tuple(v[4] for v in variants) if row[3] == "ab" else None
-            experiments.append(Experiment(
-                id=row[0], key=row[1], name=row[2], mode=row[3], reward=row[4], control=row[5], holdout=row[6],
-                min_share=row[7], reward_window_s=row[8], sticky=bool(row[9]),
-                context=tuple(json.loads(row[10])), status=row[12], winner=row[13], created_at=row[14],
-                updated_at=row[15], weights=weights, decay_half_life_s=options.get("decay_half_life_s"),
-                allowed_origins=tuple(options.get("allowed_origins", ())),
-                variants=tuple(Variant(key=v[2], payload=json.loads(v[3]), id=v[1]) for v in variants),
-            ))
-        return experiments
+        return records.experiments(*self._run(body, write=False))
 
     def get_experiment(self, key: str) -> Experiment | None:
         found = self._experiments("WHERE key = %s", (key,))
@@ -490,10 +441,10 @@ class PostgresStorage(Storage):
     # -- assignments -------------------------------------------------------------------
     def find_sticky_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
         rows = self._read(
-            f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = %s AND sticky_key = %s",
+            f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = %s AND sticky_key = %s",
             (experiment_id, visitor),
         )
-        return _assignment(rows[0], existing=True) if rows else None
+        return records.assignment(rows[0], existing=True) if rows else None
 
     def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
         def body(conn: psycopg.Connection, tx: _Tx) -> list[StoredAssignment]:
@@ -503,38 +454,29 @@ class PostgresStorage(Storage):
             # by experiment: two batches for one sticky visitor queue on the unique index in the same order
             for index in sorted(range(len(items)), key=lambda i: items[i].experiment_id):
                 item = items[index]
-                context_json = json.dumps(dict(item.context), separators=(",", ":"), sort_keys=True)
-                probabilities_json = json.dumps({str(k): v for k, v in item.probabilities.items()},
-                                                separators=(",", ":"))
-                segments_json = json.dumps(dict(item.segments), separators=(",", ":")) if item.segments else None
                 row = conn.execute(
-                    "INSERT INTO assignments (experiment_id, variant_id, visitor, sticky_key, context, probabilities, "
-                    "propensity, holdout, model_version, created_at, segments) "
+                    f"INSERT INTO assignments ({records.ASSIGNMENT_INSERT_COLUMNS}) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (experiment_id, sticky_key) DO NOTHING RETURNING id",
-                    (item.experiment_id, item.variant_id, item.visitor, item.visitor if item.sticky else None,
-                     context_json, probabilities_json, item.propensity, int(item.holdout), item.model_version,
-                     item.created_at, segments_json),
+                    records.assignment_values(item),
                 ).fetchone()
                 if row is None:  # a concurrent request assigned this sticky visitor first (and has committed)
                     existing = conn.execute(
-                        f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = %s AND sticky_key = %s",
+                        f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments "
+                        "WHERE experiment_id = %s AND sticky_key = %s",
                         (item.experiment_id, item.visitor),
                     ).fetchone()
-                    stored[index] = _assignment(existing, existing=True)
+                    stored[index] = records.assignment(existing, existing=True)
                     continue
                 tx.witness = ("assignments", row[0])
-                counters.add_decision(item.experiment_id, item.variant_id, item.holdout, period_of(item.created_at),
-                                      item.probabilities, item.propensity, 0.0, 0, sign=1)
+                counters.add_arms(item.experiment_id, item.holdout, period_of(item.created_at),
+                                  records.decision_increments(item.variant_id, item.probabilities, item.propensity,
+                                                              0.0, 0, sign=1))
                 counters.add_segments(item.experiment_id, item.variant_id, item.holdout, item.segments,
-                                      (1, 0, 0.0, 0.0))
+                                      records.NEW_DECISION_SEGMENT_VALUES)
                 if item.model_update is not None:
                     updates.append((item.experiment_id, item.variant_id, item.model_update))
-                stored[index] = StoredAssignment(
-                    id=row[0], experiment_id=item.experiment_id, variant_id=item.variant_id,
-                    visitor=item.visitor, context=item.context, propensity=item.propensity, holdout=item.holdout,
-                    model_version=item.model_version, created_at=item.created_at,
-                )
+                stored[index] = records.new_assignment(item, row[0])
             counters.flush(conn)
             for experiment_id, variant_id, update in sorted(updates, key=lambda u: (u[0], u[1])):
                 self._update_model_state(conn, experiment_id, variant_id, update)
@@ -560,15 +502,15 @@ class PostgresStorage(Storage):
                      (state, experiment_id, variant_id))
 
     def get_assignment(self, assignment_id: int) -> StoredAssignment | None:
-        rows = self._read(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE id = %s", (assignment_id,))
-        return _assignment(rows[0]) if rows else None
+        rows = self._read(f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE id = %s", (assignment_id,))
+        return records.assignment(rows[0]) if rows else None
 
     def latest_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
         rows = self._read(
-            f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = %s AND visitor = %s "
+            f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = %s AND visitor = %s "
             "ORDER BY id DESC LIMIT 1", (experiment_id, visitor),
         )
-        return _assignment(rows[0]) if rows else None
+        return records.assignment(rows[0]) if rows else None
 
     def visit_count(self, visitor: str) -> int:
         return int(self._read("SELECT COUNT(*) FROM assignments WHERE visitor = %s", (visitor,))[0][0])
@@ -602,18 +544,13 @@ class PostgresStorage(Storage):
             new_total, new_count = total + value, count + 1
             conn.execute("UPDATE assignments SET reward_total = %s, reward_count = %s WHERE id = %s",
                          (new_total, new_count, assignment.id))
-            # y goes from `total` to `new_total`: move every sum that depends on y.
-            weight = 1.0 / assignment.propensity
-            square_change = new_total * new_total - total * total
+            arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity)
             counters = _Counters()
             counters.add_arm(assignment.experiment_id, assignment.variant_id, assignment.holdout,
-                             period_of(assignment.created_at), (
-                                 0, int(count == 0), 1, value, square_change, 0.0,
-                                 0.0, 0.0, value * weight, square_change * weight * weight, value * weight * weight,
-                             ))
+                             period_of(assignment.created_at), arm_values)
             if segments_json:
                 counters.add_segments(assignment.experiment_id, assignment.variant_id, assignment.holdout,
-                                      json.loads(segments_json), (0, int(count == 0), value, square_change))
+                                      json.loads(segments_json), segment_values)
             counters.flush(conn)
             if model_update is not None:
                 self._update_model_state(conn, assignment.experiment_id, assignment.variant_id, model_update)
@@ -623,11 +560,9 @@ class PostgresStorage(Storage):
 
     # -- learning and analysis reads ---------------------------------------------------------
     def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
-        sums = ", ".join(f"SUM({c})" for c in COUNTER_COLUMNS)
-
         def body(conn: psycopg.Connection, _tx: _Tx) -> tuple[list[tuple], list[tuple]]:
             rows = conn.execute(
-                f"SELECT variant_id, holdout, {sums} FROM arm_stats WHERE experiment_id = %s "
+                f"SELECT variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = %s "
                 "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)
             ).fetchall()
             states = conn.execute("SELECT variant_id, state FROM model_state WHERE experiment_id = %s",
@@ -635,50 +570,24 @@ class PostgresStorage(Storage):
             return rows, states
 
         rows, states = self._run(body, write=False)
-        totals = tuple(
-            ArmTotals(row[0], bool(row[1]), *(int(v) if c in _INTEGER_COUNTERS else float(v)
-                                              for c, v in zip(COUNTER_COLUMNS, row[2:])))
-            for row in rows
-        )
-        return LearningSnapshot(totals=totals,
+        return LearningSnapshot(totals=records.arm_totals(rows),
                                 model_states={row[0]: bytes(row[1]) for row in states if row[1] is not None})
 
     @staticmethod
     def _events_batch(conn: psycopg.Connection, experiment_id: int, after_id: int, batch_size: int) -> list[tuple]:
         return conn.execute(
-            "SELECT a.id, a.visitor, v.key, a.context, a.propensity, a.holdout, a.model_version, a.created_at, "
-            "a.reward_total, a.reward_count, a.variant_id, a.probabilities FROM assignments a "
-            "JOIN variants v ON v.id = a.variant_id "
+            f"SELECT {records.EVENT_COLUMNS} FROM assignments a JOIN variants v ON v.id = a.variant_id "
             "WHERE a.experiment_id = %s AND a.id > %s ORDER BY a.id LIMIT %s", (experiment_id, after_id, batch_size)
         ).fetchall()
 
-    @staticmethod
-    def _event(row: Sequence[Any]) -> dict[str, Any]:
-        return {
-            "id": row[0], "visitor": row[1], "variant": row[2], "context": row[3], "propensity": row[4],
-            "holdout": bool(row[5]), "model_version": row[6], "created_at": row[7],
-            "reward_total": row[8], "reward_count": row[9], "variant_id": row[10],
-            "probabilities": row[11],
-        }
-
     def iter_events(self, experiment_id: int, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
         """One connection per batch, held only while the batch is read (a slow consumer holds none)."""
-        last_id = 0
-        while True:
-            rows = self._run(lambda conn, _tx: self._events_batch(conn, experiment_id, last_id, batch_size),
-                             write=False)
-            if not rows:
-                return
-            for row in rows:
-                yield self._event(row)
-            last_id = rows[-1][0]
+        return records.events(lambda after_id: self._run(
+            lambda conn, _tx: self._events_batch(conn, experiment_id, after_id, batch_size), write=False))
 
     def _iter_events_on(self, conn: psycopg.Connection, experiment_id: int,
                         batch_size: int = 1000) -> Iterator[dict[str, Any]]:
-        last_id = 0
-        while rows := self._events_batch(conn, experiment_id, last_id, batch_size):
-            yield from (self._event(row) for row in rows)
-            last_id = rows[-1][0]
+        return records.events(lambda after_id: self._events_batch(conn, experiment_id, after_id, batch_size))
 
     @staticmethod
     def _rewards_for_rebuild_on(conn: psycopg.Connection, experiment_id: int) -> list[tuple[int, float, float]]:
@@ -692,63 +601,40 @@ class PostgresStorage(Storage):
         return self._run(lambda conn, _tx: self._rewards_for_rebuild_on(conn, experiment_id), write=False)
 
     # -- privacy and retention -----------------------------------------------------------
-    _VISITOR_COLUMNS = ("a.id, e.key, v.key, a.context, a.propensity, a.holdout, a.model_version, a.created_at, "
-                        "a.reward_total, a.reward_count")
-
     def visitor_events(self, visitor: str) -> list[dict[str, Any]]:
         def body(conn: psycopg.Connection, _tx: _Tx) -> tuple[list[tuple], list[tuple]]:
             rows = conn.execute(
-                f"SELECT {self._VISITOR_COLUMNS} FROM assignments a JOIN experiments e ON e.id = a.experiment_id "
+                f"SELECT {records.VISITOR_COLUMNS} FROM assignments a JOIN experiments e ON e.id = a.experiment_id "
                 "JOIN variants v ON v.id = a.variant_id WHERE a.visitor = %s ORDER BY a.id", (visitor,)
             ).fetchall()
             rewards = conn.execute(
-                "SELECT r.assignment_id, r.value, r.event_id, r.created_at FROM rewards r "
+                f"SELECT {records.VISITOR_REWARD_COLUMNS} FROM rewards r "
                 "JOIN assignments a ON a.id = r.assignment_id WHERE a.visitor = %s ORDER BY r.id", (visitor,)
             ).fetchall()
             return rows, rewards
 
-        rows, rewards = self._run(body, write=False)
-        by_assignment: dict[int, list[dict[str, Any]]] = {}
-        for assignment_id, value, event_id, created_at in rewards:
-            by_assignment.setdefault(assignment_id, []).append(
-                {"value": value, "event_id": event_id, "created_at": created_at})
-        return [
-            {"id": r[0], "experiment": r[1], "variant": r[2], "context": json.loads(r[3]), "propensity": r[4],
-             "holdout": bool(r[5]), "model_version": r[6], "created_at": r[7], "reward_total": r[8],
-             "reward_count": r[9], "rewards": by_assignment.get(r[0], [])}
-            for r in rows
-        ]
+        return records.visitor_events(*self._run(body, write=False))
 
     def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
-        """Delete every assignment and reward of a visitor and take them out of every counter,
-        in one transaction, so reported totals equal a rebuild from what remains.
-
-        The visitor's assignment rows are locked first (as a reward locks its assignment
+        """The visitor's assignment rows are locked first (as a reward locks its assignment
         before counters), so an erase and a concurrent reward queue instead of deadlocking.
         Idempotent: after an ambiguous commit the retry finds nothing left (and returns 0).
         """
         def body(conn: psycopg.Connection, _tx: _Tx) -> int:
             rows = conn.execute(
-                "SELECT id, experiment_id, variant_id, holdout, created_at, propensity, probabilities, "
-                "reward_total, reward_count, segments, context FROM assignments WHERE visitor = %s "
-                "ORDER BY id FOR UPDATE", (visitor,)
+                f"SELECT {records.ERASE_COLUMNS} FROM assignments WHERE visitor = %s ORDER BY id FOR UPDATE", (visitor,)
             ).fetchall()
             if not rows:
                 return 0
             counters = _Counters()
             removals: list[tuple[int, int, int, ModelUpdate]] = []
-            for (assignment_id, experiment_id, variant_id, holdout, created_at, propensity, probabilities_json,
-                 total, count, segments_json, context_json) in rows:
-                probabilities = {int(k): p for k, p in json.loads(probabilities_json).items()}
-                counters.add_decision(experiment_id, variant_id, holdout, period_of(created_at), probabilities,
-                                      propensity, total, count, sign=-1)
-                if segments_json:
-                    counters.add_segments(experiment_id, variant_id, holdout, json.loads(segments_json),
-                                          (-1, -int(count > 0), -total, -total * total))
-                if model_removal is not None:
-                    update = model_removal(experiment_id, json.loads(context_json), created_at, total)
-                    if update is not None:
-                        removals.append((experiment_id, variant_id, assignment_id, update))
+            for erased in records.erasures(rows):
+                counters.add_arms(erased.experiment_id, erased.holdout, erased.period, erased.arms)
+                counters.add_segments(erased.experiment_id, erased.variant_id, erased.holdout, erased.segments,
+                                      erased.segment_values)
+                update = erased.model_update(model_removal)
+                if update is not None:
+                    removals.append((erased.experiment_id, erased.variant_id, erased.assignment_id, update))
             counters.flush(conn)
             for experiment_id, variant_id, _id, update in sorted(removals, key=lambda r: r[:3]):
                 self._update_model_state(conn, experiment_id, variant_id, update)
@@ -760,9 +646,7 @@ class PostgresStorage(Storage):
         return self._run(body, write=True, idempotent=True)
 
     def prune_events(self, before: float) -> int:
-        """Delete raw events of assignments made before ``before``; the counters (and so every
-        reported total) are kept. Rebuilding counters from the log is refused afterwards.
-        Idempotent (a retry after an ambiguous commit deletes nothing more and returns 0)."""
+        """Idempotent (a retry after an ambiguous commit deletes nothing more and returns 0)."""
         def body(conn: psycopg.Connection, _tx: _Tx) -> int:
             conn.execute("SET LOCAL statement_timeout = 0")
             conn.execute("DELETE FROM rewards WHERE assignment_id IN "
@@ -784,24 +668,20 @@ class PostgresStorage(Storage):
             "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = %s GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
             (experiment_id,),
         )
-        return [SegmentTotals(f, l, v, bool(h), int(n), int(c), float(t), float(q)) for f, l, v, h, n, c, t, q in rows]
+        return records.segment_totals(rows)
 
     def time_series(self, experiment_id: int) -> list[TimeBucket]:
         rows = self._read(
             "SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
             "FROM arm_stats WHERE experiment_id = %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,),
         )
-        return [TimeBucket(float(p), v, bool(h), int(n), int(c), float(t)) for p, v, h, n, c, t in rows]
+        return records.time_buckets(rows)
 
     def rebuild_arm_stats(self, experiment: Experiment, model_rebuild: Callable[..., Any] | None = None) -> None:
-        """Recompute the counters (and contextual states) of one experiment from the log.
-
-        The SHARE ROW EXCLUSIVE lock on arm_stats makes concurrent event writers wait at their
+        """The SHARE ROW EXCLUSIVE lock on arm_stats makes concurrent event writers wait at their
         counter update until this commits; their events are not in the recomputed sums (not yet
         committed when read) and their increments land on top of them afterwards, so nothing is
-        lost or counted twice. Reward events of binary experiments that did not convert are not
-        stored, so ``reward_events`` equals ``reward_count`` summed over assignments for both types.
-        """
+        lost or counted twice."""
         if self.get_meta("pruned_before") is not None:
             raise PrunedLog("raw events were pruned (LEVER_RETENTION_DAYS): the counters can no longer be rebuilt")
         period = f"(floor(created_at / {PERIOD_SECONDS}))::bigint * {PERIOD_SECONDS}"

@@ -19,10 +19,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import sqlite_utils
 
-from ..experiments import Experiment, ExperimentSpec, Variant
+from ..experiments import Experiment, ExperimentSpec
+from . import records
 from .base import (
     COUNTER_COLUMNS,
-    ArmTotals,
     DuplicateKey,
     LearningSnapshot,
     ModelRemoval,
@@ -39,20 +39,6 @@ from .base import (
 )
 from .base import PERIOD_SECONDS
 from .schema import MIGRATIONS, SCHEMA_VERSION
-
-_ASSIGNMENT_COLUMNS = (
-    "id, experiment_id, variant_id, visitor, context, propensity, holdout, model_version, created_at, "
-    "reward_total, reward_count"
-)
-
-
-def _assignment(row: sqlite3.Row | tuple, existing: bool = False) -> StoredAssignment:
-    return StoredAssignment(
-        id=row[0], experiment_id=row[1], variant_id=row[2], visitor=row[3], context=json.loads(row[4]),
-        propensity=row[5], holdout=bool(row[6]), model_version=row[7], created_at=row[8],
-        reward_total=row[9], reward_count=row[10], existing=existing,
-    )
-
 
 @functools.lru_cache(maxsize=64)
 def _counter_increment_sql(rows: int = 1) -> str:
@@ -82,22 +68,12 @@ def _segment_increment_sql(rows: int) -> str:
     )
 
 
-def _decision_counters(experiment_id: int, variant_id: int, holdout: bool, period: int,
-                       probabilities: Mapping[int, float], propensity: float, total: float, count: int,
-                       sign: int) -> list[Any]:
-    """Parameters of one multi-row counter upsert that adds (sign=1) or removes (sign=-1)
-    one assignment with outcome ``total`` from ``count`` rewards: every arm's expected
-    count, and the served arm's decision, outcome and inverse-propensity sums."""
-    weight = 1.0 / propensity
+def _counter_params(experiment_id: int, holdout: bool, period: int,
+                    arms: Sequence[tuple[int, Sequence[float]]]) -> list[Any]:
+    """Parameters of one multi-row counter upsert of (arm id, counter values) ``arms``."""
     params: list[Any] = []
-    for arm_id, probability in probabilities.items():
-        served = arm_id == variant_id
-        values = (
-            (1, int(count > 0), count, total, total * total, probability, weight, weight * weight,
-             total * weight, total * total * weight * weight, total * weight * weight)
-            if served else (0, 0, 0, 0.0, 0.0, probability, 0.0, 0.0, 0.0, 0.0, 0.0)
-        )
-        params.extend((experiment_id, arm_id, int(holdout), period, *(sign * v for v in values)))
+    for arm_id, values in arms:
+        params.extend((experiment_id, arm_id, int(holdout), period, *values))
     return params
 
 
@@ -126,14 +102,22 @@ class SQLiteStorage(Storage):
         """This thread's connection (opened lazily; re-opened after a fork)."""
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
+            lock_file = open(self.path + ".lock", "a+b")
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
                                    timeout=self.busy_timeout_ms / 1000)
-            conn.execute("PRAGMA journal_mode=WAL")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                # Switching a new file to WAL needs it to itself: two workers booting on a
+                # fresh database would otherwise race ("database is locked"). WAL persists,
+                # so this happens once per database file.
+                self._acquire(lock_file.fileno())
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                finally:
+                    fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
             conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn, self._local.pid = conn, os.getpid()
-            self._local.lock_file = open(self.path + ".lock", "a+b")
+            self._local.conn, self._local.pid, self._local.lock_file = conn, os.getpid(), lock_file
         return conn
 
     def close(self) -> None:
@@ -243,54 +227,26 @@ class SQLiteStorage(Storage):
             if conn.execute("SELECT 1 FROM experiments WHERE key = ?", (spec.key,)).fetchone():
                 raise DuplicateKey(spec.key)
             cursor = conn.execute(
-                "INSERT INTO experiments (key, name, mode, reward, control, holdout, min_share, reward_window_s, "
-                "sticky, context, options, status, winner, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', NULL, ?, ?)",
-                (spec.key, spec.name, spec.mode, spec.reward, spec.control, spec.holdout, spec.min_share,
-                 spec.reward_window_s, int(spec.sticky), json.dumps(list(spec.context)),
-                 json.dumps({"decay_half_life_s": spec.decay_half_life_s,
-                             "allowed_origins": list(spec.allowed_origins)}), now, now),
+                f"INSERT INTO experiments ({records.EXPERIMENT_INSERT_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', NULL, ?, ?)", records.experiment_values(spec, now),
             )
-            experiment_id = cursor.lastrowid
-            for position, variant in enumerate(spec.variants):
-                weight = spec.weights[position] if spec.weights else None
-                conn.execute(
-                    "INSERT INTO variants (experiment_id, key, position, payload, weight) VALUES (?, ?, ?, ?, ?)",
-                    (experiment_id, variant.key, position, json.dumps(dict(variant.payload)), weight),
-                )
+            for values in records.variant_values(cursor.lastrowid, spec):
+                conn.execute("INSERT INTO variants (experiment_id, key, position, payload, weight) "
+                             "VALUES (?, ?, ?, ?, ?)", values)
         experiment = self.get_experiment(spec.key)
         assert experiment is not None
         return experiment
 
     def _experiments(self, where: str, params: Sequence[Any]) -> list[Experiment]:
-        rows = self._read(
-            "SELECT id, key, name, mode, reward, control, holdout, min_share, reward_window_s, sticky, context, "
-            f"options, status, winner, created_at, updated_at FROM experiments {where} ORDER BY id", params
-        )
+        rows = self._read(f"SELECT {records.EXPERIMENT_COLUMNS} FROM experiments {where} ORDER BY id", params)
         if not rows:
             return []
         ids = [row[0] for row in rows]
         variant_rows = self._read(
-            f"SELECT experiment_id, id, key, payload, weight FROM variants WHERE experiment_id IN "
+            f"SELECT {records.VARIANT_COLUMNS} FROM variants WHERE experiment_id IN "
             f"({', '.join('?' for _ in ids)}) ORDER BY experiment_id, position", ids
         )
-        by_experiment: dict[int, list[tuple]] = {}
-        for row in variant_rows:
-            by_experiment.setdefault(row[0], []).append(row)
-        experiments = []
-        for row in rows:
-            variants = by_experiment.get(row[0], [])
-            options = json.loads(row[11])
-            weights = tuple(v[4] for v in variants) if row[3] == "ab" else None
-            experiments.append(Experiment(
-                id=row[0], key=row[1], name=row[2], mode=row[3], reward=row[4], control=row[5], holdout=row[6],
-                min_share=row[7], reward_window_s=row[8], sticky=bool(row[9]),
-                context=tuple(json.loads(row[10])), status=row[12], winner=row[13], created_at=row[14],
-                updated_at=row[15], weights=weights, decay_half_life_s=options.get("decay_half_life_s"),
-                allowed_origins=tuple(options.get("allowed_origins", ())),
-                variants=tuple(Variant(key=v[2], payload=json.loads(v[3]), id=v[1]) for v in variants),
-            ))
-        return experiments
+        return records.experiments(rows, variant_rows)
 
     def get_experiment(self, key: str) -> Experiment | None:
         found = self._experiments("WHERE key = ?", (key,))
@@ -311,52 +267,42 @@ class SQLiteStorage(Storage):
     # -- assignments -------------------------------------------------------------------
     def find_sticky_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
         rows = self._read(
-            f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND sticky_key = ?",
+            f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND sticky_key = ?",
             (experiment_id, visitor),
         )
-        return _assignment(rows[0], existing=True) if rows else None
+        return records.assignment(rows[0], existing=True) if rows else None
 
     def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
         stored: list[StoredAssignment] = []
         with self._write() as conn:
             for item in items:
-                context_json = json.dumps(dict(item.context), separators=(",", ":"), sort_keys=True)
-                probabilities_json = json.dumps({str(k): v for k, v in item.probabilities.items()},
-                                                separators=(",", ":"))
-                segments_json = json.dumps(dict(item.segments), separators=(",", ":")) if item.segments else None
                 cursor = conn.execute(
-                    "INSERT INTO assignments (experiment_id, variant_id, visitor, sticky_key, context, probabilities, "
-                    "propensity, holdout, model_version, created_at, segments) "
+                    f"INSERT INTO assignments ({records.ASSIGNMENT_INSERT_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (experiment_id, sticky_key) DO NOTHING",
-                    (item.experiment_id, item.variant_id, item.visitor, item.visitor if item.sticky else None,
-                     context_json, probabilities_json, item.propensity, int(item.holdout), item.model_version,
-                     item.created_at, segments_json),
+                    records.assignment_values(item),
                 )
                 if cursor.rowcount == 0:  # a concurrent request assigned this sticky visitor first
                     row = conn.execute(
-                        f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND sticky_key = ?",
+                        f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments "
+                        "WHERE experiment_id = ? AND sticky_key = ?",
                         (item.experiment_id, item.visitor),
                     ).fetchone()
-                    stored.append(_assignment(row, existing=True))
+                    stored.append(records.assignment(row, existing=True))
                     continue
                 self._count_decision(conn, item)
                 _count_segments(conn, item.experiment_id, item.variant_id, item.holdout, item.segments,
-                                (1, 0, 0.0, 0.0))
+                                records.NEW_DECISION_SEGMENT_VALUES)
                 if item.model_update is not None:
                     self._update_model_state(conn, item.experiment_id, item.variant_id, item.model_update)
-                stored.append(StoredAssignment(
-                    id=cursor.lastrowid, experiment_id=item.experiment_id, variant_id=item.variant_id,
-                    visitor=item.visitor, context=item.context, propensity=item.propensity, holdout=item.holdout,
-                    model_version=item.model_version, created_at=item.created_at,
-                ))
+                stored.append(records.new_assignment(item, cursor.lastrowid))
         return stored
 
     @staticmethod
     def _count_decision(conn: sqlite3.Connection, item: NewAssignment) -> None:
         """Counters of one decision: the served arm's IPS weights and every arm's expected count."""
-        params = _decision_counters(item.experiment_id, item.variant_id, item.holdout, period_of(item.created_at),
-                                    item.probabilities, item.propensity, 0.0, 0, sign=1)
-        conn.execute(_counter_increment_sql(len(item.probabilities)), params)
+        arms = records.decision_increments(item.variant_id, item.probabilities, item.propensity, 0.0, 0, sign=1)
+        conn.execute(_counter_increment_sql(len(arms)),
+                     _counter_params(item.experiment_id, item.holdout, period_of(item.created_at), arms))
 
     @staticmethod
     def _update_model_state(conn: sqlite3.Connection, experiment_id: int, variant_id: int, update: ModelUpdate) -> None:
@@ -371,15 +317,15 @@ class SQLiteStorage(Storage):
         )
 
     def get_assignment(self, assignment_id: int) -> StoredAssignment | None:
-        rows = self._read(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", (assignment_id,))
-        return _assignment(rows[0]) if rows else None
+        rows = self._read(f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", (assignment_id,))
+        return records.assignment(rows[0]) if rows else None
 
     def latest_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
         rows = self._read(
-            f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND visitor = ? "
+            f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND visitor = ? "
             "ORDER BY id DESC LIMIT 1", (experiment_id, visitor),
         )
-        return _assignment(rows[0]) if rows else None
+        return records.assignment(rows[0]) if rows else None
 
     def visit_count(self, visitor: str) -> int:
         return int(self._read("SELECT COUNT(*) FROM assignments WHERE visitor = ?", (visitor,))[0][0])
@@ -413,109 +359,61 @@ class SQLiteStorage(Storage):
                 "UPDATE assignments SET reward_total = ?, reward_count = ? WHERE id = ?",
                 (new_total, new_count, assignment.id),
             )
-            # y goes from `total` to `new_total`: move every sum that depends on y.
-            weight = 1.0 / assignment.propensity
-            square_change = new_total * new_total - total * total
-            conn.execute(_INCREMENT_SQL, (
-                assignment.experiment_id, assignment.variant_id, int(assignment.holdout),
-                period_of(assignment.created_at),
-                0, int(count == 0), 1, value, square_change, 0.0,
-                0.0, 0.0, value * weight, square_change * weight * weight, value * weight * weight,
-            ))
+            arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity)
+            conn.execute(_INCREMENT_SQL, (assignment.experiment_id, assignment.variant_id, int(assignment.holdout),
+                                          period_of(assignment.created_at), *arm_values))
             if segments_json:
                 _count_segments(conn, assignment.experiment_id, assignment.variant_id, assignment.holdout,
-                                json.loads(segments_json), (0, int(count == 0), value, square_change))
+                                json.loads(segments_json), segment_values)
             if model_update is not None:
                 self._update_model_state(conn, assignment.experiment_id, assignment.variant_id, model_update)
         return RewardResult(accepted=True, reward_total=new_total, reward_count=new_count)
 
     # -- learning and analysis reads ---------------------------------------------------------
     def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
-        sums = ", ".join(f"SUM({c})" for c in COUNTER_COLUMNS)
         rows = self._read(
-            f"SELECT variant_id, holdout, {sums} FROM arm_stats WHERE experiment_id = ? "
+            f"SELECT variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
             "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)
         )
-        totals = tuple(
-            ArmTotals(row[0], bool(row[1]), *(int(v) if c in ("assignments", "conversions", "reward_events") else float(v)
-                                              for c, v in zip(COUNTER_COLUMNS, row[2:])))
-            for row in rows
-        )
         states = self._read("SELECT variant_id, state FROM model_state WHERE experiment_id = ?", (experiment_id,))
-        return LearningSnapshot(totals=totals, model_states={row[0]: bytes(row[1]) for row in states})
+        return LearningSnapshot(totals=records.arm_totals(rows), model_states={row[0]: bytes(row[1]) for row in states})
 
     def iter_events(self, experiment_id: int, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
-        last_id = 0
-        while True:
-            rows = self._read(
-                "SELECT a.id, a.visitor, v.key, a.context, a.propensity, a.holdout, a.model_version, a.created_at, "
-                "a.reward_total, a.reward_count, a.variant_id, a.probabilities FROM assignments a "
-                "JOIN variants v ON v.id = a.variant_id "
-                "WHERE a.experiment_id = ? AND a.id > ? ORDER BY a.id LIMIT ?", (experiment_id, last_id, batch_size)
-            )
-            if not rows:
-                return
-            for row in rows:
-                yield {
-                    "id": row[0], "visitor": row[1], "variant": row[2], "context": row[3], "propensity": row[4],
-                    "holdout": bool(row[5]), "model_version": row[6], "created_at": row[7],
-                    "reward_total": row[8], "reward_count": row[9], "variant_id": row[10],
-                    "probabilities": row[11],
-                }
-            last_id = rows[-1][0]
+        return records.events(lambda after_id: self._read(
+            f"SELECT {records.EVENT_COLUMNS} FROM assignments a JOIN variants v ON v.id = a.variant_id "
+            "WHERE a.experiment_id = ? AND a.id > ? ORDER BY a.id LIMIT ?", (experiment_id, after_id, batch_size)
+        ))
 
     # -- privacy and retention -----------------------------------------------------------
-    _VISITOR_COLUMNS = ("a.id, e.key, v.key, a.context, a.propensity, a.holdout, a.model_version, a.created_at, "
-                        "a.reward_total, a.reward_count")
-
     def visitor_events(self, visitor: str) -> list[dict[str, Any]]:
         rows = self._read(
-            f"SELECT {self._VISITOR_COLUMNS} FROM assignments a JOIN experiments e ON e.id = a.experiment_id "
+            f"SELECT {records.VISITOR_COLUMNS} FROM assignments a JOIN experiments e ON e.id = a.experiment_id "
             "JOIN variants v ON v.id = a.variant_id WHERE a.visitor = ? ORDER BY a.id", (visitor,)
         )
         rewards = self._read(
-            "SELECT r.assignment_id, r.value, r.event_id, r.created_at FROM rewards r "
+            f"SELECT {records.VISITOR_REWARD_COLUMNS} FROM rewards r "
             "JOIN assignments a ON a.id = r.assignment_id WHERE a.visitor = ? ORDER BY r.id", (visitor,)
         )
-        by_assignment: dict[int, list[dict[str, Any]]] = {}
-        for assignment_id, value, event_id, created_at in rewards:
-            by_assignment.setdefault(assignment_id, []).append(
-                {"value": value, "event_id": event_id, "created_at": created_at})
-        return [
-            {"id": r[0], "experiment": r[1], "variant": r[2], "context": json.loads(r[3]), "propensity": r[4],
-             "holdout": bool(r[5]), "model_version": r[6], "created_at": r[7], "reward_total": r[8],
-             "reward_count": r[9], "rewards": by_assignment.get(r[0], [])}
-            for r in rows
-        ]
+        return records.visitor_events(rows, rewards)
 
     def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
-        """Delete every assignment and reward of a visitor and take them out of every counter,
-        in one transaction, so reported totals equal a rebuild from what remains."""
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, experiment_id, variant_id, holdout, created_at, propensity, probabilities, "
-                "reward_total, reward_count, segments, context FROM assignments WHERE visitor = ?", (visitor,)
+                f"SELECT {records.ERASE_COLUMNS} FROM assignments WHERE visitor = ?", (visitor,)
             ).fetchall()
-            for (assignment_id, experiment_id, variant_id, holdout, created_at, propensity, probabilities_json,
-                 total, count, segments_json, context_json) in rows:
-                probabilities = {int(k): p for k, p in json.loads(probabilities_json).items()}
-                conn.execute(_counter_increment_sql(len(probabilities)), _decision_counters(
-                    experiment_id, variant_id, holdout, period_of(created_at), probabilities, propensity, total,
-                    count, sign=-1))
-                if segments_json:
-                    _count_segments(conn, experiment_id, variant_id, holdout, json.loads(segments_json),
-                                    (-1, -int(count > 0), -total, -total * total))
-                if model_removal is not None:
-                    update = model_removal(experiment_id, json.loads(context_json), created_at, total)
-                    if update is not None:
-                        self._update_model_state(conn, experiment_id, variant_id, update)
-                conn.execute("DELETE FROM rewards WHERE assignment_id = ?", (assignment_id,))
-                conn.execute("DELETE FROM assignments WHERE id = ?", (assignment_id,))
+            for erased in records.erasures(rows):
+                conn.execute(_counter_increment_sql(len(erased.arms)),
+                             _counter_params(erased.experiment_id, erased.holdout, erased.period, erased.arms))
+                _count_segments(conn, erased.experiment_id, erased.variant_id, erased.holdout, erased.segments,
+                                erased.segment_values)
+                update = erased.model_update(model_removal)
+                if update is not None:
+                    self._update_model_state(conn, erased.experiment_id, erased.variant_id, update)
+                conn.execute("DELETE FROM rewards WHERE assignment_id = ?", (erased.assignment_id,))
+                conn.execute("DELETE FROM assignments WHERE id = ?", (erased.assignment_id,))
         return len(rows)
 
     def prune_events(self, before: float) -> int:
-        """Delete raw events of assignments made before ``before``; the counters (and so every
-        reported total) are kept. Rebuilding counters from the log is refused afterwards."""
         with self._write() as conn:
             conn.execute("DELETE FROM rewards WHERE assignment_id IN (SELECT id FROM assignments WHERE created_at < ?)",
                          (before,))
@@ -533,14 +431,14 @@ class SQLiteStorage(Storage):
             "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
             (experiment_id,),
         )
-        return [SegmentTotals(f, l, v, bool(h), n, c, t, q) for f, l, v, h, n, c, t, q in rows]
+        return records.segment_totals(rows)
 
     def time_series(self, experiment_id: int) -> list[TimeBucket]:
         rows = self._read(
             "SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
             "FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,),
         )
-        return [TimeBucket(float(p), v, bool(h), n, c, t) for p, v, h, n, c, t in rows]
+        return records.time_buckets(rows)
 
     def rewards_for_rebuild(self, experiment_id: int) -> list[tuple[int, float, float]]:
         """(assignment_id, value, created_at) of every reward, in arrival order."""
@@ -549,11 +447,6 @@ class SQLiteStorage(Storage):
         )
 
     def rebuild_arm_stats(self, experiment: Experiment, model_rebuild: Callable[..., Any] | None = None) -> None:
-        """Recompute the counters (and contextual states) of one experiment from the log.
-
-        Reward events of binary experiments that did not convert are not stored, so
-        ``reward_events`` equals ``reward_count`` summed over assignments for both types.
-        """
         if self.get_meta("pruned_before") is not None:
             raise PrunedLog("raw events were pruned (LEVER_RETENTION_DAYS): the counters can no longer be rebuilt")
         with self._write() as conn:

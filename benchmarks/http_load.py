@@ -46,7 +46,7 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict:
     output = subprocess.run(
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(script), url,
          "--", uuid.uuid4().hex[:12], str(REWARD_VISITORS)],  # a run tag: ids never repeat across runs
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, cwd=HERE,  # the scripts dofile() wrk_status.lua
     ).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.M))
     ok, bad = map(int, re.search(r"LEVER_STATUS ok=(\d+) bad=(\d+)", output).groups())

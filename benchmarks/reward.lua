@@ -1,12 +1,7 @@
 -- wrk script: POST /api/v1/reward (server-side form) for pre-assigned visitors, a distinct
 -- event_id per request so each one is a new reward; counts 202 and other statuses.
+dofile("wrk_status.lua")
 local counter = 0
-local threads = {}
-
-function setup(thread)
-  thread:set("id", #threads + 1)
-  table.insert(threads, thread)
-end
 
 function init(args)
   ok, bad = 0, 0
@@ -24,15 +19,4 @@ function request()
   return wrk.format(nil, "/api/v1/reward", nil, body)
 end
 
-function response(status, headers, body)
-  if status == 202 then ok = ok + 1 else bad = bad + 1 end
-end
-
-function done(summary, latency, requests)
-  local total_ok, total_bad = 0, 0
-  for _, t in ipairs(threads) do
-    total_ok = total_ok + t:get("ok")
-    total_bad = total_bad + t:get("bad")
-  end
-  io.write(string.format("LEVER_STATUS ok=%d bad=%d\n", total_ok, total_bad))
-end
+function response(status, headers, body) count_status(status, 202) end

@@ -21,6 +21,7 @@ from app import verdict as words
 from app.cli import DEMO_EXPERIMENT
 
 from .browser import ARTIFACTS, browser_page, chromium  # noqa: F401  (pytest fixtures)
+from .test_report_pages import resolve
 from .conftest import ADMIN_TOKEN, SECRET_KEY
 from .servers import ROOT, gunicorn
 
@@ -67,18 +68,6 @@ def expected_text(path: list, value) -> str:
         fmt = words.fmt_pct
     return words.fmt_range(value, fmt) if isinstance(value, list) or last.startswith("ci") or \
         last == "credible_interval_relative" else fmt(value)
-
-
-def resolve(stats: dict, path: list):
-    node = stats
-    if path[0] == "variants":
-        node, path = next(v for v in stats["variants"] if v["key"] == path[1]), path[2:]
-    elif path[0] == "segments":
-        segment = next(s for s in stats["segments"] if (s["feature"], s["level"]) == (path[1], path[2]))
-        node, path = next(v for v in segment["variants"] if v["key"] == path[3]), path[4:]
-    for part in path:
-        node = node[part]
-    return node
 
 
 def log_in(page, base: str, target: str) -> None:

@@ -135,8 +135,9 @@ def reward():
     if request.method == "OPTIONS":
         return Response(status=204)
     parsed = parse_reward(_json_body(), _limits())
-    result = decisions.reward(parsed, _info(), get_storage(), current_app.extensions["lever.signer"],
-                              current_app.extensions["lever.visitor_ids"], _check_origin)
+    result = decisions.reward(parsed, _info(), get_storage(), current_app.extensions["lever.learning"],
+                              current_app.extensions["lever.signer"], current_app.extensions["lever.visitor_ids"],
+                              _check_origin)
     return jsonify(result), 202
 
 

@@ -112,11 +112,13 @@ def contextual_choice(entry: "PolicyEntry", visitor: str, stored_visitor: str, c
                   explanation=explanation)
 
 
-def reward_update(experiment: Experiment, assignment: StoredAssignment, value: float,
+def reward_update(entry: "PolicyEntry", assignment: StoredAssignment, value: float,
                   now: float) -> Callable[[bytes | None], bytes]:
-    encoder = encoder_for(experiment)
+    """Add a reward to its arm's state; the encoder comes from the cached policy entry."""
+    fitted: FittedContextual = entry.contextual
+    encoder = fitted.encoder
     x = encoder.encode(assignment.context).vector
-    half_life = experiment.decay_half_life_s
+    half_life = fitted.half_life_s
     return _state_update(encoder.width,
                          lambda state: add_reward(state, x, value, assignment.created_at, now, half_life))
 

@@ -141,32 +141,37 @@ def assign(request: AssignRequest, info: RequestInfo, storage: Storage, cache: L
     return [results[key] for key in request.experiments]
 
 
-def _assignment_for(request: RewardRequest, storage: Storage, signer: TokenSigner,
-                    visitor_ids: VisitorIds) -> tuple[Experiment, StoredAssignment]:
+def _assignment_for(request: RewardRequest, storage: Storage, cache: LearningCache, signer: TokenSigner,
+                    visitor_ids: VisitorIds) -> tuple[PolicyEntry, StoredAssignment]:
+    """The assignment a reward is for, with the experiment's cached entry (its definition never
+    changes but for status, which rewards do not depend on, so no extra query per reward)."""
     if request.token is not None:
         claims = signer.verify(request.token)
         assignment = storage.get_assignment(claims.assignment_id)
         if assignment is None:
             raise NotFound("no such assignment (it may have been erased)", code="assignment_not_found")
-        experiment = storage.get_experiment(claims.experiment)
+        entry = cache.get(storage, claims.experiment)
+        experiment = entry.experiment if entry is not None else None
         variant = experiment and next((v for v in experiment.variants if v.id == assignment.variant_id), None)
         if (experiment is None or variant is None or variant.key != claims.variant
                 or experiment.id != assignment.experiment_id
                 or visitor_fingerprint(assignment.visitor) != claims.visitor_fingerprint):
             raise InvalidToken("assignment token does not match the stored assignment")
-        return experiment, assignment
-    experiment = storage.get_experiment(request.experiment)
-    if experiment is None:
+        return entry, assignment
+    entry = cache.get(storage, request.experiment)
+    if entry is None:
         raise NotFound(f"no experiment {request.experiment!r}", code="experiment_not_found")
-    assignment = storage.latest_assignment(experiment.id, visitor_ids.stored(request.visitor))
+    assignment = storage.latest_assignment(entry.experiment.id, visitor_ids.stored(request.visitor))
     if assignment is None:
         raise NotFound("this visitor has no assignment in this experiment", code="assignment_not_found")
-    return experiment, assignment
+    return entry, assignment
 
 
-def reward(request: RewardRequest, info: RequestInfo, storage: Storage, signer: TokenSigner,
-           visitor_ids: VisitorIds, check_origin: Callable[[Experiment], None] | None = None) -> dict[str, Any]:
-    experiment, assignment = _assignment_for(request, storage, signer, visitor_ids)
+def reward(request: RewardRequest, info: RequestInfo, storage: Storage, cache: LearningCache,
+           signer: TokenSigner, visitor_ids: VisitorIds,
+           check_origin: Callable[[Experiment], None] | None = None) -> dict[str, Any]:
+    entry, assignment = _assignment_for(request, storage, cache, signer, visitor_ids)
+    experiment = entry.experiment
     if check_origin is not None:
         check_origin(experiment)
     if info.now - assignment.created_at > experiment.reward_window_s:
@@ -184,7 +189,7 @@ def reward(request: RewardRequest, info: RequestInfo, storage: Storage, signer: 
     if experiment.mode == "contextual":
         from .contextual import reward_update
 
-        model_update = reward_update(experiment, assignment, request.value, info.now)
+        model_update = reward_update(entry, assignment, request.value, info.now)
     result = storage.record_reward(assignment, request.value, request.event_id, binary, info.now, model_update)
     return {**base, "counted": result.accepted, "reason": None if result.accepted else "duplicate",
             "reward_total": result.reward_total}

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 
+from app.storage.schema import SCHEMA_VERSION
+
 
 def test_init_db_is_idempotent(runner):
     for _ in range(2):
         result = runner.invoke(args=["init-db"])
-        assert result.exit_code == 0 and "schema version 1" in result.output
+        assert result.exit_code == 0 and f"schema version {SCHEMA_VERSION}" in result.output
 
 
 def test_create_experiment_from_file(runner, tmp_path, client, admin):

@@ -17,6 +17,7 @@ from app import create_app
 from app.experiments import ExperimentSpec, Variant
 from app.storage import NewAssignment, StorageBusy, open_storage
 from app.storage.postgres import PostgresStorage
+from app.storage.schema import SCHEMA_VERSION
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY
 from .dbutil import TEST_DATABASE_URL_ENV, fresh_schema, query
@@ -56,7 +57,7 @@ def test_heroku_scheme_and_search_path_are_honoured(pg_url):
     heroku = "postgres://" + pg_url[len("postgresql://"):]
     store = open_storage(heroku)
     try:
-        assert store.migrate() == 1 and store.healthy()
+        assert store.migrate() == SCHEMA_VERSION and store.healthy()
         schema = dict(urlparam.split("=", 1) for urlparam in pg_url.split("?", 1)[1].split("&"))["application_name"]
         tables = {row[0] for row in query(pg_url, "SELECT table_name FROM information_schema.tables "
                                                   "WHERE table_schema = ?", (schema,))}
@@ -69,11 +70,11 @@ def test_concurrent_migrations_from_many_workers_are_safe(pg_url):
     stores = [PostgresStorage(pg_url) for _ in range(6)]
     try:
         with ThreadPoolExecutor(max_workers=6) as pool:
-            assert list(pool.map(lambda s: s.migrate(), stores)) == [1] * 6
+            assert list(pool.map(lambda s: s.migrate(), stores)) == [SCHEMA_VERSION] * 6
     finally:
         for store in stores:
             store.close()
-    assert query(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("1",)]
+    assert query(pg_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
 
 
 def test_sticky_race_gives_one_row_and_one_count(storage, pg_url):

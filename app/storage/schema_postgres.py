@@ -73,6 +73,11 @@ _V1 = [
         PRIMARY KEY (experiment_id, variant_id))""",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1}
+# v2: the (experiment_id, visitor) index goes, as in SQLite: (visitor) serves the same
+# lookups. (Counters stay transactional here: the SQLite counter fold has no counterpart,
+# PostgreSQL's concurrent writers commit out of id order, so an id watermark cannot work.)
+_V2 = ["DROP INDEX IF EXISTS idx_assignments_experiment_id_visitor"]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
 
 assert max(MIGRATIONS) == SCHEMA_VERSION, "schema_postgres.MIGRATIONS is behind schema.MIGRATIONS"

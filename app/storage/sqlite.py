@@ -1,4 +1,14 @@
-"""SQLite backend: one file, WAL mode, counters updated in the same transaction as events.
+"""SQLite backend: one file, WAL mode, decision counters folded in batches.
+
+Counters: a reward updates its counters in its own transaction, as every write does in
+PostgreSQL. An assignment only inserts its row; the counters of every assignment logged
+since the last fold (ids above the ``counters_folded_through`` watermark in ``meta``) are
+added in one aggregate statement per table, by ``_fold`` — which runs before any read of
+the counters (learning refresh, stats, report) and at the start of every transaction that
+needs them complete (erasure, pruning, rebuild). So readers always see every committed
+assignment, and the hot path of a decision is one INSERT: each upsert per assign cost
+more than the insert itself. Ids never go below the watermark again: SQLite hands out
+max(id) + 1, and after deleting the newest rows the watermark is lowered to match.
 
 Concurrency model: every gunicorn worker (and every thread) has its own connection;
 writes take the database lock up front (BEGIN IMMEDIATE) so a transaction never has to
@@ -38,7 +48,7 @@ from .base import (
     TimeBucket,
 )
 from .base import PERIOD_SECONDS
-from .schema import MIGRATIONS, SCHEMA_VERSION
+from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
 
 @functools.lru_cache(maxsize=64)
 def _counter_increment_sql(rows: int = 1) -> str:
@@ -54,6 +64,60 @@ def _counter_increment_sql(rows: int = 1) -> str:
 
 
 _INCREMENT_SQL = _counter_increment_sql(1)
+
+_PERIOD_SQL = f"CAST(a.created_at / {PERIOD_SECONDS} AS INTEGER) * {PERIOD_SECONDS}"  # = base.period_of
+_ADD_COUNTERS = ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTER_COLUMNS)
+# The decision part of an assignment's counters (records.decision_increments with no outcome
+# yet: rewards add their own increments when they arrive), for the ids in (?, ?] of every
+# experiment but the one numbered by the third parameter (rebuild recounts that one).
+_FOLD_SQL = (
+    # the served arm: one decision and its inverse-propensity weight
+    "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, assignments, inv_propensity_sum, "
+    f"inv_propensity_sumsq) SELECT a.experiment_id, a.variant_id, a.holdout, {_PERIOD_SQL}, 0, COUNT(*), "
+    "SUM(1.0 / a.propensity), SUM(1.0 / (a.propensity * a.propensity)) FROM assignments a "
+    "WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? GROUP BY 1, 2, 3, 4 "
+    f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {_ADD_COUNTERS}",
+    # every arm: its allocation probability, summed into the expected count (SRM)
+    "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, expected_assignments) "
+    f"SELECT a.experiment_id, CAST(p.key AS INTEGER), a.holdout, {_PERIOD_SQL}, 0, SUM(p.value) "
+    "FROM assignments a, json_each(a.probabilities) p WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? "
+    "GROUP BY 1, 2, 3, 4 "
+    f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {_ADD_COUNTERS}",
+    "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, assignments) "
+    "SELECT a.experiment_id, s.key, s.value, a.variant_id, a.holdout, 0, COUNT(*) "
+    "FROM assignments a, json_each(a.segments) s WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? "
+    "AND a.segments IS NOT NULL "
+    "GROUP BY 1, 2, 3, 4, 5 ON CONFLICT (experiment_id, feature, level, variant_id, holdout, shard) "
+    "DO UPDATE SET assignments = assignments + excluded.assignments",
+)
+
+
+def _folded_through(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (FOLDED_THROUGH_KEY,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _set_folded_through(conn: sqlite3.Connection, assignment_id: int) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 (FOLDED_THROUGH_KEY, str(assignment_id)))
+
+
+def _fold(conn: sqlite3.Connection, skip_experiment_id: int = -1) -> None:
+    """Inside a write transaction: count every assignment above the watermark, move it up."""
+    folded = _folded_through(conn)
+    newest = conn.execute("SELECT MAX(id) FROM assignments").fetchone()[0] or 0
+    if newest > folded:
+        for sql in _FOLD_SQL:
+            conn.execute(sql, (folded, newest, skip_experiment_id))
+        _set_folded_through(conn, newest)
+
+
+def _lower_watermark(conn: sqlite3.Connection) -> None:
+    """After deleting assignments (all folded): SQLite may reuse the ids above the newest
+    remaining row, so the watermark must not stay above it."""
+    newest = conn.execute("SELECT MAX(id) FROM assignments").fetchone()[0] or 0
+    if newest < _folded_through(conn):
+        _set_folded_through(conn, newest)
 
 
 @functools.lru_cache(maxsize=64)
@@ -289,20 +353,10 @@ class SQLiteStorage(Storage):
                     ).fetchone()
                     stored.append(records.assignment(row, existing=True))
                     continue
-                self._count_decision(conn, item)
-                _count_segments(conn, item.experiment_id, item.variant_id, item.holdout, item.segments,
-                                records.NEW_DECISION_SEGMENT_VALUES)
                 if item.model_update is not None:
                     self._update_model_state(conn, item.experiment_id, item.variant_id, item.model_update)
                 stored.append(records.new_assignment(item, cursor.lastrowid))
         return stored
-
-    @staticmethod
-    def _count_decision(conn: sqlite3.Connection, item: NewAssignment) -> None:
-        """Counters of one decision: the served arm's IPS weights and every arm's expected count."""
-        arms = records.decision_increments(item.variant_id, item.probabilities, item.propensity, 0.0, 0, sign=1)
-        conn.execute(_counter_increment_sql(len(arms)),
-                     _counter_params(item.experiment_id, item.holdout, period_of(item.created_at), arms))
 
     @staticmethod
     def _update_model_state(conn: sqlite3.Connection, experiment_id: int, variant_id: int, update: ModelUpdate) -> None:
@@ -370,7 +424,25 @@ class SQLiteStorage(Storage):
         return RewardResult(accepted=True, reward_total=new_total, reward_count=new_count)
 
     # -- learning and analysis reads ---------------------------------------------------------
+    def _fold_pending(self) -> None:
+        """Before reading counters: fold the assignments logged since the last fold.
+
+        The check reads two values without the writers' lock; only when something is
+        pending does it take the lock (and re-check inside the transaction, in case
+        another worker folded meanwhile).
+        """
+        conn = self.conn
+        try:
+            newest = conn.execute("SELECT MAX(id) FROM assignments").fetchone()[0] or 0
+            pending = newest > _folded_through(conn)
+        except sqlite3.OperationalError as error:
+            raise StorageBusy(str(error)) from error
+        if pending:
+            with self._write() as conn:
+                _fold(conn)
+
     def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
+        self._fold_pending()
         rows = self._read(
             f"SELECT variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
             "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)
@@ -398,6 +470,7 @@ class SQLiteStorage(Storage):
 
     def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
         with self._write() as conn:
+            _fold(conn)  # the erasure subtracts each row's counters: they must all be in
             rows = conn.execute(
                 f"SELECT {records.ERASE_COLUMNS} FROM assignments WHERE visitor = ?", (visitor,)
             ).fetchall()
@@ -411,13 +484,16 @@ class SQLiteStorage(Storage):
                     self._update_model_state(conn, erased.experiment_id, erased.variant_id, update)
                 conn.execute("DELETE FROM rewards WHERE assignment_id = ?", (erased.assignment_id,))
                 conn.execute("DELETE FROM assignments WHERE id = ?", (erased.assignment_id,))
+            _lower_watermark(conn)
         return len(rows)
 
     def prune_events(self, before: float) -> int:
         with self._write() as conn:
+            _fold(conn)  # pruned rows keep their place in the totals
             conn.execute("DELETE FROM rewards WHERE assignment_id IN (SELECT id FROM assignments WHERE created_at < ?)",
                          (before,))
             deleted = conn.execute("DELETE FROM assignments WHERE created_at < ?", (before,)).rowcount
+            _lower_watermark(conn)
             if deleted:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('pruned_before', ?) "
@@ -426,6 +502,7 @@ class SQLiteStorage(Storage):
         return deleted
 
     def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
+        self._fold_pending()
         rows = self._read(
             "SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
             "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
@@ -434,6 +511,7 @@ class SQLiteStorage(Storage):
         return records.segment_totals(rows)
 
     def time_series(self, experiment_id: int) -> list[TimeBucket]:
+        self._fold_pending()
         rows = self._read(
             "SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
             "FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,),
@@ -450,25 +528,25 @@ class SQLiteStorage(Storage):
         if self.get_meta("pruned_before") is not None:
             raise PrunedLog("raw events were pruned (LEVER_RETENTION_DAYS): the counters can no longer be rebuilt")
         with self._write() as conn:
+            _fold(conn, skip_experiment_id=experiment.id)  # this one is recounted from its rows below
             conn.execute("DELETE FROM arm_stats WHERE experiment_id = ?", (experiment.id,))
             conn.execute("DELETE FROM segment_stats WHERE experiment_id = ?", (experiment.id,))
-            period = f"CAST(created_at / {PERIOD_SECONDS} AS INTEGER) * {PERIOD_SECONDS}"
             conn.execute(
                 "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, assignments, conversions, "
                 "reward_events, reward_sum, reward_sumsq, expected_assignments, inv_propensity_sum, "
                 "inv_propensity_sumsq, ips_reward_sum, ips_reward_sumsq, ips_cross_sum) "
-                f"SELECT experiment_id, variant_id, holdout, {period}, 0, COUNT(*), SUM(reward_count > 0), "
+                f"SELECT experiment_id, variant_id, holdout, {_PERIOD_SQL}, 0, COUNT(*), SUM(reward_count > 0), "
                 "SUM(reward_count), "
                 "SUM(reward_total), SUM(reward_total * reward_total), 0, SUM(1.0 / propensity), "
                 "SUM(1.0 / (propensity * propensity)), SUM(reward_total / propensity), "
                 "SUM(reward_total * reward_total / (propensity * propensity)), "
                 "SUM(reward_total / (propensity * propensity)) "
-                "FROM assignments WHERE experiment_id = ? GROUP BY variant_id, holdout, 4", (experiment.id,)
+                "FROM assignments a WHERE experiment_id = ? GROUP BY variant_id, holdout, 4", (experiment.id,)
             )
             # expected counts: sum of every variant's probability over the decisions of each slice
             conn.execute(
                 "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, expected_assignments) "
-                f"SELECT a.experiment_id, CAST(p.key AS INTEGER), a.holdout, {period}, 0, SUM(p.value) "
+                f"SELECT a.experiment_id, CAST(p.key AS INTEGER), a.holdout, {_PERIOD_SQL}, 0, SUM(p.value) "
                 "FROM assignments a, json_each(a.probabilities) p WHERE a.experiment_id = ? "
                 "GROUP BY CAST(p.key AS INTEGER), a.holdout, 4 "
                 "ON CONFLICT (experiment_id, variant_id, holdout, period, shard) "

@@ -11,6 +11,9 @@ BAD_JSON = [
     ("nesting deeper than the parser's recursion limit", b"[" * 5000 + b"]" * 5000),
     ("a lone surrogate in the visitor", b'{"experiment": "hero", "visitor": "\\ud800"}'),
     ("a lone surrogate in a context key", b'{"experiment": "hero", "visitor": "v", "context": {"\\udfff": 1}}'),
+    # no escape at all: json decodes UTF-16 bodies with surrogatepass
+    ("a raw lone surrogate in a UTF-16 body",
+     '{"experiment": "hero", "visitor": "x\ud800"}'.encode("utf-16-le", "surrogatepass")),
 ]
 
 

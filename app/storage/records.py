@@ -99,11 +99,16 @@ def assignment(row: Sequence[Any], existing: bool = False) -> StoredAssignment:
     )
 
 
+# json.dumps with options builds an encoder per call; these are built once (same output)
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+_COMPACT_SORTED_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def assignment_values(item: NewAssignment) -> tuple[Any, ...]:
     """Parameters of the assignment insert, in ``ASSIGNMENT_INSERT_COLUMNS`` order (JSON as compact text)."""
-    context_json = json.dumps(dict(item.context), separators=(",", ":"), sort_keys=True)
-    probabilities_json = json.dumps({str(k): v for k, v in item.probabilities.items()}, separators=(",", ":"))
-    segments_json = json.dumps(dict(item.segments), separators=(",", ":")) if item.segments else None
+    context_json = _COMPACT_SORTED_JSON.encode(dict(item.context))
+    probabilities_json = _COMPACT_JSON.encode(dict(item.probabilities))  # int keys are written as strings
+    segments_json = _COMPACT_JSON.encode(dict(item.segments)) if item.segments else None
     return (item.experiment_id, item.variant_id, item.visitor, item.visitor if item.sticky else None,
             context_json, probabilities_json, item.propensity, int(item.holdout), item.model_version,
             item.created_at, segments_json)

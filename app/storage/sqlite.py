@@ -77,17 +77,21 @@ _FOLD_SQL = (
     "SUM(1.0 / a.propensity), SUM(1.0 / (a.propensity * a.propensity)) FROM assignments a "
     "WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? GROUP BY 1, 2, 3, 4 "
     f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {_ADD_COUNTERS}",
-    # every arm: its allocation probability, summed into the expected count (SRM)
+    # every arm: its allocation probability, summed into the expected count (SRM). Decisions
+    # between two refreshes share one allocation vector, so rows are first grouped by it and
+    # json_each parses each distinct vector once (2 for 750 assigns of a bandit, not 750).
     "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, expected_assignments) "
-    f"SELECT a.experiment_id, CAST(p.key AS INTEGER), a.holdout, {_PERIOD_SQL}, 0, SUM(p.value) "
-    "FROM assignments a, json_each(a.probabilities) p WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? "
-    "GROUP BY 1, 2, 3, 4 "
+    "SELECT g.experiment_id, CAST(p.key AS INTEGER), g.holdout, g.period, 0, SUM(p.value * g.n) "
+    f"FROM (SELECT a.experiment_id, a.holdout, {_PERIOD_SQL} AS period, a.probabilities, COUNT(*) AS n "
+    "FROM assignments a WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? GROUP BY 1, 2, 3, 4) g, "
+    "json_each(g.probabilities) p GROUP BY 1, 2, 3, 4 "
     f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {_ADD_COUNTERS}",
     "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, assignments) "
-    "SELECT a.experiment_id, s.key, s.value, a.variant_id, a.holdout, 0, COUNT(*) "
-    "FROM assignments a, json_each(a.segments) s WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? "
-    "AND a.segments IS NOT NULL "
-    "GROUP BY 1, 2, 3, 4, 5 ON CONFLICT (experiment_id, feature, level, variant_id, holdout, shard) "
+    "SELECT g.experiment_id, s.key, s.value, g.variant_id, g.holdout, 0, SUM(g.n) "
+    "FROM (SELECT a.experiment_id, a.variant_id, a.holdout, a.segments, COUNT(*) AS n FROM assignments a "
+    "WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? AND a.segments IS NOT NULL GROUP BY 1, 2, 3, 4) g, "
+    "json_each(g.segments) s GROUP BY 1, 2, 3, 4, 5 "
+    "ON CONFLICT (experiment_id, feature, level, variant_id, holdout, shard) "
     "DO UPDATE SET assignments = assignments + excluded.assignments",
 )
 

@@ -1,10 +1,11 @@
-"""SQLite's batched counter fold: assignments insert only their row; the counters of every
+"""SQLite's hot-path design: assignments insert only their row; the counters of every
 assignment above the watermark are folded in before any read, and the watermark survives
 erasure of the newest rows (SQLite reuses ids above the newest remaining one) and the
-v1 → v2 migration."""
+v1 → v2 migration. WAL checkpoints run in a background thread, not in commits."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 import sqlite_utils
@@ -12,7 +13,7 @@ import sqlite_utils
 from app import create_app
 from app.storage.base import COUNTER_COLUMNS
 from app.storage.schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
-from app.storage.sqlite import SQLiteStorage
+from app.storage.sqlite import AUTOCHECKPOINT_PAGES, SQLiteStorage
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY, experiment_body
 
@@ -144,4 +145,40 @@ def test_v1_database_migrates_with_its_per_request_counters_kept(tmp_path):
     assert sum(t.assignments for t in totals) == 1  # not counted a second time
     assert sum(t.expected_assignments for t in totals) == pytest.approx(1.0)
     assert storage.migrate() == 2  # idempotent
+    storage.close()
+
+
+def test_wal_is_checkpointed_in_the_background_not_by_commits(tmp_path):
+    """Commits no longer run SQLite's checkpoint (and its fsyncs) themselves: a thread copies
+    the log into the database file. Read with immutable=1, the file ignores the WAL, so it
+    shows only what a checkpoint has copied."""
+    path = tmp_path / "lever.db"
+    storage = SQLiteStorage(f"sqlite:///{path}")
+    storage.migrate()
+    assert storage.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == AUTOCHECKPOINT_PAGES
+    with storage._write() as conn:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('probe', 'x')")
+
+    def checkpointed() -> bool:
+        with sqlite3.connect(f"file:{path}?immutable=1", uri=True) as reader:
+            try:
+                return reader.execute("SELECT COUNT(*) FROM meta WHERE key = 'probe'").fetchone()[0] == 1
+            except sqlite3.OperationalError:  # not even the schema is in the file yet
+                return False
+
+    deadline = time.monotonic() + 5
+    while not checkpointed():
+        assert time.monotonic() < deadline, "no background checkpoint within 5 s"
+        time.sleep(0.05)
+    thread = storage._checkpointer[1]._thread
+    storage.close()
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+
+
+def test_background_checkpoints_can_be_turned_off(tmp_path):
+    storage = SQLiteStorage(f"sqlite:///{tmp_path / 'lever.db'}", background_checkpoints=False)
+    storage.migrate()
+    assert storage.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # SQLite's default
+    assert storage._checkpointer is None
     storage.close()

@@ -6,6 +6,12 @@ in alternation, ``--rounds`` times, reporting the median of the rounds. Afterwar
 number of assignment rows is compared with the number of 200 answers: every
 acknowledged assign must be in the database (0 lost rows).
 
+Beside Lever, a second gunicorn with the same settings serves ``reference_app.py``: a
+Flask /healthz without a database, /echo (parses the assign body, answers an
+assign-sized body, does nothing else) and /echo-insert (the same plus one committed
+SQLite row). They split assign's cost into what any JSON endpoint pays in this stack,
+what one durable row per request costs, and Lever's own work.
+
     make bench                    # full: 3 rounds x 10 s per endpoint and connection count
     .venv/bin/python benchmarks/http_load.py --duration 3 --rounds 1   # quick look
 """
@@ -77,6 +83,8 @@ def main() -> None:
                else f"sqlite:///{tmp}/bench.db")
         env = {"LEVER_ADMIN_TOKEN": ADMIN, "LEVER_SECRET_KEY": "bench-secret-" + "k" * 40,
                "LEVER_RATE_LIMIT": ""}  # measure the endpoint, not the limiter
+        reference = stack.enter_context(gunicorn("", workers=args.workers, app="benchmarks.reference_app:app",
+                                                 env={"REFERENCE_DB": f"{tmp}/reference.db"}))
         with gunicorn(url, workers=args.workers, env=env) as base:
             created = requests.post(f"{base}/api/v1/experiments", headers={"Authorization": f"Bearer {ADMIN}"},
                                     json={"key": "bench", "variants": ["control", "b", "c"], "mode": "bandit"})
@@ -91,8 +99,15 @@ def main() -> None:
             rows = []
             assign_ok = reward_ok = 0
             for connections in args.connections:
-                results: dict[str, list[dict]] = {"healthz": [], "assign": [], "reward": []}
+                results: dict[str, list[dict]] = {"reference healthz": [], "reference echo": [],
+                                                  "reference echo-insert": [], "healthz": [], "assign": [],
+                                                  "reward": []}
                 for _ in range(args.rounds):
+                    results["reference healthz"].append(run_wrk(f"{reference}/healthz", HERE / "counting.lua",
+                                                                connections, args.duration))
+                    for path in ("echo", "echo-insert"):
+                        results[f"reference {path}"].append(run_wrk(f"{reference}/{path}", HERE / "assign.lua",
+                                                                    connections, args.duration))
                     results["healthz"].append(run_wrk(f"{base}/healthz", HERE / "counting.lua", connections,
                                                       args.duration))
                     results["assign"].append(run_wrk(f"{base}/api/v1/assign", HERE / "assign.lua", connections,
@@ -119,8 +134,10 @@ def main() -> None:
         print(f"| {name} | {connections} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {errors} |")
     by_key = {(r[0], r[1]): r for r in rows}
     for connections in args.connections:
-        ratio = by_key[("assign", connections)][2] / by_key[("healthz", connections)][2]
-        print(f"\nassign/healthz throughput at {connections} connections: {ratio:.2f}")
+        healthz = by_key[("healthz", connections)][2]
+        shares = ", ".join(f"{name} {by_key[(name, connections)][2] / healthz:.2f}"
+                           for name in ("reference echo", "reference echo-insert", "assign", "reward"))
+        print(f"\nat {connections} connections, throughput / healthz: {shares}")
     # wrk stops with requests in flight: those may be committed without their answer being counted,
     # so rows >= acknowledged; a lost row would show as acknowledged > rows.
     print(f"acknowledged assigns: {assign_ok:,}; rows in database: {stored:,}; "

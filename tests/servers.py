@@ -57,15 +57,15 @@ def wait_for_workers(base: str, process: subprocess.Popen, workers: int, timeout
 
 @contextmanager
 def gunicorn(database_url: str, workers: int = 2, env: dict[str, str] | None = None,
-             log_path: Path | None = None) -> Iterator[str]:
-    """Serve ``app:create_app()`` with gunicorn on a free loopback port; yields the base URL."""
+             log_path: Path | None = None, app: str = "app:create_app()") -> Iterator[str]:
+    """Serve ``app`` (Lever's by default) with gunicorn on a free loopback port; yields the base URL."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("LEVER_")}
     environment.update({"DATABASE_URL": database_url, "WEB_CONCURRENCY": str(workers), **(env or {})})
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py"),
-         "--bind", f"127.0.0.1:{port}", "app:create_app()"],
+         "--bind", f"127.0.0.1:{port}", app],
         cwd=ROOT, env=environment, stdout=log, stderr=log, start_new_session=True,
     )
     base = ServerURL(f"http://127.0.0.1:{port}")

@@ -6,8 +6,9 @@ before Lever does any work.
   assign-sized JSON body with Lever's CORS headers, deciding and writing nothing.
 * ``POST /echo-insert``: the same, after inserting one row per request into a SQLite
   file (WAL, ``synchronous=NORMAL``, the unique sticky index and the visitor index of
-  Lever's ``assignments``) and committing it — the least an assign that is logged before
-  it is acknowledged can do. The file is ``REFERENCE_DB`` (a temporary one by default).
+  Lever's ``assignments``, checkpoints in the background as Lever does) and committing
+  it — the least an assign that is logged before it is acknowledged can do. The file is
+  ``REFERENCE_DB`` (a temporary one by default).
 
 Read top to bottom, the rows split assign's cost: what any JSON POST pays in this stack
 (``/healthz`` → ``/echo``), one committed row per request (→ ``/echo-insert``), and
@@ -23,6 +24,8 @@ import tempfile
 import time
 
 from flask import Flask, Response, jsonify, request
+
+from app.storage.sqlite import AUTOCHECKPOINT_PAGES, WalCheckpointer
 
 app = Flask(__name__)
 app.json.sort_keys = False
@@ -50,6 +53,8 @@ def _database() -> tuple[sqlite3.Connection, int]:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        WalCheckpointer(_DATABASE)
         _connection = (os.getpid(), conn, lock)
     return _connection[1], _connection[2]
 

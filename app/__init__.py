@@ -21,7 +21,7 @@ from .learning import LearningCache
 from .limits import init_rate_limits
 from .privacy import VisitorIds
 from .settings import SETTINGS_BY_NAME, SettingsError, load_settings
-from .storage import StorageBusy, get_storage
+from .storage import StorageBusy, StorageOutcomeUnknown, get_storage
 from .tokens import TokenSigner
 
 log = logging.getLogger("lever")
@@ -63,6 +63,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     @app.errorhandler(StorageBusy)
     def storage_busy(_error: StorageBusy):
         return error_response(503, "service_unavailable", "the database is busy; retry shortly (nothing was written)")
+
+    @app.errorhandler(StorageOutcomeUnknown)
+    def storage_outcome_unknown(_error: StorageOutcomeUnknown):
+        return error_response(503, "outcome_unknown",
+                              "the database connection dropped while committing and the outcome could not be "
+                              "checked: this request may or may not have been recorded")
 
     from .api import bp as api_bp
     from .cli import register_cli

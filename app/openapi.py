@@ -101,7 +101,9 @@ _ERROR_RESPONSES = {
     413: "The body is larger than `LEVER_MAX_BODY_BYTES` (`payload_too_large`).",
     422: "The reward window after the assignment has closed (`reward_window_closed`).",
     429: "Over `LEVER_RATE_LIMIT` for this client (`rate_limited`); see Retry-After.",
-    503: "The database is busy or unreachable; nothing was written, retry shortly.",
+    503: "The database is busy or unreachable; nothing was written, retry shortly (`service_unavailable`). "
+         "Rarely (PostgreSQL): the connection dropped during COMMIT and the outcome could not be checked, "
+         "so the request may or may not have been recorded (`outcome_unknown`).",
 }
 
 

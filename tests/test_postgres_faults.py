@@ -6,10 +6,15 @@ app (recognised by the test schema's application_name). Afterwards: every acknow
 assignment and counted reward is in the database and nothing else is (a 503 wrote
 nothing), the counters equal the event log, and the service answers normally again
 without a restart. Bounded: a fixed number of visitors, 10 s client timeouts, loopback.
+
+And through a loopback proxy that drops every connection at the first COMMIT and refuses
+new ones: the outcome cannot be checked, so the answer is 503 ``outcome_unknown`` rather
+than a "nothing was written" that nobody could know.
 """
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -20,6 +25,7 @@ import psycopg
 import pytest
 import requests
 
+from app import create_app
 from app.storage import open_storage
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY, experiment_body
@@ -156,3 +162,82 @@ def test_killed_connections_retry_or_503_and_never_write_half(tmp_path):
         assert "Traceback" not in log, log[-4000:]
         print(f"\nstatuses {dict(statuses)}, backends terminated {sum(kills)} in {len(kills)} rounds, "
               f"retries logged {log.count('retrying')}, commits confirmed {log.count('commit confirmed')}")
+
+
+class CommitCuttingProxy:
+    """A TCP forwarder on loopback to the test PostgreSQL. Once ``armed``, the first client
+    message that carries ``COMMIT`` is not forwarded: every forwarded connection is closed
+    and the proxy stops accepting — a database that vanishes during a commit."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.armed = threading.Event()
+        self.cut = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.cut.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target, timeout=5)
+            with self._lock:
+                self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_client and self.armed.is_set() and b"COMMIT\x00" in data:
+                    self._cut()
+                    return
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def _cut(self) -> None:
+        self.cut.set()
+        self._listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+    def close(self) -> None:
+        if not self.cut.is_set():
+            self._cut()
+
+
+def test_a_commit_whose_outcome_cannot_be_checked_is_a_503_outcome_unknown_not_nothing_written():
+    base_url = os.environ[TEST_DATABASE_URL_ENV]
+    with fresh_schema(base_url) as url:
+        parts = urlsplit(url)
+        proxy = CommitCuttingProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+        proxied = url.replace(f"{parts.hostname}:{parts.port or 5432}", f"127.0.0.1:{proxy.port}", 1)
+        app = create_app({"TESTING": True, "DATABASE_URL": proxied, "LEVER_ADMIN_TOKEN": ADMIN_TOKEN,
+                          "LEVER_SECRET_KEY": SECRET_KEY, "LEVER_ENV": "test", "LEVER_RATE_LIMIT": ""})
+        try:
+            client = app.test_client()
+            assert client.post("/api/v1/experiments", json=experiment_body(), headers=ADMIN).status_code == 201
+            assert client.post("/api/v1/assign", json={"experiment": "hero", "visitor": "before"}).status_code == 200
+            proxy.armed.set()
+            started = time.monotonic()
+            response = client.post("/api/v1/assign", json={"experiment": "hero", "visitor": "during"})
+            assert proxy.cut.is_set()
+            assert response.status_code == 503, response.get_data(as_text=True)
+            assert response.get_json()["error"]["code"] == "outcome_unknown"
+            assert time.monotonic() - started < 30  # bounded: the settle deadline and the pool timeout
+        finally:
+            proxy.close()
+            app.extensions["lever.storage"].close()
+        # what really happened: the COMMIT never reached the server, so "may or may not" was the honest answer
+        assert query(url, "SELECT visitor FROM assignments ORDER BY id") == [("before",)]

@@ -20,6 +20,7 @@ from .base import (
     Storage,
     StorageBusy,
     StorageError,
+    StorageOutcomeUnknown,
     StoredAssignment,
 )
 from .sqlite import SQLiteStorage
@@ -65,5 +66,5 @@ def init_app(app: Flask) -> None:
 
 __all__ = [
     "ArmTotals", "BACKENDS", "DuplicateKey", "LearningSnapshot", "NewAssignment", "PrunedLog", "RewardResult", "Storage",
-    "StorageBusy", "StorageError", "StoredAssignment", "get_storage", "init_app", "open_storage",
+    "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "get_storage", "init_app", "open_storage",
 ]

@@ -22,6 +22,11 @@ class StorageBusy(StorageError):
     """The database is locked or unreachable right now; retrying later may succeed."""
 
 
+class StorageOutcomeUnknown(StorageBusy):
+    """The connection dropped during COMMIT and whether it landed could not be checked:
+    the write may or may not be in the database."""
+
+
 class PrunedLog(StorageError):
     """The raw event log was pruned by retention: what needs all of it cannot run."""
 

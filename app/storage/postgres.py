@@ -37,9 +37,10 @@ row name it as their *witness*; the runner waits until the old backend has ended
 from ``pg_stat_activity`` or idle: its transaction is finished either way), then looks
 for the witness row. Present → the commit happened, the result is returned as if nothing
 went wrong; absent → nothing was written and the retry is safe. If it cannot be settled
-(the database stays unreachable) the caller gets ``StorageBusy``; that is the one case
-in which a 503 may have written something (the client's retry is then absorbed by the
-sticky / event-id / one-conversion idempotency rules where they apply). Pool timeouts,
+(the database stays unreachable) the caller gets ``StorageOutcomeUnknown`` (a 503
+``outcome_unknown``): the one case in which a 503 may have written something, and says so
+(the client's retry is then absorbed by the sticky / event-id / one-conversion idempotency
+rules where they apply). Pool timeouts,
 lock timeouts and statement timeouts are ``StorageBusy`` without a retry (they already
 waited).
 """
@@ -75,6 +76,7 @@ from .base import (
     SegmentTotals,
     Storage,
     StorageBusy,
+    StorageOutcomeUnknown,
     StoredAssignment,
     TimeBucket,
     period_of,
@@ -294,8 +296,10 @@ class PostgresStorage(Storage):
                             log.warning("commit confirmed after the connection dropped: %s", error)
                             return result
                         settled = outcome is False
-                    if not settled or last:
-                        raise StorageBusy(f"the connection dropped during COMMIT: {error}") from error
+                    if not settled:
+                        raise StorageOutcomeUnknown(f"the connection dropped during COMMIT: {error}") from error
+                    if last:
+                        raise StorageBusy(f"the connection dropped during COMMIT (not committed): {error}") from error
                     log.warning("connection dropped during COMMIT, nothing was written; retrying: %s", error)
                     continue
                 if isinstance(error, psycopg.OperationalError) or dropped:

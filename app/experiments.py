@@ -17,6 +17,8 @@ from bandits import PolicyConfigError
 from .errors import ValidationError
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: experiment keys the report's URLs take for themselves (/experiments/new is the create form)
+RESERVED_KEYS = frozenset({"new"})
 MODES = ("bandit", "ab", "contextual")
 REWARD_TYPES = ("binary", "numeric")
 STATUSES = ("running", "paused", "stopped")
@@ -171,6 +173,7 @@ def parse_experiment(body: Any) -> ExperimentSpec:
     unknown = set(body) - _FIELDS
     _require(not unknown, f"unknown field(s): {', '.join(sorted(unknown))}")
     key = _key(body.get("key"), "key")
+    _require(key not in RESERVED_KEYS, f"key {key!r} is reserved by the report pages; choose another")
     name = _string(body.get("name", key), "name")
     mode = body.get("mode", "bandit")
     _require(mode in MODES, f"mode must be one of {', '.join(MODES)}")

@@ -24,6 +24,7 @@ from .experiments import (
     MAX_VARIANTS,
     MIN_VARIANTS,
     MODES,
+    RESERVED_KEYS,
     REWARD_TYPES,
     STATUSES,
 )
@@ -162,7 +163,8 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         }),
         "ExperimentDefinition": {
             **_obj({
-                "key": key,
+                "key": {**key, "not": {"enum": sorted(RESERVED_KEYS)},
+                        "description": "The experiment key; `new` is reserved by the report pages."},
                 "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "description": "Defaults to key."},
                 "mode": {"enum": list(MODES), "default": "bandit"},
                 "variants": {"type": "array", "minItems": MIN_VARIANTS, "maxItems": MAX_VARIANTS,

@@ -36,7 +36,6 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 
 REFRESH_RANGE = (5, 3600)
 MODE_LABELS = {"bandit": "Bandit (Thompson sampling)", "ab": "A/B test", "contextual": "Contextual bandit"}
 STATUS_ACTIONS = {"pause": "paused", "resume": "running", "stop": "stopped"}
-RESERVED_KEYS = {"new"}  # /experiments/new is the create form
 
 
 class LRU:
@@ -281,8 +280,6 @@ def new_experiment():
         form.update({k: request.form.get(k, default) for k, default in FORM_DEFAULTS.items()})
         try:
             spec = parse_experiment(form_to_body(form))
-            if spec.key in RESERVED_KEYS:
-                raise ValidationError(f"key {spec.key!r} is reserved by the report pages; choose another")
             get_storage().create_experiment(spec, time.time())
         except ValidationError as failure:
             error = failure.message

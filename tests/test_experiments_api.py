@@ -47,6 +47,7 @@ INVALID_EXPERIMENTS = [
     ({"key": "Bad Key"}, "key"),
     ({"key": "-leading"}, "key"),
     ({"key": "x" * 65}, "key"),
+    ({"key": "new"}, "reserved"),  # /experiments/new is the report's create form
     ({"variants": [{"key": "only"}]}, "variants"),
     ({"variants": [{"key": f"v{i}"} for i in range(51)]}, "variants"),
     ({"variants": [{"key": "a"}, {"key": "a"}]}, "unique"),

@@ -69,32 +69,57 @@ _INCREMENT_SQL = _counter_increment_sql(1)
 
 _PERIOD_SQL = f"CAST(a.created_at / {PERIOD_SECONDS} AS INTEGER) * {PERIOD_SECONDS}"  # = base.period_of
 _ADD_COUNTERS = ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTER_COLUMNS)
-# The decision part of an assignment's counters (records.decision_increments with no outcome
-# yet: rewards add their own increments when they arrive), for the ids in (?, ?] of every
-# experiment but the one numbered by the third parameter (rebuild recounts that one).
-_FOLD_SQL = (
-    # the served arm: one decision and its inverse-propensity weight
-    "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, assignments, inv_propensity_sum, "
-    f"inv_propensity_sumsq) SELECT a.experiment_id, a.variant_id, a.holdout, {_PERIOD_SQL}, 0, COUNT(*), "
-    "SUM(1.0 / a.propensity), SUM(1.0 / (a.propensity * a.propensity)) FROM assignments a "
-    "WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? GROUP BY 1, 2, 3, 4 "
+def _decision_counter_sql(where: str) -> tuple[str, ...]:
+    """Statements that add the decision part of the counters of the assignments ``a`` that
+    match ``where`` (``records.decision_increments`` with no outcome yet: rewards add their
+    own increments when they arrive): the served arm's count and inverse-propensity
+    weights, every arm's expected count (SRM), and the segment counts."""
+    return (
+        "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, assignments, inv_propensity_sum, "
+        f"inv_propensity_sumsq) SELECT a.experiment_id, a.variant_id, a.holdout, {_PERIOD_SQL}, 0, COUNT(*), "
+        "SUM(1.0 / a.propensity), SUM(1.0 / (a.propensity * a.propensity)) FROM assignments a "
+        f"WHERE {where} GROUP BY 1, 2, 3, 4 "
+        f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {_ADD_COUNTERS}",
+        # Decisions between two refreshes share one allocation vector, so rows are first grouped
+        # by it and json_each parses each distinct vector once (2 for 750 assigns of a bandit).
+        "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, expected_assignments) "
+        "SELECT g.experiment_id, CAST(p.key AS INTEGER), g.holdout, g.period, 0, SUM(p.value * g.n) "
+        f"FROM (SELECT a.experiment_id, a.holdout, {_PERIOD_SQL} AS period, a.probabilities, COUNT(*) AS n "
+        f"FROM assignments a WHERE {where} GROUP BY 1, 2, 3, 4) g, "
+        "json_each(g.probabilities) p GROUP BY 1, 2, 3, 4 "
+        f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {_ADD_COUNTERS}",
+        "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, assignments) "
+        "SELECT g.experiment_id, s.key, s.value, g.variant_id, g.holdout, 0, SUM(g.n) "
+        "FROM (SELECT a.experiment_id, a.variant_id, a.holdout, a.segments, COUNT(*) AS n FROM assignments a "
+        f"WHERE {where} AND a.segments IS NOT NULL GROUP BY 1, 2, 3, 4) g, "
+        "json_each(g.segments) s GROUP BY 1, 2, 3, 4, 5 "
+        "ON CONFLICT (experiment_id, feature, level, variant_id, holdout, shard) "
+        "DO UPDATE SET assignments = assignments + excluded.assignments",
+    )
+
+
+# the fold: ids in (?, ?] of every experiment but the one numbered by the third parameter
+# (rebuild recounts that one)
+_FOLD_SQL = _decision_counter_sql("a.id > ? AND a.id <= ? AND a.experiment_id != ?")
+# rebuild: every decision of one experiment, then the outcomes of the rewarded ones (what
+# their rewards' ``records.reward_increments`` added up to)
+_REBUILD_SQL = _decision_counter_sql("a.experiment_id = ?") + (
+    "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, conversions, reward_events, "
+    "reward_sum, reward_sumsq, ips_reward_sum, ips_reward_sumsq, ips_cross_sum) "
+    f"SELECT a.experiment_id, a.variant_id, a.holdout, {_PERIOD_SQL}, 0, COUNT(*), SUM(a.reward_count), "
+    "SUM(a.reward_total), SUM(a.reward_total * a.reward_total), SUM(a.reward_total / a.propensity), "
+    "SUM(a.reward_total * a.reward_total / (a.propensity * a.propensity)), "
+    "SUM(a.reward_total / (a.propensity * a.propensity)) FROM assignments a "
+    "WHERE a.experiment_id = ? AND a.reward_count > 0 GROUP BY 1, 2, 3, 4 "
     f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {_ADD_COUNTERS}",
-    # every arm: its allocation probability, summed into the expected count (SRM). Decisions
-    # between two refreshes share one allocation vector, so rows are first grouped by it and
-    # json_each parses each distinct vector once (2 for 750 assigns of a bandit, not 750).
-    "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, expected_assignments) "
-    "SELECT g.experiment_id, CAST(p.key AS INTEGER), g.holdout, g.period, 0, SUM(p.value * g.n) "
-    f"FROM (SELECT a.experiment_id, a.holdout, {_PERIOD_SQL} AS period, a.probabilities, COUNT(*) AS n "
-    "FROM assignments a WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? GROUP BY 1, 2, 3, 4) g, "
-    "json_each(g.probabilities) p GROUP BY 1, 2, 3, 4 "
-    f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {_ADD_COUNTERS}",
-    "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, assignments) "
-    "SELECT g.experiment_id, s.key, s.value, g.variant_id, g.holdout, 0, SUM(g.n) "
-    "FROM (SELECT a.experiment_id, a.variant_id, a.holdout, a.segments, COUNT(*) AS n FROM assignments a "
-    "WHERE a.id > ? AND a.id <= ? AND a.experiment_id != ? AND a.segments IS NOT NULL GROUP BY 1, 2, 3, 4) g, "
-    "json_each(g.segments) s GROUP BY 1, 2, 3, 4, 5 "
-    "ON CONFLICT (experiment_id, feature, level, variant_id, holdout, shard) "
-    "DO UPDATE SET assignments = assignments + excluded.assignments",
+    "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, conversions, reward_sum, "
+    "reward_sumsq) SELECT a.experiment_id, s.key, s.value, a.variant_id, a.holdout, 0, COUNT(*), "
+    "SUM(a.reward_total), SUM(a.reward_total * a.reward_total) "
+    "FROM assignments a, json_each(a.segments) s WHERE a.experiment_id = ? AND a.reward_count > 0 "
+    "AND a.segments IS NOT NULL GROUP BY 1, 2, 3, 4, 5 "
+    "ON CONFLICT (experiment_id, feature, level, variant_id, holdout, shard) DO UPDATE SET "
+    "conversions = conversions + excluded.conversions, reward_sum = reward_sum + excluded.reward_sum, "
+    "reward_sumsq = reward_sumsq + excluded.reward_sumsq",
 )
 
 
@@ -601,35 +626,8 @@ class SQLiteStorage(Storage):
             _fold(conn, skip_experiment_id=experiment.id)  # this one is recounted from its rows below
             conn.execute("DELETE FROM arm_stats WHERE experiment_id = ?", (experiment.id,))
             conn.execute("DELETE FROM segment_stats WHERE experiment_id = ?", (experiment.id,))
-            conn.execute(
-                "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, assignments, conversions, "
-                "reward_events, reward_sum, reward_sumsq, expected_assignments, inv_propensity_sum, "
-                "inv_propensity_sumsq, ips_reward_sum, ips_reward_sumsq, ips_cross_sum) "
-                f"SELECT experiment_id, variant_id, holdout, {_PERIOD_SQL}, 0, COUNT(*), SUM(reward_count > 0), "
-                "SUM(reward_count), "
-                "SUM(reward_total), SUM(reward_total * reward_total), 0, SUM(1.0 / propensity), "
-                "SUM(1.0 / (propensity * propensity)), SUM(reward_total / propensity), "
-                "SUM(reward_total * reward_total / (propensity * propensity)), "
-                "SUM(reward_total / (propensity * propensity)) "
-                "FROM assignments a WHERE experiment_id = ? GROUP BY variant_id, holdout, 4", (experiment.id,)
-            )
-            # expected counts: sum of every variant's probability over the decisions of each slice
-            conn.execute(
-                "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, expected_assignments) "
-                f"SELECT a.experiment_id, CAST(p.key AS INTEGER), a.holdout, {_PERIOD_SQL}, 0, SUM(p.value) "
-                "FROM assignments a, json_each(a.probabilities) p WHERE a.experiment_id = ? "
-                "GROUP BY CAST(p.key AS INTEGER), a.holdout, 4 "
-                "ON CONFLICT (experiment_id, variant_id, holdout, period, shard) "
-                "DO UPDATE SET expected_assignments = excluded.expected_assignments", (experiment.id,)
-            )
-            conn.execute(
-                "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, assignments, "
-                "conversions, reward_sum, reward_sumsq) "
-                "SELECT a.experiment_id, s.key, s.value, a.variant_id, a.holdout, 0, COUNT(*), SUM(a.reward_count > 0), "
-                "SUM(a.reward_total), SUM(a.reward_total * a.reward_total) "
-                "FROM assignments a, json_each(a.segments) s WHERE a.experiment_id = ? AND a.segments IS NOT NULL "
-                "GROUP BY 2, 3, 4, 5", (experiment.id,)
-            )
+            for sql in _REBUILD_SQL:
+                conn.execute(sql, (experiment.id,))
             if model_rebuild is not None:
                 conn.execute("DELETE FROM model_state WHERE experiment_id = ?", (experiment.id,))
                 states = model_rebuild(self.iter_events(experiment.id), self.rewards_for_rebuild(experiment.id))

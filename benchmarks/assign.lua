@@ -2,12 +2,7 @@
 dofile("wrk_status.lua")
 local counter = 0
 
-function init(args)
-  ok, bad = 0, 0
-  run = args[1] or tostring(os.time())  -- unique per wrk run, so no visitor id repeats across runs
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
-end
+function init(args) init_post(args) end
 
 function request()
   counter = counter + 1

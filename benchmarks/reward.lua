@@ -4,11 +4,8 @@ dofile("wrk_status.lua")
 local counter = 0
 
 function init(args)
-  ok, bad = 0, 0
-  run = args[1] or tostring(os.time())
+  init_post(args)
   visitors = tonumber(args[2] or "500")
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
 end
 
 function request()

@@ -7,6 +7,15 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+-- init of the POST scripts: zeroed counts, the run tag (args[1]: unique per wrk run, so no
+-- visitor id or event id repeats across runs), JSON bodies
+function init_post(args)
+  ok, bad = 0, 0
+  run = args[1] or tostring(os.time())
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+end
+
 function count_status(status, expected)
   if status == expected then ok = ok + 1 else bad = bad + 1 end
 end

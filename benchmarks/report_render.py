@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import create_app  # noqa: E402
-from app.experiments import parse_experiment  # noqa: E402
+from app.domain.experiments import parse_experiment  # noqa: E402
 
 TOKEN = "bench-admin-token-0123456789abcdef0123456789"
 SECRET = "bench-secret-key-0123456789abcdef0123456789"

@@ -144,7 +144,7 @@ def test_forged_and_altered_tokens_are_rejected(client, make_experiment, app):
 
 def test_token_for_an_unknown_assignment_is_404(app, client, make_experiment):
     make_experiment()
-    signer = app.extensions["lever.signer"]
+    signer = app.extensions["lever.services"].signer
     response = client.post("/api/v1/reward", json={"assignment": signer.sign(999, "hero", "b", "v1")})
     assert response.status_code == 404
 

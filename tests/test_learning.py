@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from app import create_app
-from app.learning import arm_statistics
+from app.service.modes import arm_statistics
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY, experiment_body
 from .dbutil import query

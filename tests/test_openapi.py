@@ -9,7 +9,7 @@ import schemathesis
 from schemathesis.config import SchemathesisConfig
 
 from app import create_app
-from app.experiments import KEY_PATTERN, MAX_VARIANTS
+from app.domain.experiments import KEY_PATTERN, MAX_VARIANTS
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY
 
@@ -60,7 +60,7 @@ def _documented_operations(document: dict) -> set[tuple[str, str]]:
 def test_every_route_is_documented_and_nothing_else(app, client):
     flask_side = _flask_operations(app)
     documented = _documented_operations(_document(client))
-    assert flask_side - documented == set(), "routes missing from app/openapi.py"
+    assert flask_side - documented == set(), "routes missing from app/web/openapi.py"
     assert documented - flask_side == set(), "documented operations the app does not have"
     assert ("post", "/api/v1/assign") in documented and ("get", "/healthz") in documented
 

@@ -32,8 +32,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app import create_app
-from app.experiments import KEY_PATTERN
-from app.openapi import build_spec
+from app.domain.experiments import KEY_PATTERN
+from app.web.openapi import build_spec
 from app.settings import load_settings
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY

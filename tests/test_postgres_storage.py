@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from app import create_app
-from app.experiments import ExperimentSpec, Variant
+from app.domain.experiments import ExperimentSpec, Variant
 from app.storage import NewAssignment, StorageBusy, open_storage
 from app.storage.postgres import PostgresStorage
 from app.storage.schema import SCHEMA_VERSION

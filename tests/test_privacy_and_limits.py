@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from app import create_app
+from app.service.modes import MODES
 from bandits import LinearArmState
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY, experiment_body
@@ -66,9 +67,7 @@ def test_erasure_takes_a_visitor_out_of_the_contextual_model(app, client, admin,
     storage = app.extensions["lever.storage"]
     experiment = storage.get_experiment("hero")
     after_erase = storage.learning_snapshot(experiment.id).model_states
-    from app.contextual import model_rebuilder
-
-    storage.rebuild_arm_stats(experiment, model_rebuilder(experiment))
+    storage.rebuild_arm_stats(experiment, MODES[experiment.mode].rebuilder(experiment))
     rebuilt = storage.learning_snapshot(experiment.id).model_states
     for variant_id, blob in rebuilt.items():
         a, b = LinearArmState.from_bytes(after_erase[variant_id]), LinearArmState.from_bytes(blob)

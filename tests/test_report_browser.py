@@ -17,8 +17,8 @@ import sys
 import pytest
 import requests
 
-from app import verdict as words
-from app.cli import DEMO_EXPERIMENT
+from app.reporting import verdict as words
+from app.service.demo import DEMO_EXPERIMENT
 
 from .browser import ARTIFACTS, browser_page, chromium  # noqa: F401  (pytest fixtures)
 from .test_report_pages import resolve

@@ -263,12 +263,12 @@ def test_report_has_every_chart_as_inline_svg_and_a_strict_csp(session, simulate
 
 
 def test_charts_are_cached_per_model_version(session, simulated, monkeypatch):
-    import app.charts
+    import app.reporting.charts
 
     client, _ = session
     calls = []
-    real = app.charts.render_charts
-    monkeypatch.setattr(app.charts, "render_charts", lambda *a: calls.append(1) or real(*a))
+    real = app.reporting.charts.render_charts
+    monkeypatch.setattr(app.reporting.charts, "render_charts", lambda *a: calls.append(1) or real(*a))
     first = client.get("/experiments/hero").get_data(as_text=True)
     second = client.get("/experiments/hero").get_data(as_text=True)
     assert len(calls) == 1

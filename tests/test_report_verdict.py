@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from app import verdict as v
+from app.reporting import verdict as v
 
 
 def variant(key, visitors, conversions, *, uplift=None, total=None, ci=None, chance=None):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.cli import DEMO_EXPERIMENT
+from app.service.demo import DEMO_EXPERIMENT
 
 from .browser import SiteServer, browser_page, chromium  # noqa: F401  (pytest fixtures)
 from .conftest import ADMIN_TOKEN, SECRET_KEY, experiment_body

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from app.cli import DEMO_EXPERIMENT
-from app.snippet import SOURCE, compact
+from app.service.demo import DEMO_EXPERIMENT
+from app.web.snippet import SOURCE, compact
 
 BUDGET_GZIP_BYTES = 4096
 
@@ -48,7 +48,7 @@ def test_gzip_representation_has_its_own_etag_and_fits_the_budget(client):
 
 
 def test_etag_changes_with_the_content(client):
-    from app.snippet import snippet_asset
+    from app.web.snippet import snippet_asset
     first = snippet_asset()
     assert first.etag == snippet_asset().etag  # cached while the file is unchanged
     assert client.get("/lever.js").headers["ETag"] == f'"{first.etag}"'

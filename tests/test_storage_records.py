@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from app.experiments import ExperimentSpec, Variant
+from app.domain.experiments import ExperimentSpec, Variant
 from app.storage import records
 from app.storage.base import COUNTER_COLUMNS, NewAssignment
 

@@ -1,28 +1,37 @@
-"""The storage package owns the database: which backend, its lifecycle per app and request.
+"""The storage room: the only code that speaks SQL.
 
 ``open_storage`` picks the backend from the URL scheme (a registry, not a chain of
-ifs); ``init_app`` attaches one storage object to the app and releases request-scoped
-resources at the end of every request; ``get_storage`` is what views call.
+ifs). One interface (``base.Storage``), two implementations (``sqlite``, ``postgres``)
+that share their row mapping and counter arithmetic (``records``) and differ only where
+the databases differ. The web layer ties a storage object to the app's lifecycle
+(``app.web.db``); the service, the CLI and the benchmarks use it directly.
+
+May import: ``app.domain``, sqlite3 / sqlite-utils / psycopg. Never ``flask``,
+``app.service`` or ``app.web``.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from flask import Flask, current_app
-
 from .base import (
+    PERIOD_SECONDS,
     ArmTotals,
     DuplicateKey,
     LearningSnapshot,
+    ModelRemoval,
+    ModelUpdate,
     NewAssignment,
     PrunedLog,
     RewardResult,
+    SegmentTotals,
     Storage,
     StorageBusy,
     StorageError,
     StorageOutcomeUnknown,
     StoredAssignment,
+    TimeBucket,
 )
+from .postgres import PostgresStorage
 from .sqlite import SQLiteStorage
 
 
@@ -32,8 +41,6 @@ def _sqlite(url: str, settings: dict[str, Any]) -> Storage:
 
 
 def _postgres(url: str, settings: dict[str, Any]) -> Storage:
-    from .postgres import PostgresStorage  # imported only when configured: psycopg is optional
-
     return PostgresStorage(url)
 
 
@@ -51,20 +58,8 @@ def open_storage(url: str, settings: dict[str, Any] | None = None) -> Storage:
     return BACKENDS[scheme](url, settings or {})
 
 
-def get_storage() -> Storage:
-    return current_app.extensions["lever.storage"]
-
-
-def init_app(app: Flask) -> None:
-    storage = open_storage(app.config["DATABASE_URL"], app.config)
-    app.extensions["lever.storage"] = storage
-
-    @app.teardown_appcontext
-    def release_storage(_exception: BaseException | None) -> None:
-        storage.release()
-
-
 __all__ = [
-    "ArmTotals", "BACKENDS", "DuplicateKey", "LearningSnapshot", "NewAssignment", "PrunedLog", "RewardResult", "Storage",
-    "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "get_storage", "init_app", "open_storage",
+    "PERIOD_SECONDS", "ArmTotals", "BACKENDS", "DuplicateKey", "LearningSnapshot", "ModelRemoval", "ModelUpdate",
+    "NewAssignment", "SegmentTotals", "TimeBucket", "PrunedLog", "RewardResult", "Storage",
+    "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "open_storage",
 ]

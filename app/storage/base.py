@@ -11,7 +11,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from ..experiments import Experiment, ExperimentSpec
+from ..domain.experiments import Experiment, ExperimentSpec
 
 
 class StorageError(Exception):

@@ -61,27 +61,24 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..experiments import Experiment, ExperimentSpec
+from ..domain.experiments import Experiment, ExperimentSpec
 from . import records
 from .base import (
     COUNTER_COLUMNS,
     DuplicateKey,
     PERIOD_SECONDS,
-    LearningSnapshot,
     ModelRemoval,
     ModelUpdate,
     NewAssignment,
     PrunedLog,
     RewardResult,
-    SegmentTotals,
-    Storage,
     StorageBusy,
     StorageOutcomeUnknown,
     StoredAssignment,
-    TimeBucket,
     period_of,
 )
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
+from .sql import Query, SqlStorage
 
 log = logging.getLogger("lever.storage")
 
@@ -177,6 +174,12 @@ class _Counters:
         self.segments.clear()
 
 
+@functools.lru_cache(maxsize=256)
+def _placeholders(sql: str) -> str:
+    """The shared read paths' ``?`` placeholders as psycopg's ``%s``."""
+    return sql.replace("?", "%s")
+
+
 def _normalise_url(url: str) -> str:
     """Heroku's ``postgres://`` and the standard ``postgresql://`` are the same to libpq."""
     if url.startswith("postgres://"):
@@ -192,7 +195,7 @@ class _Tx:
     witness: tuple[str, int] | None = None
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(SqlStorage):
     def __init__(self, url: str, min_size: int = 1, max_size: int = 4, timeout_s: float = 5.0) -> None:
         self.url = url
         self.conninfo = _normalise_url(url)
@@ -339,7 +342,11 @@ class PostgresStorage(Storage):
         return None
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return self._run(lambda conn, _tx: conn.execute(sql, params).fetchall(), write=False)
+        return self._run(lambda conn, _tx: conn.execute(_placeholders(sql), params).fetchall(), write=False)
+
+    def _read_together(self, queries: Sequence[Query]) -> list[list[tuple]]:
+        return self._run(lambda conn, _tx: [conn.execute(_placeholders(sql), params).fetchall()
+                                            for sql, params in queries], write=False)
 
     # -- lifecycle -----------------------------------------------------------------
     def migrate(self) -> int:
@@ -412,7 +419,7 @@ class PostgresStorage(Storage):
     def _experiments(self, where: str, params: Sequence[Any]) -> list[Experiment]:
         def body(conn: psycopg.Connection, _tx: _Tx) -> tuple[list[tuple], list[tuple]]:
             rows = conn.execute(
-                f"SELECT {records.EXPERIMENT_COLUMNS} FROM experiments {where} ORDER BY id", params
+                f"SELECT {records.EXPERIMENT_COLUMNS} FROM experiments {_placeholders(where)} ORDER BY id", params
             ).fetchall()
             if not rows:
                 return rows, []
@@ -423,13 +430,6 @@ class PostgresStorage(Storage):
             return rows, variant_rows
 
         return records.experiments(*self._run(body, write=False))
-
-    def get_experiment(self, key: str) -> Experiment | None:
-        found = self._experiments("WHERE key = %s", (key,))
-        return found[0] if found else None
-
-    def list_experiments(self) -> list[Experiment]:
-        return self._experiments("", ())
 
     def set_status(self, key: str, status: str, winner: str | None, now: float) -> Experiment | None:
         def body(conn: psycopg.Connection, _tx: _Tx) -> int:
@@ -443,13 +443,6 @@ class PostgresStorage(Storage):
         return self.get_experiment(key)
 
     # -- assignments -------------------------------------------------------------------
-    def find_sticky_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
-        rows = self._read(
-            f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = %s AND sticky_key = %s",
-            (experiment_id, visitor),
-        )
-        return records.assignment(rows[0], existing=True) if rows else None
-
     def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
         def body(conn: psycopg.Connection, tx: _Tx) -> list[StoredAssignment]:
             stored: list[StoredAssignment | None] = [None] * len(items)
@@ -505,20 +498,6 @@ class PostgresStorage(Storage):
         conn.execute("UPDATE model_state SET state = %s WHERE experiment_id = %s AND variant_id = %s",
                      (state, experiment_id, variant_id))
 
-    def get_assignment(self, assignment_id: int) -> StoredAssignment | None:
-        rows = self._read(f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE id = %s", (assignment_id,))
-        return records.assignment(rows[0]) if rows else None
-
-    def latest_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
-        rows = self._read(
-            f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = %s AND visitor = %s "
-            "ORDER BY id DESC LIMIT 1", (experiment_id, visitor),
-        )
-        return records.assignment(rows[0]) if rows else None
-
-    def visit_count(self, visitor: str) -> int:
-        return int(self._read("SELECT COUNT(*) FROM assignments WHERE visitor = %s", (visitor,))[0][0])
-
     # -- rewards ---------------------------------------------------------------------
     def record_reward(
         self,
@@ -563,20 +542,6 @@ class PostgresStorage(Storage):
         return self._run(body, write=True)
 
     # -- learning and analysis reads ---------------------------------------------------------
-    def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
-        def body(conn: psycopg.Connection, _tx: _Tx) -> tuple[list[tuple], list[tuple]]:
-            rows = conn.execute(
-                f"SELECT variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = %s "
-                "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)
-            ).fetchall()
-            states = conn.execute("SELECT variant_id, state FROM model_state WHERE experiment_id = %s",
-                                  (experiment_id,)).fetchall()
-            return rows, states
-
-        rows, states = self._run(body, write=False)
-        return LearningSnapshot(totals=records.arm_totals(rows),
-                                model_states={row[0]: bytes(row[1]) for row in states if row[1] is not None})
-
     @staticmethod
     def _events_batch(conn: psycopg.Connection, experiment_id: int, after_id: int, batch_size: int) -> list[tuple]:
         return conn.execute(
@@ -605,20 +570,6 @@ class PostgresStorage(Storage):
         return self._run(lambda conn, _tx: self._rewards_for_rebuild_on(conn, experiment_id), write=False)
 
     # -- privacy and retention -----------------------------------------------------------
-    def visitor_events(self, visitor: str) -> list[dict[str, Any]]:
-        def body(conn: psycopg.Connection, _tx: _Tx) -> tuple[list[tuple], list[tuple]]:
-            rows = conn.execute(
-                f"SELECT {records.VISITOR_COLUMNS} FROM assignments a JOIN experiments e ON e.id = a.experiment_id "
-                "JOIN variants v ON v.id = a.variant_id WHERE a.visitor = %s ORDER BY a.id", (visitor,)
-            ).fetchall()
-            rewards = conn.execute(
-                f"SELECT {records.VISITOR_REWARD_COLUMNS} FROM rewards r "
-                "JOIN assignments a ON a.id = r.assignment_id WHERE a.visitor = %s ORDER BY r.id", (visitor,)
-            ).fetchall()
-            return rows, rewards
-
-        return records.visitor_events(*self._run(body, write=False))
-
     def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
         """The visitor's assignment rows are locked first (as a reward locks its assignment
         before counters), so an erase and a concurrent reward queue instead of deadlocking.
@@ -665,21 +616,6 @@ class PostgresStorage(Storage):
             return deleted
 
         return self._run(body, write=True, idempotent=True)
-
-    def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
-        rows = self._read(
-            "SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
-            "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = %s GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
-            (experiment_id,),
-        )
-        return records.segment_totals(rows)
-
-    def time_series(self, experiment_id: int) -> list[TimeBucket]:
-        rows = self._read(
-            "SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
-            "FROM arm_stats WHERE experiment_id = %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,),
-        )
-        return records.time_buckets(rows)
 
     def rebuild_arm_stats(self, experiment: Experiment, model_rebuild: Callable[..., Any] | None = None) -> None:
         """The SHARE ROW EXCLUSIVE lock on arm_stats makes concurrent event writers wait at their

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from ..experiments import Experiment, ExperimentSpec, Variant
+from ..domain.experiments import Experiment, ExperimentSpec, Variant
 from .base import (
     COUNTER_COLUMNS,
     ArmTotals,

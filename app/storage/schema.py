@@ -9,9 +9,6 @@ from typing import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 2
-
-
 def _v1(db: sqlite_utils.Database) -> None:
     db["experiments"].create(
         {
@@ -95,3 +92,4 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2}
+SCHEMA_VERSION = max(MIGRATIONS)

@@ -31,26 +31,23 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import sqlite_utils
 
-from ..experiments import Experiment, ExperimentSpec
+from ..domain.experiments import Experiment, ExperimentSpec
 from . import records
 from .base import (
     COUNTER_COLUMNS,
     DuplicateKey,
-    LearningSnapshot,
     ModelRemoval,
     ModelUpdate,
     NewAssignment,
     PrunedLog,
     RewardResult,
-    SegmentTotals,
     period_of,
-    Storage,
     StorageBusy,
     StoredAssignment,
-    TimeBucket,
 )
 from .base import PERIOD_SECONDS
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
+from .sql import Query, SqlStorage
 
 @functools.lru_cache(maxsize=64)
 def _counter_increment_sql(rows: int = 1) -> str:
@@ -228,7 +225,7 @@ class WalCheckpointer:
         self._stopped.set()
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(SqlStorage):
     def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
                  background_checkpoints: bool = True) -> None:
         self.url = url
@@ -407,13 +404,6 @@ class SQLiteStorage(Storage):
         )
         return records.experiments(rows, variant_rows)
 
-    def get_experiment(self, key: str) -> Experiment | None:
-        found = self._experiments("WHERE key = ?", (key,))
-        return found[0] if found else None
-
-    def list_experiments(self) -> list[Experiment]:
-        return self._experiments("", ())
-
     def set_status(self, key: str, status: str, winner: str | None, now: float) -> Experiment | None:
         with self._write() as conn:
             cursor = conn.execute(
@@ -424,13 +414,6 @@ class SQLiteStorage(Storage):
         return self.get_experiment(key)
 
     # -- assignments -------------------------------------------------------------------
-    def find_sticky_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
-        rows = self._read(
-            f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND sticky_key = ?",
-            (experiment_id, visitor),
-        )
-        return records.assignment(rows[0], existing=True) if rows else None
-
     def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
         stored: list[StoredAssignment] = []
         with self._write() as conn:
@@ -464,20 +447,6 @@ class SQLiteStorage(Storage):
             "ON CONFLICT (experiment_id, variant_id) DO UPDATE SET state = excluded.state",
             (experiment_id, variant_id, state),
         )
-
-    def get_assignment(self, assignment_id: int) -> StoredAssignment | None:
-        rows = self._read(f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", (assignment_id,))
-        return records.assignment(rows[0]) if rows else None
-
-    def latest_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
-        rows = self._read(
-            f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND visitor = ? "
-            "ORDER BY id DESC LIMIT 1", (experiment_id, visitor),
-        )
-        return records.assignment(rows[0]) if rows else None
-
-    def visit_count(self, visitor: str) -> int:
-        return int(self._read("SELECT COUNT(*) FROM assignments WHERE visitor = ?", (visitor,))[0][0])
 
     # -- rewards ---------------------------------------------------------------------
     def record_reward(
@@ -519,6 +488,20 @@ class SQLiteStorage(Storage):
         return RewardResult(accepted=True, reward_total=new_total, reward_count=new_count)
 
     # -- learning and analysis reads ---------------------------------------------------------
+    def _read_together(self, queries: Sequence[Query]) -> list[list[tuple]]:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN")  # one read transaction: in WAL mode a consistent snapshot, no lock taken
+            try:
+                return [conn.execute(sql, params).fetchall() for sql, params in queries]
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as error:
+            raise StorageBusy(str(error)) from error
+
+    def _counters_current(self) -> None:
+        self._fold_pending()
+
     def _fold_pending(self) -> None:
         """Before reading counters: fold the assignments logged since the last fold.
 
@@ -536,15 +519,6 @@ class SQLiteStorage(Storage):
             with self._write() as conn:
                 _fold(conn)
 
-    def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
-        self._fold_pending()
-        rows = self._read(
-            f"SELECT variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
-            "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)
-        )
-        states = self._read("SELECT variant_id, state FROM model_state WHERE experiment_id = ?", (experiment_id,))
-        return LearningSnapshot(totals=records.arm_totals(rows), model_states={row[0]: bytes(row[1]) for row in states})
-
     def iter_events(self, experiment_id: int, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
         return records.events(lambda after_id: self._read(
             f"SELECT {records.EVENT_COLUMNS} FROM assignments a JOIN variants v ON v.id = a.variant_id "
@@ -552,17 +526,6 @@ class SQLiteStorage(Storage):
         ))
 
     # -- privacy and retention -----------------------------------------------------------
-    def visitor_events(self, visitor: str) -> list[dict[str, Any]]:
-        rows = self._read(
-            f"SELECT {records.VISITOR_COLUMNS} FROM assignments a JOIN experiments e ON e.id = a.experiment_id "
-            "JOIN variants v ON v.id = a.variant_id WHERE a.visitor = ? ORDER BY a.id", (visitor,)
-        )
-        rewards = self._read(
-            f"SELECT {records.VISITOR_REWARD_COLUMNS} FROM rewards r "
-            "JOIN assignments a ON a.id = r.assignment_id WHERE a.visitor = ? ORDER BY r.id", (visitor,)
-        )
-        return records.visitor_events(rows, rewards)
-
     def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
         with self._write() as conn:
             _fold(conn)  # the erasure subtracts each row's counters: they must all be in
@@ -595,23 +558,6 @@ class SQLiteStorage(Storage):
                     "ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS REAL), excluded.value)", (before,)
                 )
         return deleted
-
-    def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
-        self._fold_pending()
-        rows = self._read(
-            "SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
-            "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
-            (experiment_id,),
-        )
-        return records.segment_totals(rows)
-
-    def time_series(self, experiment_id: int) -> list[TimeBucket]:
-        self._fold_pending()
-        rows = self._read(
-            "SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
-            "FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,),
-        )
-        return records.time_buckets(rows)
 
     def rewards_for_rebuild(self, experiment_id: int) -> list[tuple[int, float, float]]:
         """(assignment_id, value, created_at) of every reward, in arrival order."""

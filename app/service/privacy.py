@@ -12,9 +12,9 @@ import hashlib
 import hmac
 from typing import Any, Mapping
 
-from .experiments import Experiment
-from .storage import Storage
-from .storage.base import ModelRemoval, ModelUpdate
+from ..domain.experiments import Experiment
+from ..storage import ModelRemoval, ModelUpdate, Storage
+from .modes import MODES
 
 
 class VisitorIds:
@@ -30,7 +30,7 @@ class VisitorIds:
 
 
 def model_removal(storage: Storage) -> ModelRemoval:
-    """Take an erased assignment out of its contextual arm state (other modes: nothing)."""
+    """Take an erased assignment out of its mode's model state (modes without one: nothing)."""
     experiments: dict[int, Experiment | None] = {}
 
     def removal(experiment_id: int, context: Mapping[str, Any], decided_at: float,
@@ -38,11 +38,9 @@ def model_removal(storage: Storage) -> ModelRemoval:
         if experiment_id not in experiments:
             experiments[experiment_id] = next((e for e in storage.list_experiments() if e.id == experiment_id), None)
         experiment = experiments[experiment_id]
-        if experiment is None or experiment.mode != "contextual":
+        if experiment is None:
             return None
-        from .contextual import removal_update
-
-        return removal_update(experiment, context, decided_at, reward_total)
+        return MODES[experiment.mode].removal_update(experiment, context, decided_at, reward_total)
 
     return removal
 

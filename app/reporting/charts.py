@@ -35,7 +35,6 @@ from scipy import stats as st  # noqa: E402
 
 from stats.proportions import wilson_interval  # noqa: E402
 
-from .storage.base import PERIOD_SECONDS  # noqa: E402  (the counters' time bucket: one hour)
 
 #: Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
@@ -81,7 +80,7 @@ def _times(starts: Sequence[float]) -> list[datetime]:
 
 
 def _grid(buckets: Iterable[Any], keys_by_id: Mapping[int, str], keys: Sequence[str],
-          include: Callable[[Any], bool]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+          include: Callable[[Any], bool], period_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(bucket starts, assignments[k, t], conversions[k, t], reward sums[k, t]) of the included slices."""
     chosen = [b for b in buckets if b.variant_id in keys_by_id and include(b)]
     starts = np.array(sorted({b.bucket_start for b in chosen}), dtype=float)
@@ -96,7 +95,7 @@ def _grid(buckets: Iterable[Any], keys_by_id: Mapping[int, str], keys: Sequence[
         c[row, col] += b.conversions
         s[row, col] += b.reward_sum
     if starts.size > MAX_POINTS:  # long experiments: merge neighbouring hours (sums stay exact)
-        width = PERIOD_SECONDS * math.ceil((starts[-1] - starts[0] + PERIOD_SECONDS) / PERIOD_SECONDS / MAX_POINTS)
+        width = period_s * math.ceil((starts[-1] - starts[0] + period_s) / period_s / MAX_POINTS)
         group = ((starts - starts[0]) // width).astype(int)
         merged = np.unique(group)
         position_of = np.searchsorted(merged, group)
@@ -188,10 +187,11 @@ def _value_formatter(numeric: bool):
 # -- the four charts -----------------------------------------------------------------------------
 
 
-def cumulative_chart(stats: Mapping[str, Any], buckets: Sequence[Any], keys_by_id: Mapping[int, str]) -> str:
+def cumulative_chart(stats: Mapping[str, Any], buckets: Sequence[Any], keys_by_id: Mapping[int, str],
+                     period_s: float) -> str:
     keys = [v["key"] for v in stats["variants"]]
     numeric = stats.get("reward") == "numeric"
-    starts, n, c, s = _grid(buckets, keys_by_id, keys, _analysed(stats))
+    starts, n, c, s = _grid(buckets, keys_by_id, keys, _analysed(stats), period_s)
     figure = _figure()
     ax = figure.add_subplot()
     slice_note = " (holdout traffic)" if stats.get("analysis_slice") == "holdout" else ""
@@ -234,10 +234,12 @@ def cumulative_chart(stats: Mapping[str, Any], buckets: Sequence[Any], keys_by_i
     return _save(figure, "cumulative", TITLES["cumulative"])
 
 
-def allocation_chart(stats: Mapping[str, Any], buckets: Sequence[Any], keys_by_id: Mapping[int, str]) -> str:
+def allocation_chart(stats: Mapping[str, Any], buckets: Sequence[Any], keys_by_id: Mapping[int, str],
+                     period_s: float) -> str:
     keys = [v["key"] for v in stats["variants"]]
     adaptive = stats.get("mode") in ("bandit", "contextual")
-    starts, n, _, _ = _grid(buckets, keys_by_id, keys, (lambda b: not b.holdout) if adaptive else (lambda b: True))
+    starts, n, _, _ = _grid(buckets, keys_by_id, keys, (lambda b: not b.holdout) if adaptive else (lambda b: True),
+                            period_s)
     figure = _figure()
     ax = figure.add_subplot()
     ax.set_ylabel("Share of " + ("policy traffic" if adaptive else "traffic"))
@@ -348,12 +350,14 @@ def uplift_chart(stats: Mapping[str, Any]) -> str:
     return _save(figure, "uplift", TITLES["uplift"])
 
 
-def render_charts(stats: Mapping[str, Any], buckets: Sequence[Any], keys_by_id: Mapping[int, str]) -> dict[str, str]:
-    """Every chart of the report as CSP-safe inline SVG, keyed by name (``CHART_NAMES``)."""
+def render_charts(stats: Mapping[str, Any], buckets: Sequence[Any], keys_by_id: Mapping[int, str],
+                  period_s: float) -> dict[str, str]:
+    """Every chart of the report as CSP-safe inline SVG, keyed by name (``CHART_NAMES``); ``buckets``
+    are the storage's time buckets, each ``period_s`` seconds wide."""
     with _RENDER_LOCK, matplotlib.rc_context(RC):  # rcParams are global: one render at a time
         charts = {
-            "cumulative": cumulative_chart(stats, buckets, keys_by_id),
-            "allocation": allocation_chart(stats, buckets, keys_by_id),
+            "cumulative": cumulative_chart(stats, buckets, keys_by_id, period_s),
+            "allocation": allocation_chart(stats, buckets, keys_by_id, period_s),
             "posterior": posterior_chart(stats),
             "uplift": uplift_chart(stats),
         }

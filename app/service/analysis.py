@@ -2,41 +2,18 @@
 
 Everything is summed in SQL by the storage layer (counters kept per variant and
 traffic slice, segment and time-bucket GROUP BYs); this module only relabels ids as
-variant keys and chooses which context features to break down.
+variant keys and hands the sums to ``stats``.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import stats
-from bandits import ContextEncoder, PolicyConfigError
 from stats import ExperimentAggregate, SegmentAggregate, SliceAggregate
 
-from .experiments import Experiment
-from .learning import PolicyEntry
-from .storage import ArmTotals, Storage
-
-#: context keys the snippet always sends, broken down for every experiment unless declared otherwise
-DEFAULT_SEGMENT_FEATURES = (
-    {"name": "device", "type": "categorical", "levels": ["mobile", "desktop", "tablet", "bot"]},
-    {"name": "returning", "type": "boolean"},
-)
-SEGMENT_TYPES = ("categorical", "boolean")
-
-
-def segment_encoder(experiment: Experiment) -> ContextEncoder:
-    """The experiment's segment features: declared categorical/boolean ones plus device and returning.
-
-    Levels are bounded (declared levels, "(other)", "(missing)"), so a client cannot
-    create unbounded report rows.
-    """
-    declared = [dict(f) for f in experiment.context if f.get("type") in SEGMENT_TYPES]
-    names = {f["name"] for f in experiment.context}
-    defaults = [dict(f) for f in DEFAULT_SEGMENT_FEATURES if f["name"] not in names]
-    try:
-        return ContextEncoder.from_schema(declared + defaults)
-    except PolicyConfigError:  # the declared features fill the encoder's limits: no room for the defaults
-        return ContextEncoder.from_schema(declared)
+from ..domain.experiments import Experiment
+from ..storage import ArmTotals, Storage
+from .policy_cache import PolicyEntry
 
 
 def _slice(key: str, totals: ArmTotals) -> SliceAggregate:
@@ -72,7 +49,9 @@ def build_aggregate(experiment: Experiment, entry: PolicyEntry, storage: Storage
     )
 
 
-def experiment_stats(experiment: Experiment, entry: PolicyEntry, storage: Storage) -> dict[str, Any]:
+def experiment_stats(entry: PolicyEntry, storage: Storage) -> dict[str, Any]:
+    """The stats JSON of ``GET /api/v1/experiments/<key>/stats`` for this learning state."""
+    experiment = entry.experiment
     result = stats.analyse(build_aggregate(experiment, entry, storage)).to_dict()
     result["model_version"] = entry.model_version
     result["status"] = experiment.status

@@ -23,7 +23,7 @@ from flask import Flask, Request, current_app, redirect, request, session, url_f
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from .auth import is_admin_token
-from .errors import LeverError
+from ..domain.errors import LeverError
 
 F = TypeVar("F", bound=Callable)
 

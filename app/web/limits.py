@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from flask import Flask, Response, request
 from limits import RateLimitItem, parse_many, storage, strategies
 
-from .api import PUBLIC_ENDPOINTS
+from .public_api import ENDPOINTS as PUBLIC_ENDPOINTS
 from .errors import error_response
 
 #: password guessing: failed or not, login attempts per client address

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response, render_template, request
 
-from .cli import DEMO_EXPERIMENT
-from .storage import StorageBusy, get_storage
+from ..service.demo import DEMO_EXPERIMENT
+from ..storage import StorageBusy
+from .db import get_storage
 
 bp = Blueprint("snippet", __name__)
 

@@ -2,8 +2,9 @@
 
 Server-rendered HTML (no JavaScript needed to read anything), behind an admin session
 (``session_auth``). The numbers come from the same stats dict as
-``GET /api/v1/experiments/<key>/stats`` (``analysis.experiment_stats``); the words from
-``verdict``; the pictures from ``charts``. Views only fetch, cache and render.
+``GET /api/v1/experiments/<key>/stats`` (``app.service.analysis``); the words from
+``app.reporting.verdict``; the pictures from ``app.reporting.charts``. Views only fetch,
+cache and render.
 
 Caches (per worker): the stats dict per (experiment, model version, status), and the
 rendered chart SVGs per (experiment, model version) — the same learning state always
@@ -21,12 +22,19 @@ from typing import Any, Callable, Mapping
 from flask import (Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request,
                    url_for)
 
-from . import session_auth, verdict as words
-from .errors import NotFound, ValidationError
-from .experiments import parse_experiment
-from .learning import PolicyEntry
+from ..domain.errors import Conflict, NotFound, ValidationError
+from ..domain.experiments import parse_experiment
+from ..reporting import charts
+from ..reporting import verdict as words
+from ..service.analysis import experiment_stats
+from ..service.experiments import create_experiment, set_status
+from ..service.policy_cache import PolicyEntry
+from ..storage import PERIOD_SECONDS
+from . import session_auth
+from .admin_api import describe_policy, events_csv_response
+from .db import get_storage
+from .http import services
 from .session_auth import login_required
-from .storage import DuplicateKey, get_storage
 
 bp = Blueprint("report", __name__, template_folder="templates")
 
@@ -90,33 +98,24 @@ def _security_headers(response: Response) -> Response:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _learning():
-    return current_app.extensions["lever.learning"]
-
-
 def _stats(entry: PolicyEntry) -> dict[str, Any]:
     """The stats dict of the API, cached per learning state and status."""
-    from .analysis import experiment_stats
-
     experiment = entry.experiment
     key = (experiment.id, entry.model_version, experiment.status, experiment.winner)
-    return current_app.extensions["lever.report.stats"].get(
-        key, lambda: experiment_stats(experiment, entry, get_storage()))
+    return current_app.extensions["lever.report.stats"].get(key, lambda: experiment_stats(entry, get_storage()))
 
 
 def _charts(entry: PolicyEntry, stats: Mapping[str, Any], buckets) -> dict[str, str]:
     experiment = entry.experiment
 
     def render() -> dict[str, str]:
-        from .charts import render_charts  # matplotlib is loaded on the first report, not at start
-
-        return render_charts(stats, buckets, {v.id: v.key for v in experiment.variants})
+        return charts.render_charts(stats, buckets, {v.id: v.key for v in experiment.variants}, PERIOD_SECONDS)
 
     return current_app.extensions["lever.report.charts"].get((experiment.id, entry.model_version), render)
 
 
 def _entry(key: str, fresh: bool = True) -> PolicyEntry:
-    entry = _learning().get(get_storage(), key, fresh=fresh)
+    entry = services().cache.get(get_storage(), key, fresh=fresh)
     if entry is None:
         raise NotFound(f"There is no experiment “{key}”.", code="experiment_not_found")
     return entry
@@ -178,7 +177,7 @@ def logout():
 def index():
     rows = []
     for experiment in get_storage().list_experiments():
-        entry = _learning().get(get_storage(), experiment.key, fresh=True)
+        entry = services().cache.get(get_storage(), experiment.key, fresh=True)
         if entry is None:  # deleted meanwhile
             continue
         rows.append({"experiment": entry.experiment, "summary": words.summary(_stats(entry))})
@@ -192,8 +191,6 @@ def experiment(key: str):
     stats = _stats(entry)
     storage = get_storage()
     buckets = storage.time_series(entry.experiment.id)
-    from .api import describe_policy
-
     return _render(
         "report/experiment.html",
         experiment=entry.experiment,
@@ -223,8 +220,8 @@ def change_status(key: str):
     winner = request.form.get("winner") or None
     if action == "stop" and winner not in experiment.variant_keys:
         raise ValidationError("Choose the variant to serve to everyone when stopping.")
-    get_storage().set_status(key, status, winner if action == "stop" else None, time.time())
-    _learning().invalidate(key)
+    svc = services()
+    set_status(svc.storage, svc.cache, experiment, status, winner if action == "stop" else None, time.time())
     flash({"pause": "Paused: everyone sees the control and nothing is logged.",
            "resume": "Resumed: the experiment is running again.",
            "stop": f"Stopped: everyone now sees {winner}."}[action], "success")
@@ -280,10 +277,10 @@ def new_experiment():
         form.update({k: request.form.get(k, default) for k, default in FORM_DEFAULTS.items()})
         try:
             spec = parse_experiment(form_to_body(form))
-            get_storage().create_experiment(spec, time.time())
+            create_experiment(get_storage(), spec, time.time())
         except ValidationError as failure:
             error = failure.message
-        except DuplicateKey:
+        except Conflict:
             error = f"An experiment with key {form['key'].strip()!r} exists already."
         else:
             flash(f"Created experiment {spec.key}. Add the snippet to your page to start collecting data.", "success")
@@ -306,6 +303,4 @@ def stats_json(key: str):
 @bp.get("/experiments/<key>/events.csv")
 @login_required
 def events_csv(key: str):
-    from .api import events_csv as api_events_csv
-
-    return api_events_csv.__wrapped__(key)  # the API view without its bearer-token check
+    return events_csv_response(key)  # the API's download, behind the session instead of the bearer token

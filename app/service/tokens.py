@@ -19,7 +19,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from .errors import LeverError
+from ..domain.errors import LeverError
 
 _VERSION = b"lever.assignment.v1:"
 

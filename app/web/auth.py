@@ -7,7 +7,7 @@ from typing import Callable, TypeVar
 
 from flask import current_app, request
 
-from .errors import Unauthorized
+from ..domain.errors import Unauthorized
 
 F = TypeVar("F", bound=Callable)
 

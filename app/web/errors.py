@@ -1,7 +1,8 @@
-"""Exceptions that carry their HTTP status, and the one handler that renders them.
+"""The one error renderer: every failure of a request answers through it.
 
-Views raise ``LeverError`` subclasses; API paths get ``{"error": {"code", "message"}}``
-JSON, other paths a small HTML page. Werkzeug's own HTTP errors (404, 405, 413 …) and
+``LeverError`` subclasses (``app.domain.errors``) carry their status and code; API paths
+get ``{"error": {"code", "message"}}`` JSON, other paths a small HTML page. Werkzeug's
+own HTTP errors (404, 405, 413 …), the storage's "busy" and "outcome unknown" and
 anything unexpected go through the same renderer, so no request ever answers with an
 HTML stack trace or a bare 500 body.
 """
@@ -12,56 +13,15 @@ import logging
 from flask import Flask, Response, jsonify, render_template_string, request
 from werkzeug.exceptions import HTTPException
 
+from ..domain.errors import LeverError
+from ..storage import StorageBusy, StorageOutcomeUnknown
+
 log = logging.getLogger(__name__)
-
-
-class LeverError(Exception):
-    status = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-        if status is not None:
-            self.status = status
-
-
-class ValidationError(LeverError):
-    status = 400
-    code = "invalid_request"
-
-
-class Unauthorized(LeverError):
-    status = 401
-    code = "unauthorized"
-
-
-class NotFound(LeverError):
-    status = 404
-    code = "not_found"
-
-
-class Conflict(LeverError):
-    status = 409
-    code = "conflict"
-
-
-class Unprocessable(LeverError):
-    status = 422
-    code = "unprocessable"
-
-
-class ServiceUnavailable(LeverError):
-    """The database is busy or unreachable: the client may retry, nothing was written."""
-
-    status = 503
-    code = "service_unavailable"
-
 
 _HTTP_CODES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -92,6 +52,16 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(LeverError)
     def handle_lever_error(error: LeverError) -> Response:
         return error_response(error.status, error.code, error.message)
+
+    @app.errorhandler(StorageOutcomeUnknown)
+    def storage_outcome_unknown(_error: StorageOutcomeUnknown) -> Response:
+        return error_response(503, "outcome_unknown",
+                              "the database connection dropped while committing and the outcome could not be "
+                              "checked: this request may or may not have been recorded")
+
+    @app.errorhandler(StorageBusy)
+    def storage_busy(_error: StorageBusy) -> Response:
+        return error_response(503, "service_unavailable", "the database is busy; retry shortly (nothing was written)")
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException) -> Response:

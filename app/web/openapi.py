@@ -2,7 +2,7 @@
 ``GET /api/v1/openapi.json``.
 
 The document is plain Python data built once per app, when the blueprint is registered,
-from the same constants the validators use (``app.experiments``, ``app.inputs``,
+from the same constants the validators use (``app.domain.experiments``, ``app.domain.requests``,
 ``bandits.encoding``) and from the app's configured limits (``LEVER_MAX_*``), so each
 limit is stated in one place. ``tests/test_openapi*.py`` check it is valid OpenAPI,
 that it lists exactly the Flask routes under ``/api/v1`` and, with schemathesis, that
@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, jsonify
 
 from bandits.encoding import FEATURE_TYPES, MAX_BUCKETS, MAX_FEATURES, MAX_LEVELS, MAX_NAME_LENGTH
 
-from .experiments import (
+from ..domain.experiments import (
     DEFAULT_REWARD_WINDOW_S,
     KEY_PATTERN,
     MAX_HOLDOUT,
@@ -28,7 +28,7 @@ from .experiments import (
     REWARD_TYPES,
     STATUSES,
 )
-from .inputs import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
+from ..domain.requests import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"

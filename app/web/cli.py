@@ -4,35 +4,20 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 import click
 import numpy as np
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from .errors import LeverError
-from .experiments import parse_experiment
-from .storage import DuplicateKey, PrunedLog, get_storage
-
-DEMO_EXPERIMENT = {
-    "key": "homepage-hero",
-    "name": "Homepage hero",
-    "mode": "bandit",
-    "reward": "binary",
-    "control": "control",
-    "holdout": 0.1,
-    "min_share": 0.01,
-    "variants": [
-        {"key": "control", "payload": {"headline": "Project tracking for busy teams",
-                                       "offer": "Start a free trial", "cta": "Sign up"}},
-        {"key": "urgency", "payload": {"headline": "Ship this week's work on time",
-                                       "offer": "30 days free, no card needed", "cta": "Start free today"}},
-        {"key": "social", "payload": {"headline": "12,000 teams plan their week with us",
-                                      "offer": "Join them free for 30 days", "cta": "Join free"}},
-    ],
-}
-
+from ..domain.errors import LeverError
+from ..domain.experiments import parse_experiment
+from ..service.demo import DEMO_EXPERIMENT
+from ..service.experiments import create_experiment as create
+from ..service.modes import MODES
+from ..service.privacy import retention_cutoff
+from ..storage import PrunedLog
+from .db import get_storage
 
 def _admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {current_app.config['LEVER_ADMIN_TOKEN']}"}
@@ -52,14 +37,11 @@ def init_db() -> None:
 def create_experiment(file) -> None:
     """Create an experiment from a JSON definition file (same body as POST /api/v1/experiments)."""
     try:
-        spec = parse_experiment(json.load(file))
-        experiment = get_storage().create_experiment(spec, time.time())
+        experiment = create(get_storage(), parse_experiment(json.load(file)), time.time())
     except json.JSONDecodeError as error:
         raise click.ClickException(f"not valid JSON: {error}") from None
     except LeverError as error:
         raise click.ClickException(error.message) from None
-    except DuplicateKey:
-        raise click.ClickException("an experiment with this key exists already") from None
     click.echo(json.dumps(experiment.to_dict(), indent=2))
 
 
@@ -150,14 +132,12 @@ def export(key: str) -> None:
 @click.argument("key")
 def rebuild_stats(key: str) -> None:
     """Recompute an experiment's learning counters from its event log."""
-    from .contextual import model_rebuilder
-
     store = get_storage()
     experiment = store.get_experiment(key)
     if experiment is None:
         raise click.ClickException(f"no experiment {key!r}")
     try:
-        store.rebuild_arm_stats(experiment, model_rebuilder(experiment))
+        store.rebuild_arm_stats(experiment, MODES[experiment.mode].rebuilder(experiment))
     except PrunedLog as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"rebuilt counters of {key}")
@@ -167,8 +147,6 @@ def rebuild_stats(key: str) -> None:
 @with_appcontext
 def prune_events() -> None:
     """Delete raw events older than LEVER_RETENTION_DAYS (never inside a reward window); totals are kept."""
-    from .privacy import retention_cutoff
-
     store = get_storage()
     cutoff = retention_cutoff(time.time(), current_app.config["LEVER_RETENTION_DAYS"], store.list_experiments())
     if cutoff is None:
@@ -183,12 +161,3 @@ COMMANDS = (init_db, prune_events, create_experiment, seed_demo, show_urls, simu
 def register_cli(app: Flask) -> None:
     for command in COMMANDS:
         app.cli.add_command(command)
-
-
-def main() -> None:
-    """The ``lever`` console script: ``flask --app app`` with Lever's commands."""
-    from flask.cli import FlaskGroup
-
-    from . import create_app
-
-    FlaskGroup(create_app=create_app, help="Lever: experiments and bandits.")(prog_name="lever")

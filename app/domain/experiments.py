@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
-from bandits import PolicyConfigError
+from bandits import ContextEncoder, PolicyConfigError
 
 from .errors import ValidationError
 
@@ -151,9 +151,7 @@ def _context(raw: Any, mode: str) -> tuple[Mapping[str, Any], ...]:
     _require(all(isinstance(item, dict) for item in raw), "each context feature must be an object")
     if mode == "contextual":
         _require(len(raw) > 0, "a contextual experiment must declare at least one context feature")
-    if raw:  # every mode: the report's segments are built from the declared features
-        from bandits import ContextEncoder  # the encoder owns the feature rules
-
+    if raw:  # every mode: the report's segments are built from the declared features (the encoder owns the rules)
         try:
             ContextEncoder.from_schema(raw)
         except PolicyConfigError as error:

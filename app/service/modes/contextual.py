@@ -1,0 +1,145 @@
+"""The contextual mode: linear Thompson sampling per variant over the encoded context.
+
+The linear model of each variant is stored as a ``LinearArmState`` BLOB per
+(experiment, variant), updated in the same transaction as the event that changes it:
+a decision adds x xᵀ when the variant is served (reward 0 so far), a reward adds x·y
+when it arrives, however late. The context stored with the assignment is the
+*enriched* one, so re-encoding it at reward time, or when rebuilding from the log,
+gives exactly the vector that decided.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from bandits import ContextEncoder, Decision, EncodedContext, LinearArmState, LinearThompson, add_decision, add_reward, enrich
+from bandits.linear import remove_decision
+
+from ...domain.experiments import Experiment
+from ...storage import LearningSnapshot, ModelUpdate, StoredAssignment
+from .base import FittedPolicy, Mode, ModelRebuild, RequestInfo
+
+#: features the server can fill in when the client does not send them
+ENRICHABLE = frozenset({"hour", "weekday", "device", "visits", "returning"})
+
+
+def encoder_for(experiment: Experiment) -> ContextEncoder:
+    return ContextEncoder.from_schema(list(experiment.context))
+
+
+def _noise_variance(experiment: Experiment, snapshot: LearningSnapshot) -> float | None:
+    """Numeric rewards: the pooled variance of per-assignment outcomes (binary: the policy's own)."""
+    if experiment.reward == "binary":
+        return None
+    n = sum(t.assignments for t in snapshot.totals)
+    if n < 2:
+        return 1.0
+    mean = sum(t.reward_sum for t in snapshot.totals) / n
+    variance = sum(t.reward_sumsq for t in snapshot.totals) / n - mean * mean
+    return max(variance, 1e-6)
+
+
+def _state_update(width: int, step: Callable[[LinearArmState], LinearArmState]) -> ModelUpdate:
+    def update(blob: bytes | None) -> bytes:
+        state = LinearArmState.from_bytes(blob) if blob else LinearArmState.empty(width)
+        return step(state).to_bytes()
+
+    return update
+
+
+class LinearPolicy(FittedPolicy):
+    """A fitted ``LinearThompson`` with the encoder that feeds it."""
+
+    def __init__(self, variant_keys: tuple[str, ...], encoder: ContextEncoder, policy: LinearThompson,
+                 half_life_s: float | None) -> None:
+        self.variant_keys = variant_keys
+        self.encoder = encoder
+        self.policy = policy
+        self.half_life_s = half_life_s
+
+    def features(self, context: Mapping[str, Any]) -> EncodedContext:
+        return self.encoder.encode(context)
+
+    def select(self, experiment: Experiment, visitor: str, features: EncodedContext,
+               rng: np.random.Generator) -> Decision:
+        return self.policy.select(rng, features.vector)
+
+    def decision_update(self, features: EncodedContext, now: float) -> ModelUpdate:
+        x = features.vector
+        half_life = self.half_life_s
+        return _state_update(self.encoder.width, lambda state: add_decision(state, x, now, half_life))
+
+    def reward_update(self, assignment: StoredAssignment, value: float, now: float) -> ModelUpdate:
+        x = self.encoder.encode(assignment.context).vector
+        half_life = self.half_life_s
+        return _state_update(self.encoder.width,
+                             lambda state: add_reward(state, x, value, assignment.created_at, now, half_life))
+
+    def explain(self, features: EncodedContext) -> dict[str, Any]:
+        mean, sd = self.policy.predict(features.vector)
+        return {
+            "predicted": {k: float(m) for k, m in zip(self.variant_keys, mean)},
+            "uncertainty": {k: float(s) for k, s in zip(self.variant_keys, sd)},
+            "ignored_context_keys": list(features.unknown_keys),
+        }
+
+    def describe(self, experiment: Experiment) -> dict[str, Any]:
+        return {"allocation": None, "posterior": None}
+
+
+class ContextualMode(Mode):
+    name = "contextual"
+
+    def fit(self, experiment: Experiment, snapshot: LearningSnapshot, now: float, draws: int) -> FittedPolicy:
+        encoder = encoder_for(experiment)
+        states = [
+            LinearArmState.from_bytes(snapshot.model_states[v.id]) if v.id in snapshot.model_states
+            else LinearArmState.empty(encoder.width)
+            for v in experiment.variants
+        ]
+        policy = LinearThompson(
+            n_arms=len(experiment.variants), n_features=encoder.width, min_share=experiment.min_share,
+            half_life_s=experiment.decay_half_life_s, noise_variance=_noise_variance(experiment, snapshot),
+        )
+        return LinearPolicy(experiment.variant_keys, encoder, policy.fit(states, now=now),
+                            experiment.decay_half_life_s)
+
+    def prepare_context(self, experiment: Experiment, stored_visitor: str, context: Mapping[str, Any],
+                        info: RequestInfo, visit_count: Callable[[str], int]) -> Mapping[str, Any]:
+        """Fill declared hour/weekday/device/visits/returning the client did not send."""
+        declared = {feature["name"] for feature in experiment.context}
+        wanted = {"visits", "returning"} & declared
+        visits = visit_count(stored_visitor) if any(context.get(k) is None for k in wanted) else None
+        tz_offset = context.get("tz_offset")
+        tz_offset = int(tz_offset) if isinstance(tz_offset, (int, float)) and not isinstance(tz_offset, bool) else None
+        return enrich(context, declared, epoch_seconds=info.now, tz_offset_minutes=tz_offset,
+                      user_agent=info.user_agent, visit_count=visits)
+
+    def removal_update(self, experiment: Experiment, context: Mapping[str, Any], decided_at: float,
+                       reward_total: float) -> ModelUpdate:
+        encoder = encoder_for(experiment)
+        x = encoder.encode(context).vector
+        half_life = experiment.decay_half_life_s
+        return _state_update(encoder.width,
+                             lambda state: remove_decision(state, x, decided_at, reward_total, half_life))
+
+    def rebuilder(self, experiment: Experiment) -> ModelRebuild:
+        encoder = encoder_for(experiment)
+        half_life = experiment.decay_half_life_s
+
+        def rebuild(events: Iterable[dict[str, Any]], rewards: Iterable[tuple[int, float, float]]) -> dict[int, bytes]:
+            states = {v.id: LinearArmState.empty(encoder.width) for v in experiment.variants}
+            decided: dict[int, tuple[int, np.ndarray, float]] = {}
+            for event in events:
+                x = encoder.encode(json.loads(event["context"])).vector
+                states[event["variant_id"]] = add_decision(states[event["variant_id"]], x, event["created_at"],
+                                                           half_life)
+                decided[event["id"]] = (event["variant_id"], x, event["created_at"])
+            for assignment_id, value, created_at in rewards:
+                variant_id, x, decided_at = decided[assignment_id]
+                states[variant_id] = add_reward(states[variant_id], x, value, decided_at, created_at, half_life)
+            return {variant_id: state.to_bytes() for variant_id, state in states.items()}
+
+        return rebuild

@@ -1,0 +1,102 @@
+"""What both SQL backends do the same way, written once.
+
+``SqlStorage`` implements the read paths of the interface in portable SQL with ``?``
+placeholders; a backend supplies ``_read`` (one statement → rows, translating the
+placeholders where its driver wants ``%s``), ``_read_together`` (several statements in
+one read transaction, so they see one state) and ``_counters_current`` (SQLite folds
+pending decisions into the counters there; PostgreSQL keeps them current on write).
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+from ..domain.experiments import Experiment
+from . import records
+from .base import LearningSnapshot, SegmentTotals, Storage, StoredAssignment, TimeBucket
+
+Query = tuple[str, Sequence[Any]]
+
+
+class SqlStorage(Storage):
+    @abc.abstractmethod
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of one statement written with ``?`` placeholders."""
+
+    @abc.abstractmethod
+    def _read_together(self, queries: Sequence[Query]) -> list[list[tuple]]:
+        """Rows of each statement, all read in one transaction."""
+
+    def _counters_current(self) -> None:
+        """Called before any read of the counters (default: they always are)."""
+
+    @abc.abstractmethod
+    def _experiments(self, where: str, params: Sequence[Any]) -> list[Experiment]: ...
+
+    # -- experiments -------------------------------------------------------------------
+    def get_experiment(self, key: str) -> Experiment | None:
+        found = self._experiments("WHERE key = ?", (key,))
+        return found[0] if found else None
+
+    def list_experiments(self) -> list[Experiment]:
+        return self._experiments("", ())
+
+    # -- the event log -------------------------------------------------------------------
+    def find_sticky_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
+        rows = self._read(
+            f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND sticky_key = ?",
+            (experiment_id, visitor),
+        )
+        return records.assignment(rows[0], existing=True) if rows else None
+
+    def get_assignment(self, assignment_id: int) -> StoredAssignment | None:
+        rows = self._read(f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", (assignment_id,))
+        return records.assignment(rows[0]) if rows else None
+
+    def latest_assignment(self, experiment_id: int, visitor: str) -> StoredAssignment | None:
+        rows = self._read(
+            f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments WHERE experiment_id = ? AND visitor = ? "
+            "ORDER BY id DESC LIMIT 1", (experiment_id, visitor),
+        )
+        return records.assignment(rows[0]) if rows else None
+
+    def visit_count(self, visitor: str) -> int:
+        return int(self._read("SELECT COUNT(*) FROM assignments WHERE visitor = ?", (visitor,))[0][0])
+
+    # -- learning and analysis reads ---------------------------------------------------------
+    def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
+        self._counters_current()
+        rows, states = self._read_together((
+            (f"SELECT variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
+             "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)),
+            ("SELECT variant_id, state FROM model_state WHERE experiment_id = ?", (experiment_id,)),
+        ))
+        return LearningSnapshot(totals=records.arm_totals(rows),
+                                model_states={row[0]: bytes(row[1]) for row in states if row[1] is not None})
+
+    def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
+        self._counters_current()
+        rows = self._read(
+            "SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
+            "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            (experiment_id,),
+        )
+        return records.segment_totals(rows)
+
+    def time_series(self, experiment_id: int) -> list[TimeBucket]:
+        self._counters_current()
+        rows = self._read(
+            "SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
+            "FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,),
+        )
+        return records.time_buckets(rows)
+
+    # -- privacy -----------------------------------------------------------------------------
+    def visitor_events(self, visitor: str) -> list[dict[str, Any]]:
+        rows, rewards = self._read_together((
+            (f"SELECT {records.VISITOR_COLUMNS} FROM assignments a JOIN experiments e ON e.id = a.experiment_id "
+             "JOIN variants v ON v.id = a.variant_id WHERE a.visitor = ? ORDER BY a.id", (visitor,)),
+            (f"SELECT {records.VISITOR_REWARD_COLUMNS} FROM rewards r "
+             "JOIN assignments a ON a.id = r.assignment_id WHERE a.visitor = ? ORDER BY r.id", (visitor,)),
+        ))
+        return records.visitor_events(rows, rewards)

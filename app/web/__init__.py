@@ -1,0 +1,16 @@
+"""The web room: everything that knows about HTTP.
+
+* ``factory``      ``create_app``: settings, storage, services, blueprints
+* ``db``           the storage's lifecycle in the app (``get_storage``)
+* ``http``         request helpers: JSON body, limits, request info, CORS origin check
+* ``public_api``   assign and reward (public, CORS, rate-limited)
+* ``admin_api``    experiments, stats, policy, exports, visitors (admin token)
+* ``report``       the report pages (session login, CSRF, strict CSP)
+* ``snippet``      ``/lever.js`` and ``/demo``
+* ``openapi``      the OpenAPI document
+* ``auth`` / ``session_auth`` / ``limits`` / ``errors``  who may call, how often, how failures render
+* ``cli`` / ``console``  ``flask --app app …`` commands and the ``lever`` script
+
+May import: ``app.service``, ``app.reporting``, ``app.domain``, ``app.storage`` (records
+and errors), ``app.settings``. Views parse, call the service, render.
+"""

@@ -32,7 +32,6 @@ or the relative change or its standard error is undefined.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,64 +58,48 @@ class GuardrailResult:
         return jsonable(self)
 
 
-# ---------------------------------------------------------------- safe calls into anytime
+# ---------------------------------------------------------------- vectorised cores
 
 
-def _finite_args(*values) -> bool:
-    return all(v is not None and math.isfinite(v) for v in values)
+def always_valid_arrays(rel: Relative, n, alpha: float = ALPHA):
+    """(low, high, p): the CS on the relative change (back-transformed from the test
+    scale) and the always-valid p-value of r = 0, element-wise; NaN where undefined."""
+    low, high = anytime.confidence_sequence_arrays(rel.estimate, rel.se, n, alpha)
+    p_value = anytime.p_value_arrays(rel.estimate, rel.se, n)
+    return to_relative(rel.log_scale, low), to_relative(rel.log_scale, high), p_value
 
 
-def confidence_sequence(estimate, se, n, alpha: float = ALPHA) -> tuple[float, float] | None:
-    """``anytime.confidence_sequence`` with finite inputs only and no exceptions."""
-    if not _finite_args(estimate, se, n) or se <= 0 or n <= 0:
-        return None
-    try:
-        cs = anytime.confidence_sequence(float(estimate), float(se), float(n), alpha=alpha)
-    except (ArithmeticError, ValueError):
-        return None
-    return None if cs is None else interval(cs[0], cs[1])
+def guardrail_arrays(rel: Relative, n, max_regression, higher_is_better: bool, alpha: float = ALPHA):
+    """(failing, one-sided p, one-sided bound on the relative change), element-wise.
 
-
-def always_valid_p_value(estimate, se, n) -> float | None:
-    """``anytime.always_valid_p_value`` with finite inputs only and no exceptions."""
-    if not _finite_args(estimate, se, n) or se <= 0 or n <= 0:
-        return None
-    try:
-        return finite(anytime.always_valid_p_value(float(estimate), float(se), float(n)))
-    except (ArithmeticError, ValueError):
-        return None
+    ``failing`` is False where the CS is undefined (NaN bound); callers tell those
+    apart with the bound."""
+    sign = 1.0 if higher_is_better else -1.0  # "worse" is sign * r < -max_regression
+    limit = from_relative(rel.log_scale, -sign * np.asarray(max_regression, dtype=float))
+    low, high = anytime.confidence_sequence_arrays(rel.estimate, rel.se, n, 2 * alpha)
+    bound = high if higher_is_better else low
+    with np.errstate(all="ignore"):
+        failing = sign * bound < sign * limit  # the whole one-sided CS lies past the threshold
+        beyond = np.isfinite(limit) & (sign * rel.estimate < sign * limit)
+        p_two = anytime.p_value_arrays(rel.estimate - limit, rel.se, n)
+        p_one = np.where(beyond, np.minimum(1.0, p_two / 2), np.where(np.isnan(bound), np.nan, 1.0))
+    return failing, p_one, to_relative(rel.log_scale, bound)
 
 
 def always_valid_relative(rel: Relative, n, alpha: float = ALPHA):
-    """(CS for the relative change, always-valid p of r = 0) from a scalar ``Relative``."""
-    estimate, se = finite(np.asarray(rel.estimate)), finite(np.asarray(rel.se))
-    cs = confidence_sequence(estimate, se, n, alpha)
-    log_scale = bool(rel.log_scale)
-    ci = None if cs is None else interval(to_relative(log_scale, cs[0]), to_relative(log_scale, cs[1]))
-    return ci, always_valid_p_value(estimate, se, n)
-
-
-# ---------------------------------------------------------------- guardrail
+    """(CS for the relative change or None, always-valid p or None) for scalars."""
+    low, high, p_value = always_valid_arrays(rel, n, alpha)
+    return interval(low, high), finite(p_value)
 
 
 def guardrail_test(
     rel: Relative, n, max_regression: float, higher_is_better: bool, alpha: float = ALPHA
 ) -> tuple[str, float | None, float | None]:
     """(status, one-sided always-valid p, one-sided bound) for a scalar ``Relative``."""
-    estimate, se = finite(np.asarray(rel.estimate)), finite(np.asarray(rel.se))
-    log_scale = bool(rel.log_scale)
-    sign = 1.0 if higher_is_better else -1.0  # "worse" is sign * r < -max_regression
-    limit = float(from_relative(log_scale, -sign * max_regression))  # threshold, test scale
-    cs = confidence_sequence(estimate, se, n, 2 * alpha)
-    if cs is None:
+    failing, p_value, bound = guardrail_arrays(rel, n, max_regression, higher_is_better, alpha)
+    if finite(bound) is None:
         return NOT_ENOUGH_DATA, None, None
-    bound = cs[1] if higher_is_better else cs[0]
-    beyond = sign * bound < sign * limit  # the whole one-sided CS lies past the threshold
-    p_value = 1.0
-    if math.isfinite(limit) and sign * estimate < sign * limit:
-        p_two = always_valid_p_value(estimate - limit, se, n)
-        p_value = None if p_two is None else min(1.0, p_two / 2)
-    return (FAILING if beyond else OK), p_value, finite(to_relative(log_scale, bound))
+    return (FAILING if bool(failing) else OK), finite(p_value), finite(bound)
 
 
 def guardrail_check(

@@ -200,10 +200,8 @@ def uplift(
     )
 
 
-def _cuped(metric_type, fitted, control, treatment, problem, alpha):
+def _cuped(metric_type, fitted, control, treatment, alpha):
     """(CupedResult | None, reason | None) for one treatment."""
-    if problem is not None:
-        return None, problem
     if min(control.visitors, treatment.visitors) < MIN_VISITORS:
         return None, MetricReason.NOT_ENOUGH_DATA
     r = cuped.compare(fitted, control, treatment, metric_type, alpha)
@@ -261,9 +259,10 @@ def analyse_metric(spec: MetricSpec, aggregate: MetricAggregate, alpha: float = 
             variants.append(VariantMetric(v, arm.visitors, arm.value, arm.ci, None, None, None, arm.reason))
             continue
         pair_problem = control_problem or p
-        cuped_result, why = (None, cuped_reason) if cuped_reason else _cuped(
-            spec.type, fitted, control, s, pair_problem, alpha
-        )
+        if pair_problem or cuped_reason:
+            cuped_result, why = None, pair_problem or cuped_reason
+        else:
+            cuped_result, why = _cuped(spec.type, fitted, control, s, alpha)
         guard = None
         if spec.role == GUARDRAIL:
             guard = (

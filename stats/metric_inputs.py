@@ -111,14 +111,14 @@ SQUARES = ("value_sumsq", "numerator_sumsq", "denominator_sumsq", "pre_sumsq")
 
 def spec_problem(spec: MetricSpec) -> str | None:
     """``invalid_spec`` when the configuration cannot be analysed, else None."""
+    max_regression = _as_float(spec.max_regression)
     ok = (
         spec.type in METRIC_TYPES
         and spec.role in ROLES
         and spec.action in ACTIONS
         and isinstance(spec.higher_is_better, bool)
-        and _real(spec.max_regression)
-        and math.isfinite(float(spec.max_regression))
-        and float(spec.max_regression) >= 0
+        and max_regression is not None
+        and max_regression >= 0
     )
     return None if ok else MetricReason.INVALID_SPEC
 

@@ -254,6 +254,22 @@ def test_cuped_without_pre_period_data_is_null_with_a_reason():
     assert variant(result, "c").cuped_reason == "zero_covariate_variance"
 
 
+def test_cuped_worked_example_frozen():
+    """The README example: orders per visitor, 10,000 visitors per arm; the pre-period
+    orders correlate with the outcome (within-arm covariances 1.2 and 1.25, var(x) 2)."""
+    c = MetricSlice("control", False, 10_000, 15_000, 45_000, pre_sum=20_000, pre_sumsq=60_000, pre_cross_sum=42_000)
+    t = MetricSlice("fast", False, 10_000, 15_600, 47_336, pre_sum=20_100, pre_sumsq=60_401, pre_cross_sum=43_856)
+    fitted = cuped.fit([c, t], "count")
+    assert float(fitted.theta) == pytest.approx((12_000 + 12_500) / (20_000 + 20_000), **DEC5)
+    result = analyse_metric(MetricSpec("orders", "count", role="primary"), MetricAggregate("orders", "ab", "control", ("control", "fast"), (c, t)))
+    v = variant(result, "fast")
+    assert v.cuped.absolute == pytest.approx(0.06 - 0.6125 * 0.01, **DEC5)
+    frozen = (v.uplift.p_value, v.uplift.always_valid_p_value, *v.uplift.ci_relative, *v.uplift.ci_always_valid,
+              v.cuped.p_value, *v.cuped.ci_absolute, v.cuped.variance_reduction)
+    assert tuple(round(x, 5) for x in frozen) == FROZEN["cuped"]
+    assert v.uplift.decision == "inconclusive"
+
+
 # ---------------------------------------------------------------- guardrail
 
 
@@ -369,4 +385,6 @@ def test_kinds_are_vectorised():
     assert np.allclose(rel.relative, 0.0)
 
 
-FROZEN = {"guardrail": (-0.03722, 0.00866), "guardrail_half": (-0.00415, 0.12316)}
+FROZEN = {
+    "cuped": (0.00492, 0.0996, 0.01195, 0.06882, -0.00347, 0.08537, 0.00204, 0.01965, 0.0881, 0.32981),
+    "guardrail": (-0.03722, 0.00866), "guardrail_half": (-0.00415, 0.12316)}

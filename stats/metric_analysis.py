@@ -23,8 +23,11 @@ Multiple comparisons, the documented choice:
   Whoever needs a family-wise claim over secondaries can Holm/BH their p-values
   with ``stats.multiple``.
 
-``decision`` comes from ``anytime.decide`` on ``ci_always_valid`` (the confidence
-sequence on the relative change), so it stays valid however often the report is read.
+``decision`` comes from ``anytime.decide`` on ``ci_always_valid``, the 95% confidence
+sequence on the absolute difference (the same CS and dual p-value the experiment
+report computes), so it stays valid however often the report is read. It is per
+variant at level alpha (not Holm-adjusted across variants, unlike
+``stats.decisions``; ``p_value_adjusted`` is the fixed-horizon Holm value).
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ import numpy as np
 from stats import anytime, cuped, multiple
 from stats import slices as traffic
 from stats.metric_estimates import KINDS, MIN_VISITORS, MetricKind, quantile, relative
-from stats.metric_guardrails import GuardrailResult, always_valid_relative, guardrail_check
+from stats.metric_guardrails import GuardrailResult, guardrail_check
 from stats.metric_guardrails import NOT_ENOUGH_DATA, relative_reason
 from stats.metric_inputs import (
     GUARDRAIL,
@@ -61,8 +64,8 @@ class MetricUplift:
     ci_relative: tuple[float, float] | None  # fixed-horizon, 95%
     p_value: float | None  # fixed-horizon test of the metric type (``test``)
     p_value_adjusted: float | None  # Holm over the variants of this metric
-    always_valid_p_value: float | None  # mixture SPRT on the relative change
-    ci_always_valid: tuple[float, float] | None  # confidence sequence, relative change
+    always_valid_p_value: float | None  # dual of the CS: <= alpha exactly when it excludes 0
+    ci_always_valid: tuple[float, float] | None  # confidence sequence on ``absolute``
     decision: str  # "better" | "worse" | "inconclusive" (anytime.decide)
     relative_scale: str | None  # "log": ln(m_t/m_c) intervals; "linear": delta on m_t/m_c - 1
     test: str  # "z_pooled" | "welch_t" | "delta_z"
@@ -174,7 +177,8 @@ def uplift(
     arm_c, arm_t = kind.arm(control, alpha), kind.arm(treatment, alpha)
     diff = kind.difference(control, treatment, alpha)
     rel = relative(arm_c, arm_t, quantile(diff.dof, alpha))
-    ci_av, p_av = always_valid_relative(rel, control.visitors + treatment.visitors, alpha)
+    ci_av = interval(np.asarray(diff.ci_always_valid_low), np.asarray(diff.ci_always_valid_high))
+    p_av = finite(np.asarray(diff.always_valid_p_value))
     absolute = finite(np.asarray(diff.absolute))
     p_value = finite(np.asarray(diff.p_value))
     ci_rel = interval(np.asarray(rel.ci_low), np.asarray(rel.ci_high))

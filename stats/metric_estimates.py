@@ -18,6 +18,11 @@ and ``metric_analysis`` turns them into reason codes.
   with s_aa, s_bb, s_ab the per-visitor sample (co)variances. Difference
   R_t - R_c with Var(R_t) + Var(R_c), normal z-test and interval.
 
+Every ``Difference`` also carries the always-valid confidence sequence on the
+absolute difference (``stats.anytime``, unpooled SE, n = visitors in both arms) and
+its dual p-value, as ``stats.proportions`` / ``stats.means`` compute them for the
+experiment report, so both reports decide alike.
+
 Relative change, every type (``relative``): the reported point is
 r = (m_t - m_c) / |m_c| (= m_t / m_c - 1 for a positive control). Its interval is
 built on the *log-ratio* scale when both means are positive: L = ln(m_t / m_c),
@@ -35,9 +40,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import stats as st
 
-from stats import means, proportions
+from stats import anytime, means, proportions
 from stats.metric_inputs import CONVERSION, COUNT, RATIO, SUM, MetricSlice
-from stats.results import ALPHA
+from stats.results import ALPHA, Comparison
 
 MIN_VISITORS = 2  # per arm: below this no variance can be estimated
 
@@ -55,6 +60,9 @@ class Difference(NamedTuple):
     statistic: Any  # z (pooled for conversion) or Welch t
     dof: Any  # inf for z-tests
     p_value: Any  # two-sided, fixed horizon
+    ci_always_valid_low: Any  # confidence sequence on the difference (stats.anytime)
+    ci_always_valid_high: Any
+    always_valid_p_value: Any  # its dual: <= alpha exactly when the CS excludes 0
 
 
 class Relative(NamedTuple):
@@ -94,7 +102,7 @@ def conversion_arm(s: MetricSlice, alpha: float = ALPHA) -> ArmEstimate:
 
 def conversion_difference(c: MetricSlice, t: MetricSlice, alpha: float = ALPHA) -> Difference:
     r = proportions.compare(c.value_sum, c.visitors, t.value_sum, t.visitors, alpha)
-    return Difference(r.absolute, r.se_absolute, r.statistic, r.dof, r.p_value)
+    return _difference(r)
 
 
 # ---------------------------------------------------------------- count and sum
@@ -112,7 +120,14 @@ def mean_difference(c: MetricSlice, t: MetricSlice, alpha: float = ALPHA) -> Dif
     r = means.compare(
         c.visitors, c.value_sum, c.value_sumsq, t.visitors, t.value_sum, t.value_sumsq, alpha
     )
-    return Difference(r.absolute, r.se_absolute, r.statistic, r.dof, r.p_value)
+    return _difference(r)
+
+
+def _difference(r: Comparison) -> Difference:
+    return Difference(
+        r.absolute, r.se_absolute, r.statistic, r.dof, r.p_value,
+        r.ci_always_valid_low, r.ci_always_valid_high, r.always_valid_p_value,
+    )
 
 
 # ---------------------------------------------------------------- ratio
@@ -143,7 +158,10 @@ def ratio_difference(c: MetricSlice, t: MetricSlice, alpha: float = ALPHA) -> Di
         se = np.where(var > 0, np.sqrt(var), np.nan)
         z = diff / se
         p = 2 * st.norm.sf(np.abs(z))
-    return Difference(diff, se, z, np.where(np.isfinite(z), np.inf, np.nan), p)
+    n = _f(c.visitors) + _f(t.visitors)
+    low, high = anytime.confidence_sequence_arrays(diff, se, n, alpha)
+    dof = np.where(np.isfinite(z), np.inf, np.nan)
+    return Difference(diff, se, z, dof, p, low, high, anytime.p_value_arrays(diff, se, n))
 
 
 KINDS: dict[str, MetricKind] = {

@@ -1,9 +1,9 @@
-"""Always-valid inference on a metric's relative change, and the guardrail check.
+"""Guardrails: an always-valid one-sided test of the relative change.
 
-Both use ``stats.anytime``'s normal-mixture confidence sequence (CS) on the scale
-``metric_estimates.relative`` picked: ln(m_t/m_c) when both means are positive, the
-linear relative change otherwise; the CS is back-transformed to a relative change.
-``n`` given to the CS is the number of visitors in both arms.
+The test uses ``stats.anytime``'s normal-mixture confidence sequence (CS) on the
+scale ``metric_estimates.relative`` picked: ln(m_t/m_c) when both means are
+positive, the linear relative change otherwise; the bound is back-transformed to a
+relative change. ``n`` given to the CS is the number of visitors in both arms.
 
 Guardrail (``guardrail_check``). With r the relative change and m = max_regression:
 
@@ -39,7 +39,7 @@ import numpy as np
 from stats import anytime
 from stats.metric_estimates import KINDS, Relative, from_relative, quantile, relative, to_relative
 from stats.metric_inputs import MetricReason, MetricSlice, MetricSpec, slice_problem, spec_problem
-from stats.results import ALPHA, finite, interval, jsonable
+from stats.results import ALPHA, finite, jsonable
 
 GUARDRAIL_MIN_VISITORS = 100  # per arm, before a guardrail may fail
 OK, FAILING, NOT_ENOUGH_DATA = "ok", "failing", "not_enough_data"
@@ -61,14 +61,6 @@ class GuardrailResult:
 # ---------------------------------------------------------------- vectorised cores
 
 
-def always_valid_arrays(rel: Relative, n, alpha: float = ALPHA):
-    """(low, high, p): the CS on the relative change (back-transformed from the test
-    scale) and the always-valid p-value of r = 0, element-wise; NaN where undefined."""
-    low, high = anytime.confidence_sequence_arrays(rel.estimate, rel.se, n, alpha)
-    p_value = anytime.p_value_arrays(rel.estimate, rel.se, n)
-    return to_relative(rel.log_scale, low), to_relative(rel.log_scale, high), p_value
-
-
 def guardrail_arrays(rel: Relative, n, max_regression, higher_is_better: bool, alpha: float = ALPHA):
     """(failing, one-sided p, one-sided bound on the relative change), element-wise.
 
@@ -84,12 +76,6 @@ def guardrail_arrays(rel: Relative, n, max_regression, higher_is_better: bool, a
         p_two = anytime.p_value_arrays(rel.estimate - limit, rel.se, n)
         p_one = np.where(beyond, np.minimum(1.0, p_two / 2), np.where(np.isnan(bound), np.nan, 1.0))
     return failing, p_one, to_relative(rel.log_scale, bound)
-
-
-def always_valid_relative(rel: Relative, n, alpha: float = ALPHA):
-    """(CS for the relative change or None, always-valid p or None) for scalars."""
-    low, high, p_value = always_valid_arrays(rel, n, alpha)
-    return interval(low, high), finite(p_value)
 
 
 def guardrail_test(

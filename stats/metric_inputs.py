@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from stats import slices as traffic
 from stats.results import Reason
+from stats.validation import MAX_MAGNITUDE
 
 CONVERSION, COUNT, SUM, RATIO = "conversion", "count", "sum", "ratio"
 METRIC_TYPES = (CONVERSION, COUNT, SUM, RATIO)
@@ -36,17 +37,16 @@ PRIMARY, SECONDARY, GUARDRAIL = "primary", "secondary", "guardrail"
 ROLES = (PRIMARY, SECONDARY, GUARDRAIL)
 ACTIONS = ("alert", "stop_variant")
 
-# Sums whose magnitude exceeds this are refused: every statistic multiplies at most
-# two sums, and 1e150^2 = 1e300 stays finite in float64 (max ~1.8e308).
-MAX_ABS_SUM = 1e150
+# Sums beyond stats.validation.MAX_MAGNITUDE (1e100) are refused as non-finite input,
+# as in the experiment report: every statistic multiplies at most two sums.
 
 
 class MetricReason(Reason):
     """Reason codes of the metric analysis (plain strings in the JSON), on top of ``Reason``."""
 
     INVALID_SPEC = "invalid_spec"  # unknown type / role / action, or max_regression not finite >= 0
-    INVALID_INPUT = "invalid_input"  # a sum is not a finite number, visitors negative, rate outside [0, 1]
-    INPUT_TOO_LARGE = "input_too_large"  # a sum beyond MAX_ABS_SUM: its square would overflow
+    # NON_FINITE_INPUT (from Reason): a sum is NaN/inf or beyond MAX_MAGNITUDE
+    INVALID_INPUT = "invalid_input"  # not a number, negative or fractional visitors, rate outside [0, 1]
     NUMERICAL_ERROR = "numerical_error"  # finite inputs, but a statistic came out non-finite
     NO_PRE_PERIOD_DATA = "no_pre_period_data"  # CUPED: sum x^2 = 0, nobody has a pre-period value
     ZERO_COVARIATE_VARIANCE = "zero_covariate_variance"  # CUPED: every visitor has the same x
@@ -140,11 +140,12 @@ def _as_float(value) -> float | None:
 
 def slice_problem(s: MetricSlice, metric_type: str) -> str | None:
     """Reason code when a slice's sums cannot be analysed (never raises)."""
-    values = {name: _as_float(getattr(s, name)) for name in SUMMED}
-    if any(v is None for v in values.values()):
+    raw = [getattr(s, name) for name in SUMMED]
+    if not all(_real(v) for v in raw):
         return MetricReason.INVALID_INPUT
-    if any(abs(v) > MAX_ABS_SUM for v in values.values()):
-        return MetricReason.INPUT_TOO_LARGE
+    values = dict(zip(SUMMED, (_as_float(v) for v in raw)))
+    if any(v is None or abs(v) > MAX_MAGNITUDE for v in values.values()):
+        return MetricReason.NON_FINITE_INPUT
     visitors = values["visitors"]
     if visitors < 0 or visitors != int(visitors) or any(values[name] < 0 for name in SQUARES):
         return MetricReason.INVALID_INPUT

@@ -15,7 +15,7 @@ NUMBERS = hs.one_of(
     hs.floats(allow_nan=True, allow_infinity=True),
     hs.floats(min_value=-1e6, max_value=1e6),
     hs.integers(min_value=-10, max_value=10**400),
-    hs.sampled_from([0, 1, 2, 1e150, 1e151, 1e308, -0.0, float("nan"), float("inf")]),
+    hs.sampled_from([0, 1, 2, 1e99, 1e101, 1e308, -0.0, float("nan"), float("inf"), "7", None]),
 )
 
 UPLIFT_NUMBERS = ("absolute", "relative", "ci_relative", "p_value", "always_valid_p_value", "ci_always_valid")
@@ -67,8 +67,8 @@ def test_specific_hostile_cases_have_the_documented_reasons():
     spec = MetricSpec("m", "sum")
     ok = MetricSlice("a", False, visitors=100, value_sum=50.0, value_sumsq=80.0)
     cases = {
-        "invalid_input": MetricSlice("b", False, visitors=100, value_sum=float("nan")),
-        "input_too_large": MetricSlice("b", False, visitors=100, value_sum=1e200, value_sumsq=1e300),
+        "non_finite_input": MetricSlice("b", False, visitors=100, value_sum=float("nan")),
+        "invalid_input": MetricSlice("b", False, visitors=-3, value_sum=1.0),
     }
     for reason, bad in cases.items():
         result = analyse_metric(spec, MetricAggregate("m", "ab", "a", ("a", "b"), (ok, bad)))
@@ -78,6 +78,9 @@ def test_specific_hostile_cases_have_the_documented_reasons():
     rate_above_one = MetricSlice("b", False, visitors=10, value_sum=11)
     result = analyse_metric(MetricSpec("m", "conversion"), MetricAggregate("m", "ab", "a", ("a", "b"), (ok, rate_above_one)))
     assert result.variants[1].reason == "invalid_input"
+    overflow = MetricSlice("b", False, visitors=100, value_sum=1e200, value_sumsq=1e300)
+    result = analyse_metric(spec, MetricAggregate("m", "ab", "a", ("a", "b"), (ok, overflow)))
+    assert result.variants[1].uplift.reason == "non_finite_input"
     same = (MetricSlice(k, False, visitors=100, value_sum=100.0, value_sumsq=100.0) for k in "ab")  # y = 1
     u = analyse_metric(spec, MetricAggregate("m", "ab", "a", ("a", "b"), tuple(same))).variants[1].uplift
     assert u.reason == "zero_variance" and u.p_value is None and u.decision == "inconclusive"

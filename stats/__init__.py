@@ -38,25 +38,27 @@ __all__ = [
 # Metrics beyond the bandit reward (conversion / count / sum / ratio), CUPED, guardrails:
 # metric_inputs (specs, sums), metric_estimates (per-type estimators, relative change),
 # cuped, metric_guardrails (always-valid relative change, guardrail_check), metric_analysis.
-from stats.metric_analysis import (  # noqa: E402
+from stats.metric_analysis import (
     MetricPersonalisation,
     MetricResult,
     analyse_metric,
     analyse_metrics,
+    guardrail_checks,
     personalisation_lift,
 )
-from stats.metric_guardrails import GuardrailResult, guardrail_check  # noqa: E402
-from stats.metric_inputs import MetricAggregate, MetricSlice, MetricSpec  # noqa: E402
+from stats.metric_guardrails import GuardrailResult, guardrail_check
+from stats.metric_inputs import MetricAggregate, MetricSlice, MetricSpec
 
 __all__ += [
+    "GuardrailResult",
+    "MetricAggregate",
+    "MetricPersonalisation",
+    "MetricResult",
+    "MetricSlice",
+    "MetricSpec",
     "analyse_metric",
     "analyse_metrics",
-    "personalisation_lift",
     "guardrail_check",
-    "MetricSpec",
-    "MetricSlice",
-    "MetricAggregate",
-    "MetricResult",
-    "MetricPersonalisation",
-    "GuardrailResult",
+    "guardrail_checks",
+    "personalisation_lift",
 ]

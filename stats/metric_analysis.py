@@ -40,9 +40,14 @@ import numpy as np
 from stats import anytime, cuped, multiple
 from stats import slices as traffic
 from stats.metric_estimates import KINDS, MIN_VISITORS, MetricKind, quantile, relative
-from stats.metric_guardrails import GuardrailResult, guardrail_check
-from stats.metric_guardrails import NOT_ENOUGH_DATA, relative_reason
+from stats.metric_guardrails import (
+    NOT_ENOUGH_DATA,
+    GuardrailResult,
+    guardrail_check,
+    relative_reason,
+)
 from stats.metric_inputs import (
+    ACTIONS,
     GUARDRAIL,
     RATIO,
     MetricAggregate,
@@ -145,7 +150,7 @@ def arm_value(kind: MetricKind, key: str, s: MetricSlice, problem: str | None, a
     if s.visitors < MIN_VISITORS:
         reason = MetricReason.NOT_ENOUGH_DATA
     elif value is None:
-        reason = MetricReason.DENOMINATOR_ZERO if kind is KINDS[RATIO] else MetricReason.NUMERICAL_ERROR
+        reason = kind.undefined
     elif ci is None:
         reason = MetricReason.NUMERICAL_ERROR
     return ArmValue(key, int(s.visitors), value, ci, reason)
@@ -198,7 +203,7 @@ def uplift(
         always_valid_p_value=p_av,
         ci_always_valid=ci_av,
         decision=anytime.decide(ci_av, higher_is_better),
-        relative_scale="log" if bool(rel.log_scale) else "linear",
+        relative_scale=None if ci_rel is None else ("log" if bool(rel.log_scale) else "linear"),
         test=kind.test,
         reason=reason,
     )
@@ -227,18 +232,53 @@ def _failed(spec: MetricSpec, reason: str) -> MetricResult:
 # ---------------------------------------------------------------- main entry points
 
 
-def analyse_metric(spec: MetricSpec, aggregate: MetricAggregate, alpha: float = ALPHA) -> MetricResult:
-    """Every variant of one metric (see the module docstring). Never raises."""
+def analysis_arms(spec: MetricSpec, aggregate: MetricAggregate):
+    """({variant: (merged sums on the analysed traffic, input problem)}, None), or
+    ({}, reason) when the metric cannot be analysed at all."""
     problem = spec_problem(spec)
     if problem is not None:
-        return _failed(spec, problem)
+        return {}, problem
     which = traffic.ANALYSIS_SLICE.get(aggregate.mode)
     if which is None:
-        return _failed(spec, MetricReason.UNSUPPORTED)
+        return {}, MetricReason.UNSUPPORTED
     if aggregate.control not in aggregate.variants:
-        return _failed(spec, MetricReason.UNKNOWN_CONTROL)
+        return {}, MetricReason.UNKNOWN_CONTROL
+    return {v: pick(aggregate.slices, v, which, spec.type) for v in aggregate.variants}, None
+
+
+def _guardrail(spec, control, control_problem, treatment, problem, alpha) -> GuardrailResult:
+    pair_problem = control_problem or problem
+    if pair_problem:
+        return GuardrailResult(NOT_ENOUGH_DATA, None, None, None, spec.action, pair_problem)
+    return guardrail_check(spec, control, treatment, alpha)
+
+
+def guardrail_checks(
+    spec: MetricSpec, aggregate: MetricAggregate, alpha: float = ALPHA
+) -> tuple[tuple[str, GuardrailResult], ...]:
+    """(variant, guardrail result) for every non-control variant, on the analysed
+    traffic of the experiment's mode: what a scheduled monitor calls with fresh sums
+    (any role; the spec supplies max_regression and action). Never raises."""
+    arms, reason = analysis_arms(spec, aggregate)
+    if reason is not None:
+        action = spec.action if spec.action in ACTIONS else "alert"
+        return tuple(
+            (v, GuardrailResult(NOT_ENOUGH_DATA, None, None, None, action, reason))
+            for v in aggregate.variants if v != aggregate.control
+        )
+    control, control_problem = arms[aggregate.control]
+    return tuple(
+        (v, _guardrail(spec, control, control_problem, s, p, alpha))
+        for v, (s, p) in arms.items() if v != aggregate.control
+    )
+
+
+def analyse_metric(spec: MetricSpec, aggregate: MetricAggregate, alpha: float = ALPHA) -> MetricResult:
+    """Every variant of one metric (see the module docstring). Never raises."""
+    arms, reason = analysis_arms(spec, aggregate)
+    if reason is not None:
+        return _failed(spec, reason)
     kind = KINDS[spec.type]
-    arms = {v: pick(aggregate.slices, v, which, spec.type) for v in aggregate.variants}
     control, control_problem = arms[aggregate.control]
     treatments = [v for v in aggregate.variants if v != aggregate.control]
 
@@ -267,13 +307,7 @@ def analyse_metric(spec: MetricSpec, aggregate: MetricAggregate, alpha: float = 
             cuped_result, why = None, pair_problem or cuped_reason
         else:
             cuped_result, why = _cuped(spec.type, fitted, control, s, alpha)
-        guard = None
-        if spec.role == GUARDRAIL:
-            guard = (
-                GuardrailResult(NOT_ENOUGH_DATA, None, None, None, spec.action, pair_problem)
-                if pair_problem
-                else guardrail_check(spec, control, s, alpha)
-            )
+        guard = _guardrail(spec, control, control_problem, s, p, alpha) if spec.role == GUARDRAIL else None
         variants.append(
             VariantMetric(v, arm.visitors, arm.value, arm.ci, uplifts[v], cuped_result, guard, arm.reason, why)
         )

@@ -41,8 +41,8 @@ import numpy as np
 from scipy import stats as st
 
 from stats import anytime, means, proportions
-from stats.metric_inputs import CONVERSION, COUNT, RATIO, SUM, MetricSlice
-from stats.results import ALPHA, Comparison
+from stats.metric_inputs import CONVERSION, COUNT, RATIO, SUM, MetricReason, MetricSlice
+from stats.results import ALPHA, Comparison, Reason
 
 MIN_VISITORS = 2  # per arm: below this no variance can be estimated
 
@@ -82,6 +82,7 @@ class MetricKind:
     arm: Callable[[MetricSlice, float], ArmEstimate]
     difference: Callable[[MetricSlice, MetricSlice, float], Difference]
     cuped: bool  # whether CUPED is offered
+    undefined: str  # reason code when an arm with visitors has no value
 
 
 def _f(x):
@@ -165,10 +166,10 @@ def ratio_difference(c: MetricSlice, t: MetricSlice, alpha: float = ALPHA) -> Di
 
 
 KINDS: dict[str, MetricKind] = {
-    CONVERSION: MetricKind("z_pooled", conversion_arm, conversion_difference, cuped=True),
-    COUNT: MetricKind("welch_t", mean_arm, mean_difference, cuped=True),
-    SUM: MetricKind("welch_t", mean_arm, mean_difference, cuped=True),
-    RATIO: MetricKind("delta_z", ratio_arm, ratio_difference, cuped=False),
+    CONVERSION: MetricKind("z_pooled", conversion_arm, conversion_difference, True, Reason.NON_FINITE_INPUT),
+    COUNT: MetricKind("welch_t", mean_arm, mean_difference, True, Reason.NON_FINITE_INPUT),
+    SUM: MetricKind("welch_t", mean_arm, mean_difference, True, Reason.NON_FINITE_INPUT),
+    RATIO: MetricKind("delta_z", ratio_arm, ratio_difference, False, MetricReason.DENOMINATOR_ZERO),
 }
 
 

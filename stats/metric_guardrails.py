@@ -37,8 +37,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from stats import anytime
-from stats.metric_estimates import KINDS, Relative, from_relative, quantile, relative, to_relative
-from stats.metric_inputs import MetricReason, MetricSlice, MetricSpec, slice_problem, spec_problem
+from stats.metric_estimates import (
+    KINDS,
+    Relative,
+    from_relative,
+    quantile,
+    relative,
+    to_relative,
+)
+from stats.metric_inputs import (
+    MetricReason,
+    MetricSlice,
+    MetricSpec,
+    slice_problem,
+    spec_problem,
+)
 from stats.results import ALPHA, finite, jsonable
 
 GUARDRAIL_MIN_VISITORS = 100  # per arm, before a guardrail may fail

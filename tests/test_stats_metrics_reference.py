@@ -17,12 +17,17 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 from stats import anytime, cuped
-from stats.metric_analysis import analyse_metric, analyse_metrics, personalisation_lift
+from stats.metric_analysis import (
+    analyse_metric,
+    analyse_metrics,
+    guardrail_checks,
+    personalisation_lift,
+)
 from stats.metric_estimates import KINDS, relative
 from stats.metric_guardrails import guardrail_check
 from stats.metric_inputs import MetricAggregate, MetricSlice, MetricSpec
 
-DEC5 = dict(abs=5e-6)
+DEC5 = {"abs": 5e-6}
 
 
 # ---------------------------------------------------------------- raw data -> sums
@@ -318,6 +323,23 @@ def test_guardrail_lower_is_better_fails_on_an_increase():
     assert g.status == "failing" and g.threshold == 0.05 and g.bound > 0.05
     ok = guardrail_check(spec, slice_from("a", c), slice_from("b", c[::-1]))
     assert ok.status == "ok" and ok.always_valid_p_value == 1.0
+
+
+def test_guardrail_checks_for_a_monitor_match_the_report():
+    # bandit mode: only the holdout is analysed; "b" regresses by 15%, "c" does not
+    parts = (
+        MetricSlice("a", True, 30_000, 3_000), MetricSlice("b", True, 30_000, 2_550),
+        MetricSlice("c", True, 30_000, 3_020), MetricSlice("b", False, 90_000, 9_000),
+    )
+    agg = MetricAggregate("checkout", "bandit", "a", ("a", "b", "c"), parts)
+    spec = MetricSpec("checkout", "conversion", True, "guardrail", 0.02, "stop_variant")
+    checks = dict(guardrail_checks(spec, agg))
+    assert checks["b"].status == "failing" and checks["c"].status == "ok"
+    assert checks["b"] == guardrail_check(spec, parts[0], parts[1])  # the policy slice is ignored
+    report = analyse_metric(spec, agg)
+    assert [variant(report, k).guardrail for k in "bc"] == [checks["b"], checks["c"]]
+    unknown = dict(guardrail_checks(spec, MetricAggregate("checkout", "weird", "a", ("a", "b"), parts)))
+    assert unknown["b"].reason == "unsupported"
 
 
 # ---------------------------------------------------------------- JSON shape and wiring

@@ -9,7 +9,13 @@ from hypothesis import strategies as hs
 
 from stats.metric_analysis import analyse_metric, personalisation_lift
 from stats.metric_guardrails import guardrail_check
-from stats.metric_inputs import METRIC_TYPES, SUMMED, MetricAggregate, MetricSlice, MetricSpec
+from stats.metric_inputs import (
+    METRIC_TYPES,
+    SUMMED,
+    MetricAggregate,
+    MetricSlice,
+    MetricSpec,
+)
 
 NUMBERS = hs.one_of(
     hs.floats(allow_nan=True, allow_infinity=True),

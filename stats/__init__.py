@@ -37,7 +37,7 @@ __all__ = [
 
 # Metrics beyond the bandit reward (conversion / count / sum / ratio), CUPED, guardrails:
 # metric_inputs (specs, sums), metric_estimates (per-type estimators, relative change),
-# cuped, metric_guardrails (always-valid relative change, guardrail_check), metric_analysis.
+# cuped, metric_guardrails (one-sided always-valid regression test), metric_analysis.
 from stats.metric_analysis import (
     MetricPersonalisation,
     MetricResult,

@@ -44,7 +44,7 @@ from stats.metric_guardrails import (
     NOT_ENOUGH_DATA,
     GuardrailResult,
     guardrail_check,
-    relative_reason,
+    undefined_reason,
 )
 from stats.metric_inputs import (
     ACTIONS,
@@ -189,11 +189,11 @@ def uplift(
     ci_rel = interval(np.asarray(rel.ci_low), np.asarray(rel.ci_high))
     reason = None
     if absolute is None:
-        reason = relative_reason(arm_c, arm_t, rel)
+        reason = undefined_reason(kind, arm_c, arm_t)
     elif p_value is None:
         reason = MetricReason.ZERO_VARIANCE
     elif ci_rel is None or ci_av is None or p_av is None:
-        reason = relative_reason(arm_c, arm_t, rel)
+        reason = undefined_reason(kind, arm_c, arm_t)
     return MetricUplift(
         absolute=absolute,
         relative=finite(np.asarray(rel.relative)),

@@ -182,15 +182,6 @@ def to_relative(log_scale, value):
         return np.where(log_scale, np.expm1(value), value)
 
 
-def from_relative(log_scale, relative):
-    """A relative change (e.g. a guardrail threshold) on the test scale; -inf on the
-    log scale for a change of -100% or less, which a positive ratio can never reach."""
-    rel = _f(relative)
-    with np.errstate(all="ignore"):
-        logged = np.where(rel > -1, np.log1p(np.maximum(rel, -1 + 1e-300)), -np.inf)
-    return np.where(log_scale, logged, rel)
-
-
 def relative(c: ArmEstimate, t: ArmEstimate, quantile) -> Relative:
     """Relative change of t over c with its interval at ``quantile`` (see module doc)."""
     m_c, m_t = _f(c.value), _f(t.value)

@@ -295,20 +295,29 @@ def test_guardrail_worked_example_frozen():
     control = MetricSlice("a", False, visitors=20_000, value_sum=2_000)
     treatment = MetricSlice("b", False, visitors=20_000, value_sum=1_760)
     g = guardrail_check(spec, control, treatment)
-    # independent computation: log ratio ln(0.088/0.10), delta SE, CS at 2 alpha
-    log_ratio = np.log(0.088 / 0.10)
-    se = np.sqrt(0.912 / 1_760 + 0.90 / 2_000)
-    _, upper = anytime.confidence_sequence(log_ratio, se, 40_000, alpha=0.10)
-    p_two = anytime.always_valid_p_value(log_ratio - np.log(0.98), se, 40_000)
+    # independent computation: D = p_t - 0.98 p_c (< 0 <=> worse than -2%), its SE,
+    # the CS at 2 alpha; the bound is D's upper end over p_c, shifted back by 2%
+    contrast = 0.088 - 0.98 * 0.10
+    se = np.sqrt(0.088 * 0.912 / 20_000 + 0.98**2 * 0.10 * 0.90 / 20_000)
+    _, upper = anytime.confidence_sequence(contrast, se, 40_000, alpha=0.10)
+    p_two = anytime.always_valid_p_value(contrast, se, 40_000)
     assert g.status == "failing" and g.action == "stop_variant"
     assert g.threshold == -0.02
-    assert g.bound == pytest.approx(np.expm1(upper), **DEC5)
+    assert g.bound == pytest.approx(upper / 0.10 - 0.02, **DEC5)
     assert g.always_valid_p_value == pytest.approx(p_two / 2, **DEC5)
+    # the fixed-horizon one-sided z-test of the same hypothesis is smaller still (the CS
+    # is wider: it allows every look)
+    z = contrast / se
+    assert st.norm.cdf(z) < g.always_valid_p_value < 0.05
     assert (round(g.bound, 5), round(g.always_valid_p_value, 5)) == FROZEN["guardrail"]
     # the same drop at 10,000 visitors per arm is not yet conclusive
     small = guardrail_check(spec, MetricSlice("a", False, 10_000, 1_000), MetricSlice("b", False, 10_000, 880))
     assert small.status == "ok" and small.bound > -0.02
     assert (round(small.bound, 5), round(small.always_valid_p_value, 5)) == FROZEN["guardrail_half"]
+    # a variant that stopped converting fails (D has the control's variance; a ratio's
+    # delta-method variance would be 0 here)
+    dead = guardrail_check(spec, MetricSlice("a", False, 5_000, 500), MetricSlice("b", False, 5_000, 0))
+    assert dead.status == "failing" and dead.bound < -0.8
     # and below the minimum sample it says so
     tiny = guardrail_check(spec, MetricSlice("a", False, 50, 5), MetricSlice("b", False, 50, 0))
     assert (tiny.status, tiny.reason) == ("not_enough_data", "not_enough_data")
@@ -418,4 +427,4 @@ def test_kinds_are_vectorised():
 
 FROZEN = {
     "cuped": (0.00492, 0.09942, 0.01195, 0.06882, -0.00531, 0.12531, 0.00204, 0.01965, 0.0881, 0.32981),
-    "guardrail": (-0.03722, 0.00866), "guardrail_half": (-0.00415, 0.12316)}
+    "guardrail": (-0.03658, 0.00853), "guardrail_half": (-0.00525, 0.1222)}

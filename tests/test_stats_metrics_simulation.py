@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from stats import cuped
-from stats.metric_estimates import KINDS, quantile, relative
+from stats.metric_estimates import KINDS
 from stats.metric_guardrails import guardrail_arrays
 from stats.metric_inputs import MetricSlice
 
@@ -107,9 +107,7 @@ def _guardrail_fails(conv_c, conv_t, visitors, max_regression):
     for look, n in enumerate(visitors):
         c = MetricSlice("a", False, visitors=np.full(conv_c.shape[1], n), value_sum=conv_c[look])
         t = MetricSlice("b", False, visitors=np.full(conv_c.shape[1], n), value_sum=conv_t[look])
-        diff = kind.difference(c, t, ALPHA)
-        rel = relative(kind.arm(c, ALPHA), kind.arm(t, ALPHA), quantile(diff.dof))
-        failing[look] = guardrail_arrays(rel, 2 * n, max_regression, True, ALPHA)[0]
+        failing[look] = guardrail_arrays(kind.arm(c, ALPHA), kind.arm(t, ALPHA), 2 * n, max_regression, True, ALPHA)[0]
     return failing
 
 

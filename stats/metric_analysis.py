@@ -170,9 +170,11 @@ def uplift(
     problem: str | None,
     alpha: float = ALPHA,
 ) -> MetricUplift:
-    """Treatment vs control; reasons, first match: an input problem, no_control_data,
-    not_enough_data (< 2 visitors), denominator_zero (ratio), zero_variance,
-    control_mean_zero (relative undefined), numerical_error."""
+    """Treatment vs control; reasons, first match: an input problem (invalid_input,
+    non_finite_input), no_control_data, not_enough_data (< 2 visitors); then, for
+    what the estimates leave undefined, denominator_zero (ratio arm without a value),
+    control_mean_zero (relative undefined), zero_variance (an arm without variance,
+    e.g. no conversions), numerical_error."""
     if problem is not None:
         return _empty_uplift(kind, problem)
     if control.visitors == 0:

@@ -34,3 +34,31 @@ __all__ = [
     "Reason",
     "ReportWarning",
 ]
+
+# Metrics beyond the bandit reward (conversion / count / sum / ratio), CUPED, guardrails:
+# metric_inputs (specs, sums), metric_estimates (per-type estimators, relative change),
+# cuped, metric_guardrails (one-sided always-valid regression test), metric_analysis.
+from stats.metric_analysis import (
+    MetricPersonalisation,
+    MetricResult,
+    analyse_metric,
+    analyse_metrics,
+    guardrail_checks,
+    personalisation_lift,
+)
+from stats.metric_guardrails import GuardrailResult, guardrail_check
+from stats.metric_inputs import MetricAggregate, MetricSlice, MetricSpec
+
+__all__ += [
+    "GuardrailResult",
+    "MetricAggregate",
+    "MetricPersonalisation",
+    "MetricResult",
+    "MetricSlice",
+    "MetricSpec",
+    "analyse_metric",
+    "analyse_metrics",
+    "guardrail_check",
+    "guardrail_checks",
+    "personalisation_lift",
+]

@@ -43,6 +43,18 @@ class SegmentAggregate:
 
 
 @dataclass(frozen=True)
+class PeriodAggregate:
+    """The slices of one hour ``period`` (epoch seconds of its start): the storage's
+    ``arm_stats`` rows of that period summed over shards. Optional: they let the
+    adaptive estimators (``stats.adaptive``) weight each period by what was known
+    before it (its predecessor's allocation), which strictly keeps the martingale
+    structure. The per-period slices must add up to ``ExperimentAggregate.slices``."""
+
+    period: int
+    slices: tuple[SliceAggregate, ...]
+
+
+@dataclass(frozen=True)
 class ExperimentAggregate:
     """Everything the engine needs for one experiment's statistics."""
 
@@ -57,3 +69,8 @@ class ExperimentAggregate:
     current_allocation: tuple[float, ...] | None = None  # the policy's allocation now (non-contextual)
     segments: tuple[SegmentAggregate, ...] = field(default_factory=tuple)
     seed: int = 0  # seeds every Monte-Carlo computation so the same data gives the same numbers
+    periods: tuple[PeriodAggregate, ...] = field(default_factory=tuple)  # per-hour slices (adaptive modes)
+    # fixed horizon declared before launch: total visitors of the analysed traffic (all
+    # variants) at which the fixed-horizon test decides ("ab" only; None = anytime-valid)
+    planned_visitors: int | None = None
+    higher_is_better: bool = True  # direction of the metric: which sign of a difference is "better"

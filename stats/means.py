@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as st
 
+from stats import anytime
+from stats.ratio import fieller_interval
 from stats.results import ALPHA, Comparison
-from stats.sequential import msprt_p_value
 
 
 def moments(n, total, total_sq):
@@ -50,11 +51,12 @@ def compare(n_c, s_c, q_c, n_t, s_t, q_t, alpha: float = ALPHA) -> Comparison:
     * Absolute: D = m_t - m_c, SE = sqrt(s_t^2/n_t + s_c^2/n_c), t = D / SE with
       Welch-Satterthwaite dof; interval D +- t_{dof} SE. Identical to
       ``scipy.stats.ttest_ind(equal_var=False)`` on the raw outcomes.
-    * Relative r = m_t/m_c - 1, delta method: Var ~= s_t^2/(n_t m_c^2) +
-      m_t^2 s_c^2/(n_c m_c^4), same t_{dof} quantile; identical to GrowthBook's
-      frequentist relative interval. (Fieller's interval would be exact for normal
-      means but can be unbounded; the delta method is reported for stability.)
-    * Always-valid p: mSPRT on D with V = SE^2.
+    * Relative r = m_t/m_c - 1: Fieller interval (``stats.ratio``) with the same
+      t_{dof} quantile, asymmetric like the ratio; null (reason relative_unbounded)
+      when the control mean is not significantly non-zero. ``se_relative`` is the
+      delta-method SE: Var ~= s_t^2/(n_t m_c^2) + m_t^2 s_c^2/(n_c m_c^4).
+    * Anytime-valid: confidence sequence on D with SE and its dual p-value
+      (``stats.anytime``, n = n_c + n_t, normal boundary).
     """
     n_c, n_t = np.asarray(n_c, dtype=float), np.asarray(n_t, dtype=float)
     m_c, v_c = moments(n_c, s_c, q_c)
@@ -69,6 +71,9 @@ def compare(n_c, s_c, q_c, n_t, s_t, q_t, alpha: float = ALPHA) -> Comparison:
         p_value = 2 * st.t.sf(np.abs(t_stat), dof)
         rel = m_t / m_c - 1
         se_rel = np.sqrt(v_t / (n_t * m_c**2) + m_t**2 * v_c / (n_c * m_c**4))
+        ratio_low, ratio_high = fieller_interval(m_t, v_t / n_t, m_c, v_c / n_c, t_crit)
+        av_low, av_high = anytime.confidence_sequence_arrays(diff, se, n_c + n_t, alpha)
+        av_p = anytime.p_value_arrays(diff, se, n_c + n_t)
 
     with np.errstate(all="ignore"):  # undefined entries are masked to NaN below
         enough = (n_c >= 2) & (n_t >= 2)
@@ -82,12 +87,12 @@ def compare(n_c, s_c, q_c, n_t, s_t, q_t, alpha: float = ALPHA) -> Comparison:
             ci_absolute_high=np.where(tested, diff + t_crit * se, nan),
             relative=np.where(enough & (m_c != 0), rel, nan),
             se_relative=np.where(has_rel, se_rel, nan),
-            ci_relative_low=np.where(has_rel, rel - t_crit * se_rel, nan),
-            ci_relative_high=np.where(has_rel, rel + t_crit * se_rel, nan),
+            ci_relative_low=np.where(has_rel, ratio_low - 1, nan),
+            ci_relative_high=np.where(has_rel, ratio_high - 1, nan),
             statistic=np.where(tested, t_stat, nan),
             dof=np.where(tested, dof, nan),
             p_value=np.where(tested, p_value, nan),
-            always_valid_p_value=np.where(
-                tested, msprt_p_value(diff, var_diff, n_c + n_t, alpha=alpha), nan
-            ),
+            always_valid_p_value=np.where(tested, av_p, nan),
+            ci_always_valid_low=np.where(tested, av_low, nan),
+            ci_always_valid_high=np.where(tested, av_high, nan),
         )

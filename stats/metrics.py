@@ -139,4 +139,5 @@ def uplift(
         se_relative=scalar["se_relative"],
         test=metric.test,
         reason=reason,
+        ci_always_valid=interval(scalar["ci_always_valid_low"], scalar["ci_always_valid_high"]),
     )

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as st
 
+from stats import anytime
+from stats.ratio import fieller_interval
 from stats.results import ALPHA, Comparison
-from stats.sequential import msprt_p_value
 
 
 def wilson_interval(conversions, visitors, alpha: float = ALPHA):
@@ -45,10 +46,12 @@ def compare(x_c, n_c, x_t, n_t, alpha: float = ALPHA) -> Comparison:
       p_c(1-p_c)/n_c (the variance is not assumed equal away from H0); identical to
       statsmodels ``confint_proportions_2indep(method="wald", compare="diff")``. Test
       and interval can therefore disagree at the margin (documented, standard).
-    * Relative uplift r = p_t/p_c - 1 with a delta-method interval: for independent
-      means, Var(p_t/p_c) ~= Var(p_t)/p_c^2 + p_t^2 Var(p_c)/p_c^4 (first-order Taylor
-      expansion of the ratio). This is GrowthBook's frequentist relative variance.
-    * Always-valid p: mSPRT on the difference with the pooled (H0) variance.
+    * Relative uplift r = p_t/p_c - 1: Fieller interval (``stats.ratio``) with the
+      unpooled variances, asymmetric like the ratio; ``se_relative`` stays the
+      delta-method standard error Var(p_t/p_c) ~= Var(p_t)/p_c^2 + p_t^2 Var(p_c)/p_c^4.
+    * Anytime-valid: confidence sequence on the difference with the unpooled SE and
+      its dual p-value (``stats.anytime``; n = n_c + n_t), so p <= alpha exactly
+      when the always-valid interval excludes 0.
     """
     x_c, n_c, x_t, n_t = (np.asarray(a, dtype=float) for a in (x_c, n_c, x_t, n_t))
     z_crit = st.norm.ppf(1 - alpha / 2)
@@ -64,6 +67,9 @@ def compare(x_c, n_c, x_t, n_t, alpha: float = ALPHA) -> Comparison:
 
         rel = p_t / p_c - 1
         se_rel = np.sqrt(var_t / (n_t * p_c**2) + p_t**2 * var_c / (n_c * p_c**4))
+        ratio_low, ratio_high = fieller_interval(p_t, var_t / n_t, p_c, var_c / n_c, z_crit)
+        av_low, av_high = anytime.confidence_sequence_arrays(diff, se_diff, n_c + n_t, alpha)
+        av_p = anytime.p_value_arrays(diff, se_diff, n_c + n_t)
 
     with np.errstate(all="ignore"):  # undefined entries are masked to NaN below
         enough = (n_c >= 2) & (n_t >= 2)
@@ -77,12 +83,12 @@ def compare(x_c, n_c, x_t, n_t, alpha: float = ALPHA) -> Comparison:
             ci_absolute_high=np.where(enough, diff + z_crit * se_diff, nan),
             relative=np.where(has_rel, rel, nan),
             se_relative=np.where(has_rel, se_rel, nan),
-            ci_relative_low=np.where(has_rel, rel - z_crit * se_rel, nan),
-            ci_relative_high=np.where(has_rel, rel + z_crit * se_rel, nan),
+            ci_relative_low=np.where(has_rel, ratio_low - 1, nan),
+            ci_relative_high=np.where(has_rel, ratio_high - 1, nan),
             statistic=np.where(tested, z, nan),
             dof=np.where(tested, np.inf, nan),
             p_value=np.where(tested, p_value, nan),
-            always_valid_p_value=np.where(
-                tested, msprt_p_value(diff, var_pooled, n_c + n_t, alpha=alpha), nan
-            ),
+            always_valid_p_value=np.where(tested, av_p, nan),
+            ci_always_valid_low=np.where(tested, av_low, nan),
+            ci_always_valid_high=np.where(tested, av_high, nan),
         )

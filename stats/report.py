@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stats import bayes, ipw, metrics, multiple, personalisation, segments, slices, srm
+from stats import adaptive, bayes, decisions, ipw, metrics, multiple, personalisation, segments, slices, srm
+from stats import validation
 from stats.inputs import ExperimentAggregate, SliceAggregate
 from stats.results import ALPHA, Estimate, Reason, ReportWarning, Uplift, finite, jsonable
 
@@ -82,6 +83,9 @@ class ExperimentStats:
     allocation_source: str | None  # "current_allocation" | "weights" | "observed"
     warnings: tuple[ReportWarning, ...] = field(default_factory=tuple)
     reason: str | None = None
+    decision_rule: str | None = None  # rule in force for every variant's uplift.decision
+    planned_visitors: int | None = None  # declared fixed horizon (None: anytime-valid)
+    horizon_reached: bool | None = None  # fixed_horizon only: analysed visitors >= planned
 
     def to_dict(self) -> dict:
         return jsonable(self)
@@ -162,6 +166,12 @@ def _unsupported(agg: ExperimentAggregate, message: str, reason: str) -> Experim
 
 def analyse(agg: ExperimentAggregate, alpha: float = ALPHA) -> ExperimentStats:
     """All statistics of one experiment (see module docstring and README)."""
+    problem = validation.non_finite(agg)
+    if problem is not None:
+        return _unsupported(
+            agg, f"Non-finite or overflowing input ({problem}): nothing was computed.",
+            Reason.NON_FINITE_INPUT,
+        )
     if agg.mode not in slices.ANALYSIS_SLICE or agg.reward not in metrics.METRICS:
         return _unsupported(
             agg, f"Unsupported mode {agg.mode!r} or reward {agg.reward!r}.", Reason.UNSUPPORTED
@@ -221,6 +231,13 @@ def analyse(agg: ExperimentAggregate, alpha: float = ALPHA) -> ExperimentStats:
         None if u is None else dataclasses.replace(u, p_value_adjusted=finite(adjusted[i]))
         for i, u in enumerate(uplifts)
     ]
+    rule = decisions.rule_for(agg.mode, agg.planned_visitors)
+    analysed = int(sum(a.assignments for a in arms))
+    uplifts = decisions.apply(
+        uplifts, rule, analysed, agg.planned_visitors,
+        adaptive.uplifts(agg, alpha) if rule == decisions.ADAPTIVE else None,
+        alpha, agg.higher_is_better,
+    )
 
     post = bayes.analyse(agg.reward, arms, control_index, agg.seed, alpha=alpha)
     off = ipw.evaluate(agg, alpha)
@@ -279,4 +296,7 @@ def analyse(agg: ExperimentAggregate, alpha: float = ALPHA) -> ExperimentStats:
         bayesian=BayesianInfo(post.method, post.draws, agg.seed, post.reason, post.relative_reason),
         allocation_source=allocation_source,
         warnings=tuple(warnings),
+        decision_rule=rule,
+        planned_visitors=agg.planned_visitors if rule == decisions.FIXED else None,
+        horizon_reached=(analysed >= agg.planned_visitors) if rule == decisions.FIXED else None,
     )

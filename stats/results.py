@@ -34,6 +34,7 @@ class Reason:
     INVALID_ALLOCATION = "invalid_allocation"  # wrong length / negative / does not sum to 1
     UNKNOWN_CONTROL = "unknown_control"  # the control key is not one of the variants
     UNSUPPORTED = "unsupported"  # unknown mode or reward type
+    NON_FINITE_INPUT = "non_finite_input"  # a sum is NaN/inf or overflows: nothing is computed from it
 
 
 class Comparison(NamedTuple):
@@ -54,7 +55,9 @@ class Comparison(NamedTuple):
     statistic: Any  # z (binary, pooled) or Welch t (numeric)
     dof: Any  # degrees of freedom (inf for the z-test)
     p_value: Any  # two-sided fixed-horizon p-value
-    always_valid_p_value: Any  # mSPRT p-value, valid under continuous monitoring
+    always_valid_p_value: Any  # dual of the confidence sequence (stats.anytime)
+    ci_always_valid_low: Any  # confidence sequence: valid at every look
+    ci_always_valid_high: Any
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,11 @@ class Uplift:
     se_relative: float | None = None
     test: str | None = None  # "z_pooled" | "welch_t"
     reason: str | None = None
+    # anytime-valid decision (stats.anytime, stats.decisions): the verdict rests on these
+    ci_always_valid: tuple[float, float] | None = None  # absolute difference, valid at every look
+    decision: str = "inconclusive"  # "better" | "worse" | "inconclusive"
+    decision_rule: str | None = None  # "anytime_valid" | "fixed_horizon" | "adaptive_anytime_valid"
+    adaptive: Any = None  # bandit modes: stats.adaptive.AdaptiveUplift on all traffic
 
     def to_dict(self) -> dict:
         return jsonable(self)

@@ -24,7 +24,8 @@ from statsmodels.stats.proportion import (
     proportions_ztest,
 )
 
-from stats import bayes, ipw, means, multiple, proportions, srm
+from stats import anytime, bayes, ipw, means, multiple, proportions, srm
+from stats.anytime import TUNING_N
 from stats.inputs import ExperimentAggregate, SliceAggregate
 from stats.sequential import mixing_rho_squared, msprt_p_value
 
@@ -96,9 +97,11 @@ def test_binary_against_gbstats(x_c, n_c, x_t, n_t):
     compared after swapping in the same quantile, not directly."""
     a, b = ProportionStatistic(n=n_c, sum=x_c), ProportionStatistic(n=n_t, sum=x_t)
     c = proportions.compare(x_c, n_c, x_t, n_t)
+    # relative: gbstats' delta-method SE is ours too; our interval is Fieller's
+    # (test_fieller_matches_pivot_roots), so only the absolute interval is compared
     for kind, se, mid, low in (
         ("absolute", c.se_absolute, c.absolute, c.ci_absolute_low),
-        ("relative", c.se_relative, c.relative, c.ci_relative_low),
+        ("relative", c.se_relative, c.relative, None),
     ):
         g = TwoSidedTTest(a, b, FrequentistConfig(difference_type=kind))
         res = g.compute_result()
@@ -110,6 +113,8 @@ def test_binary_against_gbstats(x_c, n_c, x_t, n_t):
         assert float(mid) == pytest.approx(res.expected, **DEC5)
         assert float(se) == pytest.approx(res.uplift.stddev, **DEC5)
         # same interval once gbstats' t_{dof} quantile is replaced by z
+        if low is None:
+            continue
         t_crit = st.t.ppf(0.975, g.dof)
         gb_half = res.expected - res.ci[0]
         assert float(mid - low) == pytest.approx(gb_half / t_crit * st.norm.ppf(0.975), **DEC5)
@@ -152,14 +157,22 @@ def test_numeric_matches_gbstats(arm_c, arm_t):
     assert float(c.ci_absolute_high) == pytest.approx(absolute.ci[1], **DEC5)
     relative = TwoSidedTTest(a, b, FrequentistConfig(difference_type="relative")).compute_result()
     assert float(c.relative) == pytest.approx(relative.expected, **DEC5)
-    assert float(c.ci_relative_low) == pytest.approx(relative.ci[0], **DEC5)
-    assert float(c.ci_relative_high) == pytest.approx(relative.ci[1], **DEC5)
+    assert float(c.se_relative) == pytest.approx(relative.uplift.stddev, **DEC5)
+    # the relative interval is Fieller's, not gbstats' delta method (see ratio.py)
     # gbstats' relative p-value tests r = 0 with the delta-method SE (a different Wald
     # statistic for the same null); we report one p-value, from the exact Welch test.
-    seq = SequentialTwoSidedTTest(
-        a, b, SequentialConfig(difference_type="absolute", sequential_tuning_parameter=5000)
-    ).compute_result()
+    for tuning in (5000, TUNING_N):
+        seq = SequentialTwoSidedTTest(
+            a, b, SequentialConfig(difference_type="absolute", sequential_tuning_parameter=tuning)
+        ).compute_result()
+        assert float(msprt_p_value(c.absolute, c.se_absolute**2, n_c + n_t, n_star=tuning)) == \
+            pytest.approx(seq.p_value, **DEC5)
+        # gbstats' always-valid CI is the same confidence sequence
+        low, high = anytime.confidence_sequence(float(c.absolute), float(c.se_absolute), n_c + n_t,
+                                                tuning_n=tuning)
+        assert (low, high) == pytest.approx(tuple(seq.ci), **DEC5)
     assert float(c.always_valid_p_value) == pytest.approx(seq.p_value, **DEC5)
+    assert float(c.ci_always_valid_low) == pytest.approx(seq.ci[0], **DEC5)
 
 
 # ---------------------------------------------------------------- always valid
@@ -180,19 +193,21 @@ def _mixture_lr_by_quadrature(diff, var, tau2):
     [(0.01, 4e-5, 8000), (0.003, 1e-5, 40000), (-0.02, 1e-4, 2000), (1.5, 0.5, 900), (0.0, 1e-3, 500)],
 )
 def test_msprt_matches_numerical_integration(diff, var, n):
-    tau2 = mixing_rho_squared(0.05, 5000) * n * var
-    lam = _mixture_lr_by_quadrature(diff, var, tau2)
-    assert float(msprt_p_value(diff, var, n)) == pytest.approx(min(1.0, 1 / lam), rel=1e-7, abs=1e-9)
+    for n_star in (5000, TUNING_N):
+        tau2 = mixing_rho_squared(n_star) * n * var
+        lam = _mixture_lr_by_quadrature(diff, var, tau2)
+        assert float(msprt_p_value(diff, var, n, n_star=n_star)) == pytest.approx(
+            min(1.0, 1 / lam), rel=1e-7, abs=1e-9)
 
 
 @pytest.mark.parametrize("x_c,n_c,x_t,n_t", BINARY_CASES)
-def test_binary_always_valid_uses_pooled_variance(x_c, n_c, x_t, n_t):
-    """Binary mSPRT variance is the pooled (H0) one, like the z-test. gbstats uses the
-    unpooled one, so compare with the formula evaluated independently instead."""
+def test_binary_always_valid_uses_unpooled_variance(x_c, n_c, x_t, n_t):
+    """Binary always-valid p uses the unpooled SE of the interval, so it is the exact
+    dual of the confidence sequence; checked against the mixture by quadrature."""
     c = proportions.compare(x_c, n_c, x_t, n_t)
-    p_bar = (x_c + x_t) / (n_c + n_t)
-    var = p_bar * (1 - p_bar) * (1 / n_c + 1 / n_t)
-    diff = x_t / n_t - x_c / n_c
+    p_c, p_t = x_c / n_c, x_t / n_t
+    var = p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c
+    diff = p_t - p_c
     lam = _mixture_lr_by_quadrature(diff, var, mixing_rho_squared() * (n_c + n_t) * var)
     assert float(c.always_valid_p_value) == pytest.approx(min(1.0, 1 / lam), **DEC5)
     assert float(c.always_valid_p_value) >= float(c.p_value)
@@ -437,14 +452,14 @@ def test_ipw_sums_match_brute_force_on_raw_logs():
 # style of gbstats' own test-suite, so a silent change of any formula shows up.
 
 REFERENCE_BINARY = {
-    # (x_c, n_c, x_t, n_t): (p_value, ci_absolute, relative, ci_relative, always_valid_p)
-    (100, 1000, 130, 1000): (0.0354885, (0.0020679, 0.0579321), 0.3, (-0.0191794, 0.6191794), 0.3803456),
-    (48, 1523, 71, 1498): (0.0248720, (0.0019956, 0.0297640), 0.5038524, (-0.0363819, 1.0440866), 0.3000956),
+    # (x_c, n_c, x_t, n_t): (p_value, ci_absolute, relative, ci_relative (Fieller), always_valid_p)
+    (100, 1000, 130, 1000): (0.0354885, (0.0020679, 0.0579321), 0.3, (0.0183914, 0.6747178), 0.4131347),
+    (48, 1523, 71, 1498): (0.0248720, (0.0019956, 0.0297640), 0.5038524, (0.0537172, 1.2066960), 0.3130190),
 }
 
 REFERENCE_NUMERIC = {
     # ((n, mean, sd) control, treatment): (p_value, ci_absolute, ci_relative, dof)
-    ((500, 24.0, 31.0), (520, 26.5, 35.0)): (0.2270470, (-1.5586059, 6.5586059), (-0.0730733, 0.2814066), 1011.2385),
+    ((500, 24.0, 31.0), (520, 26.5, 35.0)): (0.2270470, (-1.5586059, 6.5586059), (-0.0604290, 0.2975064), 1011.2385),
 }
 
 

@@ -48,6 +48,6 @@ class Breaker:
                 self._until = self._clock() + self._next_pause()
 
     def _next_pause(self) -> float:
-        pause = min(self.max_pause, self.pause * 2 ** self._opened)
+        pause = min(self.max_pause, self.pause * 2.0 ** min(self._opened, 32))
         self._opened += 1
         return pause * self._rng.uniform(0.75, 1.25)

@@ -88,7 +88,13 @@ class Lever:
         atexit.register(self._close_at_exit)  # holds the client until it is closed: its queue is sent
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
-            os.register_at_fork(after_in_child=lambda: (lambda c: c and c._after_fork())(ref()))
+
+            def after_fork_in_child() -> None:
+                client = ref()
+                if client is not None:
+                    client._after_fork()
+
+            os.register_at_fork(after_in_child=after_fork_in_child)
 
     # -- assign -----------------------------------------------------------------------------
 
@@ -133,9 +139,9 @@ class Lever:
         self._breaker.success()
         self._log.reset("assign:unreachable", "lever_client: Lever answers assign again")
         if response.status != 200:
-            error = response.error()
-            self._log.warning(f"assign:{error.code}", "lever_client: assign falls back, Lever refused it: %s "
-                              "(further refusals with this code are not logged)", error)
+            refusal = response.error()
+            self._log.warning(f"assign:{refusal.code}", "lever_client: assign falls back, Lever refused it: %s "
+                              "(further refusals with this code are not logged)", refusal)
             return fallback(REJECTED)
         answers = self._parse(response, visitor, "experiments" in body)
         if answers is None or set(answers) != set(keys):
@@ -221,20 +227,21 @@ class Lever:
         else:
             body = {"assignment": _text(target, "the assignment token")}
         body["value"] = _number(value, "value")
-        body["event_id"] = _event_id(event_id)
+        body["event_id"] = checked_id = _event_id(event_id)
         self._batcher.put(Reward(body))
-        return body["event_id"]
+        return checked_id
 
     def track(self, visitor: str, name: str, value: Optional[float] = None, event_id: Optional[str] = None,
               ts: Optional[float] = None) -> str:
         """Queue an event (``POST /api/v1/events``; needs an ingest key). ``ts`` (Unix seconds)
         defaults to now, taken when queued. Returns the event id; raises ``LeverError`` on bad arguments."""
-        event: Dict[str, Any] = {"name": _text(name, "name"), "event_id": _event_id(event_id),
+        checked_id = _event_id(event_id)
+        event: Dict[str, Any] = {"name": _text(name, "name"), "event_id": checked_id,
                                  "ts": round(time.time(), 3) if ts is None else _number(ts, "ts")}
         if value is not None:
             event["value"] = _number(value, "value")
         self._batcher.put(Event(_text(visitor, "visitor"), event))
-        return event["event_id"]
+        return checked_id
 
     # -- queue and life cycle ---------------------------------------------------------------
 

@@ -113,18 +113,18 @@ class Sender:
                 if 200 <= response.status < 300:
                     self._counters.add(sent=request.items, duplicates=_duplicates(response.body))
                     return True
-                error = response.error()
+                refusal = response.error()
                 if not response.retryable:
                     self._counters.add(rejected=request.items)
-                    self._log.warning(f"rejected:{error.code}", "lever_client: Lever refused %s (%s): %s "
+                    self._log.warning(f"rejected:{refusal.code}", "lever_client: Lever refused %s (%s): %s "
                                       "(further refusals with this code are not logged)",
-                                      request.path, error.status, error)
+                                      request.path, refusal.status, refusal)
                     return True
                 server_errors += 1
                 if server_errors >= self.max_server_errors:
                     self._counters.add(failed=request.items)
                     logger.warning("lever_client: giving up %s after %d answers %s", request.path,
-                                   server_errors, error)
+                                   server_errors, refusal)
                     return True
             if self._stop.wait(self.backoff(attempt)):
                 return False

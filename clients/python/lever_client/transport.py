@@ -8,6 +8,7 @@ import select
 import socket
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Union
 from urllib.parse import urlsplit
@@ -58,10 +59,13 @@ def _stale(connection: Connection) -> bool:
     if sock is None:
         return False
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 class Transport:
@@ -82,7 +86,8 @@ class Transport:
         self.timeout = timeout
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[Connection] = []  # for close(); the list only grows with new threads
+        # for close(); weak, so that the connection of a thread that has ended goes with it
+        self._all: weakref.WeakSet[Connection] = weakref.WeakSet()
 
     def _connection(self, timeout: float) -> Connection:
         connection: Optional[Connection] = getattr(self._local, "connection", None)
@@ -93,7 +98,7 @@ class Transport:
             connection = kind(self._host, self._port, timeout=timeout)
             self._local.connection = connection
             with self._lock:
-                self._all.append(connection)
+                self._all.add(connection)
         connection.timeout = timeout  # used by the next connect()
         return connection
 
@@ -124,12 +129,12 @@ class Transport:
     def after_fork(self) -> None:
         """Forget the parent's sockets (closing them here would not affect the parent)."""
         self._lock = threading.Lock()
-        self._all = []
+        self._all = weakref.WeakSet()
         self._local = threading.local()
 
     def close(self) -> None:
         with self._lock:
-            connections, self._all = self._all, []
+            connections, self._all = list(self._all), weakref.WeakSet()
             self._local = threading.local()  # a later request opens (and registers) a new one
         for connection in connections:
             connection.close()

@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: $(VENV)/.installed clients/python/pyproject.toml $(wildcard clients/python/lever_client/*)
 	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet ./clients/python
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed-test

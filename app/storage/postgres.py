@@ -78,7 +78,7 @@ from .base import (
     period_of,
 )
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
-from .sql import Query, SqlStorage
+from .sql import Query, Rows, SqlStorage, Tx
 
 log = logging.getLogger("lever.storage")
 
@@ -193,6 +193,20 @@ class _Tx:
 
     #: (table, id) of a row this transaction inserted: proof that it committed
     witness: tuple[str, int] | None = None
+
+
+class _PostgresTx(Tx):
+    def __init__(self, conn: psycopg.Connection, tx: _Tx) -> None:
+        self.conn, self.tx = conn, tx
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        return self.conn.execute(_placeholders(sql), params)
+
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        table = sql.split()[2]  # INSERT INTO <table> ...
+        row_id = int(self.conn.execute(_placeholders(sql) + " RETURNING id", params).fetchone()[0])
+        self.tx.witness = (table, row_id)
+        return row_id
 
 
 class PostgresStorage(SqlStorage):
@@ -344,6 +358,9 @@ class PostgresStorage(SqlStorage):
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self._run(lambda conn, _tx: conn.execute(_placeholders(sql), params).fetchall(), write=False)
 
+    def _transact(self, body: Callable[[Tx], T], *, idempotent: bool = False) -> T:
+        return self._run(lambda conn, tx: body(_PostgresTx(conn, tx)), write=True, idempotent=idempotent)
+
     def _read_together(self, queries: Sequence[Query]) -> list[list[tuple]]:
         return self._run(lambda conn, _tx: [conn.execute(_placeholders(sql), params).fetchall()
                                             for sql, params in queries], write=False)
@@ -379,17 +396,6 @@ class PostgresStorage(SqlStorage):
             return bool(self._read("SELECT value FROM meta WHERE key = 'schema_version'"))
         except Exception:
             return False
-
-    def get_meta(self, key: str) -> str | None:
-        rows = self._read("SELECT value FROM meta WHERE key = %s", (key,))
-        return rows[0][0] if rows else None
-
-    def set_meta_default(self, key: str, value: str) -> str:
-        def body(conn: psycopg.Connection, _tx: _Tx) -> str:
-            conn.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", (key, value))
-            return conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()[0]
-
-        return self._run(body, write=True, idempotent=True)
 
     # -- experiments -----------------------------------------------------------------
     def create_experiment(self, spec: ExperimentSpec, now: float) -> Experiment:
@@ -430,17 +436,6 @@ class PostgresStorage(SqlStorage):
             return rows, variant_rows
 
         return records.experiments(*self._run(body, write=False))
-
-    def set_status(self, key: str, status: str, winner: str | None, now: float) -> Experiment | None:
-        def body(conn: psycopg.Connection, _tx: _Tx) -> int:
-            return conn.execute(
-                "UPDATE experiments SET status = %s, winner = %s, updated_at = %s WHERE key = %s",
-                (status, winner, now, key),
-            ).rowcount
-
-        if self._run(body, write=True, idempotent=True) == 0:
-            return None
-        return self.get_experiment(key)
 
     # -- assignments -------------------------------------------------------------------
     def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:

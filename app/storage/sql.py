@@ -3,13 +3,43 @@
 ``SqlStorage`` implements the read paths of the interface in portable SQL with ``?``
 placeholders; a backend supplies ``_read`` (one statement → rows, translating the
 placeholders where its driver wants ``%s``), ``_read_together`` (several statements in
-one read transaction, so they see one state) and ``_counters_current`` (SQLite folds
-pending decisions into the counters there; PostgreSQL keeps them current on write).
+one read transaction, so they see one state), ``_transact`` (one write transaction
+through a ``Tx``) and ``_counters_current`` (SQLite folds pending decisions into the
+counters there; PostgreSQL keeps them current on write).
+
+New features write their SQL once against ``Tx`` (portable SQL: ``?`` placeholders,
+``ON CONFLICT … DO …`` upserts, no backend-only functions) in a mixin module of this
+package, and both backends inherit it.
 """
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+from typing import Any, Callable, Protocol, Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+class Rows(Protocol):
+    """What a statement returns: the DB-API cursor subset both drivers share."""
+
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Tx(abc.ABC):
+    """One write transaction, the same for both backends (``?`` placeholders)."""
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows: ...
+
+    @abc.abstractmethod
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one ``INSERT`` of a row into a table with an integer ``id`` and return the new id
+        (on PostgreSQL it is also the proof, should the connection drop during COMMIT, that
+        the transaction committed)."""
 
 from ..domain.experiments import Experiment
 from . import records
@@ -27,13 +57,40 @@ class SqlStorage(Storage):
     def _read_together(self, queries: Sequence[Query]) -> list[list[tuple]]:
         """Rows of each statement, all read in one transaction."""
 
+    @abc.abstractmethod
+    def _transact(self, body: Callable[[Tx], T], *, idempotent: bool = False) -> T:
+        """Run ``body`` as one write transaction; a raise rolls everything back. ``idempotent``: a
+        retry after an ambiguous commit cannot double anything (else PostgreSQL settles it by the
+        id of a row ``body`` inserted, or answers ``StorageOutcomeUnknown``)."""
+
     def _counters_current(self) -> None:
         """Called before any read of the counters (default: they always are)."""
 
     @abc.abstractmethod
     def _experiments(self, where: str, params: Sequence[Any]) -> list[Experiment]: ...
 
+    # -- settings kept in the database ---------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta_default(self, key: str, value: str) -> str:
+        def body(tx: Tx) -> str:
+            tx.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+            return tx.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+        return self._transact(body, idempotent=True)
+
     # -- experiments -------------------------------------------------------------------
+    def set_status(self, key: str, status: str, winner: str | None, now: float) -> Experiment | None:
+        def body(tx: Tx) -> int:
+            return tx.execute("UPDATE experiments SET status = ?, winner = ?, updated_at = ? WHERE key = ?",
+                              (status, winner, now, key)).rowcount
+
+        if self._transact(body, idempotent=True) == 0:
+            return None
+        return self.get_experiment(key)
+
     def get_experiment(self, key: str) -> Experiment | None:
         found = self._experiments("WHERE key = ?", (key,))
         return found[0] if found else None

@@ -47,7 +47,7 @@ from .base import (
 )
 from .base import PERIOD_SECONDS
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
-from .sql import Query, SqlStorage
+from .sql import Query, Rows, SqlStorage, T, Tx
 
 @functools.lru_cache(maxsize=64)
 def _counter_increment_sql(rows: int = 1) -> str:
@@ -225,6 +225,17 @@ class WalCheckpointer:
         self._stopped.set()
 
 
+class _SQLiteTx(Tx):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        return self.conn.execute(sql, params)
+
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(self.conn.execute(sql, params).lastrowid)
+
+
 class SQLiteStorage(SqlStorage):
     def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
                  background_checkpoints: bool = True) -> None:
@@ -368,15 +379,6 @@ class SQLiteStorage(SqlStorage):
         except sqlite3.Error:
             return False
 
-    def get_meta(self, key: str) -> str | None:
-        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
-
-    def set_meta_default(self, key: str, value: str) -> str:
-        with self._write() as conn:
-            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
-            return conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
-
     # -- experiments -----------------------------------------------------------------
     def create_experiment(self, spec: ExperimentSpec, now: float) -> Experiment:
         with self._write() as conn:
@@ -403,15 +405,6 @@ class SQLiteStorage(SqlStorage):
             f"({', '.join('?' for _ in ids)}) ORDER BY experiment_id, position", ids
         )
         return records.experiments(rows, variant_rows)
-
-    def set_status(self, key: str, status: str, winner: str | None, now: float) -> Experiment | None:
-        with self._write() as conn:
-            cursor = conn.execute(
-                "UPDATE experiments SET status = ?, winner = ?, updated_at = ? WHERE key = ?", (status, winner, now, key)
-            )
-            if cursor.rowcount == 0:
-                return None
-        return self.get_experiment(key)
 
     # -- assignments -------------------------------------------------------------------
     def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
@@ -488,6 +481,10 @@ class SQLiteStorage(SqlStorage):
         return RewardResult(accepted=True, reward_total=new_total, reward_count=new_count)
 
     # -- learning and analysis reads ---------------------------------------------------------
+    def _transact(self, body: Callable[[Tx], T], *, idempotent: bool = False) -> T:
+        with self._write() as conn:
+            return body(_SQLiteTx(conn))
+
     def _read_together(self, queries: Sequence[Query]) -> list[list[tuple]]:
         conn = self.conn
         try:

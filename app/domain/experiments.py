@@ -51,6 +51,8 @@ class ExperimentSpec:
     context: tuple[Mapping[str, Any], ...] = ()
     decay_half_life_s: float | None = None  # contextual only
     allowed_origins: tuple[str, ...] = ()  # CORS allow-list for public endpoints; empty = any origin
+    #: ab only: total visitors planned before launch; the fixed-horizon test then decides at that size
+    planned_visitors: int | None = None
 
     @property
     def variant_keys(self) -> tuple[str, ...]:
@@ -161,8 +163,9 @@ def _context(raw: Any, mode: str) -> tuple[Mapping[str, Any], ...]:
 
 _FIELDS = {
     "key", "name", "mode", "variants", "control", "holdout", "min_share", "reward", "reward_window_s",
-    "sticky", "weights", "context", "decay", "allowed_origins",
+    "sticky", "weights", "context", "decay", "allowed_origins", "planned_visitors",
 }
+MAX_PLANNED_VISITORS = 10**9
 
 
 def parse_experiment(body: Any) -> ExperimentSpec:
@@ -199,11 +202,18 @@ def parse_experiment(body: Any) -> ExperimentSpec:
     origins = body.get("allowed_origins", [])
     _require(isinstance(origins, list) and all(isinstance(o, str) and len(o) <= 200 for o in origins),
              "allowed_origins must be a list of origins such as https://shop.example")
+    planned = body.get("planned_visitors")
+    if planned is not None:
+        _require(mode == "ab", "planned_visitors applies only to mode ab (bandits decide on every visitor, "
+                               "always-valid)")
+        _require(isinstance(planned, int) and not isinstance(planned, bool)
+                 and len(keys) * 2 <= planned <= MAX_PLANNED_VISITORS,
+                 f"planned_visitors must be an integer from {len(keys) * 2} to {MAX_PLANNED_VISITORS}")
     return ExperimentSpec(
         key=key, name=name, mode=mode, reward=reward, variants=variants, control=control,
         holdout=holdout, min_share=min_share, reward_window_s=window, sticky=sticky, weights=weights,
         context=_context(body.get("context"), mode), decay_half_life_s=half_life,
-        allowed_origins=tuple(o.rstrip("/") for o in origins),
+        allowed_origins=tuple(o.rstrip("/") for o in origins), planned_visitors=planned,
     )
 
 

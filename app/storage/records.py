@@ -46,7 +46,8 @@ def experiment_values(spec: ExperimentSpec, now: float) -> tuple[Any, ...]:
     return (spec.key, spec.name, spec.mode, spec.reward, spec.control, spec.holdout, spec.min_share,
             spec.reward_window_s, int(spec.sticky), json.dumps(list(spec.context)),
             json.dumps({"decay_half_life_s": spec.decay_half_life_s,
-                        "allowed_origins": list(spec.allowed_origins)}), now, now)
+                        "allowed_origins": list(spec.allowed_origins),
+                        "planned_visitors": spec.planned_visitors}), now, now)
 
 
 def variant_values(experiment_id: int, spec: ExperimentSpec) -> list[tuple[Any, ...]]:
@@ -73,6 +74,7 @@ def experiments(rows: Sequence[Sequence[Any]], variant_rows: Sequence[Sequence[A
             context=tuple(json.loads(row[10])), status=row[12], winner=row[13], created_at=row[14],
             updated_at=row[15], weights=weights, decay_half_life_s=options.get("decay_half_life_s"),
             allowed_origins=tuple(options.get("allowed_origins", ())),
+            planned_visitors=options.get("planned_visitors"),
             variants=tuple(Variant(key=v[2], payload=json.loads(v[3]), id=v[1]) for v in variants),
         ))
     return found

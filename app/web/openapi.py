@@ -20,6 +20,7 @@ from ..domain.experiments import (
     DEFAULT_REWARD_WINDOW_S,
     KEY_PATTERN,
     MAX_HOLDOUT,
+    MAX_PLANNED_VISITORS,
     MAX_REWARD_WINDOW_S,
     MAX_VARIANTS,
     MIN_VARIANTS,
@@ -187,6 +188,10 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                                                             "maximum": MAX_HALF_LIFE_S}}),
                                     "description": "Mode contextual only."}),
                 "allowed_origins": {"type": "array", "items": {"type": "string", "maxLength": MAX_ORIGIN_CHARS}},
+                "planned_visitors": _nullable({"type": "integer", "minimum": 4, "maximum": MAX_PLANNED_VISITORS,
+                                               "description": "Mode ab only: total visitors planned before "
+                                                              "launch (GET /api/v1/sample-size); the fixed-horizon "
+                                                              "test then decides at that size and not before."}),
             }, ("key", "variants")),
             "example": {"key": "homepage-hero", "name": "Homepage hero", "mode": "bandit",
                         "variants": [{"key": "control", "payload": {"headline": "A"}},
@@ -209,6 +214,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "context": {"type": "array", "items": {"type": "object"}},
             "decay_half_life_s": number_or_null,
             "allowed_origins": {"type": "array", "items": {"type": "string"}},
+            "planned_visitors": {"type": ["integer", "null"]},
             "status": {"enum": list(STATUSES)},
             "winner": {"type": ["string", "null"]},
             "created_at": {"type": "number"},
@@ -404,6 +410,26 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "get": {"summary": "Every statistic of the experiment", "operationId": "experiment_stats",
                     "tags": ["admin"], "security": admin,
                     "responses": {"200": _json(_ref("Stats"), "The statistics."), **_errors(401, 404, 503)}},
+        },
+        "/api/v1/sample-size": {
+            "get": {"summary": "Visitors needed to detect a minimum effect", "operationId": "sample_size",
+                    "tags": ["admin"], "security": admin,
+                    "parameters": [
+                        {"name": name, "in": "query", "required": name == "mde", "schema": schema,
+                         "description": text} for name, schema, text in (
+                            ("mde", {"type": "number", "exclusiveMinimum": 0}, "Minimum detectable effect."),
+                            ("relative", {"type": "boolean", "default": True}, "mde relative to the baseline."),
+                            ("baseline_rate", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                             "Conversion metrics: the control's expected rate."),
+                            ("baseline_mean", {"type": "number"}, "Numeric metrics: the control's mean."),
+                            ("sd", {"type": "number", "exclusiveMinimum": 0}, "Numeric metrics: per-visitor sd."),
+                            ("variants", {"type": "integer", "minimum": 2, "maximum": 50, "default": 2}, ""),
+                            ("alpha", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5,
+                                       "default": 0.05}, ""),
+                            ("power", {"type": "number", "minimum": 0.5, "exclusiveMaximum": 1, "default": 0.8}, ""))],
+                    "responses": {"200": _json({"type": "object"}, "Per rule (fixed_horizon, anytime_valid): "
+                                               "visitors per variant and in total; planned_visitors to declare."),
+                                  **_errors(400, 401, 503)}},
         },
         "/api/v1/experiments/{key}/policy": {
             "parameters": [key_param],

@@ -241,13 +241,15 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "model_version": {"type": ["integer", "null"], "minimum": 0},
             "status": {"enum": list(STATUSES)},
             "sticky": {"type": "boolean", "description": "True when a stored assignment came back."},
+            "control": {**key, "description": "The experiment's control: what a client serves when it cannot "
+                                              "reach Lever."},
             "explanation": _obj({
                 "predicted": {"type": "object", "additionalProperties": {"type": "number"}},
                 "uncertainty": {"type": "object", "additionalProperties": {"type": "number"}},
                 "ignored_context_keys": {"type": "array", "items": {"type": "string"}},
             }, (), closed=False, description="Contextual mode, new assignments only."),
         }, ("assignment", "experiment", "variant", "payload", "propensity", "holdout", "model_version", "status",
-            "sticky")),
+            "sticky", "control")),
         "BatchAssignment": _obj({"visitor": {"type": "string"},
                                  "assignments": {"type": "array", "items": _ref("Assignment")}}),
         "RewardRequest": {"oneOf": [

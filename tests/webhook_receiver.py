@@ -35,7 +35,7 @@ class Receiver:
         self.delay_s = delay_s
         self.received: list[Received] = []
         self.arrived = threading.Condition()
-        self.barrier = threading.Barrier(barrier, timeout=20) if barrier else None
+        self.barrier = threading.Barrier(barrier, timeout=90) if barrier else None
         self.barrier_broken = False
         receiver = self
 

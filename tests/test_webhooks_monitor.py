@@ -33,9 +33,10 @@ def synthetic(srm_ok=True, decision="inconclusive", guardrail="ok", personalisat
             {"key": "control", "guardrail": None},
             {"key": "b", "guardrail": {"status": guardrail, "action": "pause", "always_valid_p_value": 0.01}},
         ]}],
-        "guardrail_actions": [{"metric": "latency", "variant": "b", "action": "pause"}] if guardrail == "failing" else [],
-        "personalisation": {"vs_holdout": {"decision": personalisation, "relative": -0.081, "ci_relative": [-0.15, -0.01],
-                                           "always_valid_p_value": 0.004}},
+        "guardrail_actions": ([{"metric": "latency", "variant": "b", "action": "pause"}]
+                              if guardrail == "failing" else []),
+        "personalisation": {"vs_holdout": {"decision": personalisation, "relative": -0.081,
+                                           "ci_relative": [-0.15, -0.01], "always_valid_p_value": 0.004}},
     }
 
 
@@ -76,7 +77,8 @@ def test_each_condition_is_raised_once_per_transition_into_its_bad_state(app, cl
             got = raise_for(app, hero, stats, now + i)
             assert got == expected, (i, got)
             raised += got
-            deliver_due(app.extensions["lever.storage"], HttpSender(frozenset()), lambda: now + i, "w",
+            at = now + i
+            deliver_due(app.extensions["lever.storage"], HttpSender(frozenset()), lambda: at, "w",  # noqa: B023
                         random.Random(0))
         received = receiver.wait_for(len(raised))
         assert sorted(r.json["type"] for r in received) == sorted(raised)
@@ -132,8 +134,8 @@ def test_evaluate_on_a_real_experiment_raises_significance_once(app, client, adm
         assert "variant b is better than the control" in got.json["summary"]
         assert client.patch("/api/v1/experiments/split", json={"status": "paused"}, headers=admin).status_code == 200
         assert evaluate(services, time.time()).experiments == 0  # only running experiments are watched
-        assert [d["event_type"] for d in client.get(f"/api/v1/webhooks/{hook['id']}/deliveries",
-                                                    headers=admin).get_json()["deliveries"]] == ["experiment.significant"]
+        log = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=admin).get_json()["deliveries"]
+        assert [d["event_type"] for d in log] == ["experiment.significant"]
 
 
 def test_two_monitors_at_once_raise_a_transition_once(app, hero):

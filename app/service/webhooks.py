@@ -53,6 +53,7 @@ CLAIM_BATCH = 20
 LEASE_S = CLAIM_BATCH * (SEND_TIMEOUT_S + 1.0) + 30.0
 MAX_ERROR_CHARS = 500
 DELIVERY_LOG_LIMIT = 100
+MAX_WEBHOOK_ID = 2**63 - 1  # ids are 64-bit integers in both databases: a larger one names nothing
 
 
 # -- subscriptions ----------------------------------------------------------------------------
@@ -67,14 +68,18 @@ def create_webhook(storage: WebhookStore, spec: WebhookSpec, now: float) -> Stor
     return storage.create_webhook(spec, now)
 
 
+def _not_found(webhook_id: int) -> NotFound:
+    return NotFound(f"no webhook {webhook_id}", code="webhook_not_found")
+
+
 def delete_webhook(storage: WebhookStore, webhook_id: int) -> None:
-    if not storage.delete_webhook(webhook_id):
-        raise NotFound(f"no webhook {webhook_id}", code="webhook_not_found")
+    if not 0 <= webhook_id <= MAX_WEBHOOK_ID or not storage.delete_webhook(webhook_id):
+        raise _not_found(webhook_id)
 
 
 def delivery_log(storage: WebhookStore, webhook_id: int) -> list[dict[str, Any]]:
-    if storage.get_webhook(webhook_id) is None:
-        raise NotFound(f"no webhook {webhook_id}", code="webhook_not_found")
+    if not 0 <= webhook_id <= MAX_WEBHOOK_ID or storage.get_webhook(webhook_id) is None:
+        raise _not_found(webhook_id)
     return [record.to_dict() for record in storage.webhook_deliveries(webhook_id, DELIVERY_LOG_LIMIT)]
 
 

@@ -235,7 +235,8 @@ class WebhookStore(SqlStorage):
             ids = [int(row[0]) for row in tx.execute(_DUE_SQL, (now, now, limit)).fetchall()]
             if not ids:
                 return []
-            tx.execute(f"UPDATE webhook_deliveries SET claimed_by = ?, claimed_until = ? WHERE id IN ({_marks(len(ids))}) "
+            tx.execute("UPDATE webhook_deliveries SET claimed_by = ?, claimed_until = ? "
+                       f"WHERE id IN ({_marks(len(ids))}) "
                        "AND status = 'pending' AND (claimed_until IS NULL OR claimed_until < ?)",
                        (claim, now + lease_s, *ids, now))
             rows = tx.execute(_CLAIMED_SQL.format(ids=_marks(len(ids))), (claim, *ids)).fetchall()

@@ -30,7 +30,7 @@ from ..domain.experiments import (
 )
 from ..domain.requests import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
 from ..domain.webhooks import EVENT_TYPES, FORMATS, MAX_SECRET_CHARS, MAX_URL_CHARS, MIN_SECRET_CHARS, URL_SCHEMES
-from ..service.webhooks import DELIVERY_LOG_LIMIT
+from ..service.webhooks import DELIVERY_LOG_LIMIT, MAX_WEBHOOK_ID
 from ..storage.webhooks import DELIVERED, FAILED, PENDING
 
 OPENAPI_VERSION = "3.1.0"
@@ -162,8 +162,7 @@ def _webhook_schemas() -> dict[str, Any]:
 
 
 def _webhook_paths(admin: list, body: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    webhook_id = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0},
-                  "example": 1}
+    webhook_id = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WEBHOOK_ID}, "example": 1}
     return {
         "/api/v1/webhooks": {
             "post": {"summary": "Register a webhook", "operationId": "create_webhook", "tags": ["admin"],

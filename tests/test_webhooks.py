@@ -88,12 +88,11 @@ def test_register_list_delete_and_the_secret_is_never_shown(client, admin, recei
     assert client.get("/api/v1/webhooks", headers=admin).get_json() == {"webhooks": []}
     for method, path in (("delete", f"/api/v1/webhooks/{made['id']}"),
                          ("get", f"/api/v1/webhooks/{made['id']}/deliveries"),
-                         ("delete", f"/api/v1/webhooks/{2**64}"), ("get", f"/api/v1/webhooks/{2**70}/deliveries")):
+                         ("delete", f"/api/v1/webhooks/{2**64}"), ("get", f"/api/v1/webhooks/{2**70}/deliveries"),
+                         ("delete", "/api/v1/webhooks/-1"), ("get", "/api/v1/webhooks/x/deliveries"),
+                         ("delete", "/api/v1/webhooks/%D9%A3"), ("get", "/api/v1/webhooks/1.5/deliveries")):
         response = getattr(client, method)(path, headers=admin)
-        assert response.status_code == 404 and response.get_json()["error"]["code"] == "webhook_not_found"
-    for path in ("/api/v1/webhooks/-1", "/api/v1/webhooks/x/deliveries"):
-        assert client.delete(path, headers=admin).status_code in (404, 405)
-        assert client.get(path, headers=admin).status_code == 404
+        assert response.status_code == 404 and response.get_json()["error"]["code"] == "webhook_not_found", path
 
 
 BAD_BODIES = [

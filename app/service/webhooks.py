@@ -68,18 +68,21 @@ def create_webhook(storage: WebhookStore, spec: WebhookSpec, now: float) -> Stor
     return storage.create_webhook(spec, now)
 
 
-def _not_found(webhook_id: int) -> NotFound:
-    return NotFound(f"no webhook {webhook_id}", code="webhook_not_found")
+def webhook_id_of(text: str) -> int:
+    """The id a URL names; anything but a decimal 64-bit id names no webhook (a 404)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_WEBHOOK_ID:
+        raise NotFound(f"no webhook {text[:40]!r}", code="webhook_not_found")
+    return int(text)
 
 
 def delete_webhook(storage: WebhookStore, webhook_id: int) -> None:
-    if not 0 <= webhook_id <= MAX_WEBHOOK_ID or not storage.delete_webhook(webhook_id):
-        raise _not_found(webhook_id)
+    if not storage.delete_webhook(webhook_id):
+        raise NotFound(f"no webhook {webhook_id}", code="webhook_not_found")
 
 
 def delivery_log(storage: WebhookStore, webhook_id: int) -> list[dict[str, Any]]:
-    if not 0 <= webhook_id <= MAX_WEBHOOK_ID or storage.get_webhook(webhook_id) is None:
-        raise _not_found(webhook_id)
+    if storage.get_webhook(webhook_id) is None:
+        raise NotFound(f"no webhook {webhook_id}", code="webhook_not_found")
     return [record.to_dict() for record in storage.webhook_deliveries(webhook_id, DELIVERY_LOG_LIMIT)]
 
 

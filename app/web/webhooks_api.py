@@ -35,15 +35,17 @@ def list_webhooks():
     return jsonify({"webhooks": [webhooks.webhook_json(w) for w in services().storage.list_webhooks()]})
 
 
-@bp.delete("/webhooks/<int:webhook_id>")
+@bp.delete("/webhooks/<webhook_id>")
 @admin_required
-def delete(webhook_id: int):
-    webhooks.delete_webhook(services().storage, webhook_id)
-    return jsonify({"id": webhook_id, "deleted": True})
+def delete(webhook_id: str):
+    number = webhooks.webhook_id_of(webhook_id)
+    webhooks.delete_webhook(services().storage, number)
+    return jsonify({"id": number, "deleted": True})
 
 
-@bp.get("/webhooks/<int:webhook_id>/deliveries")
+@bp.get("/webhooks/<webhook_id>/deliveries")
 @admin_required
-def deliveries(webhook_id: int):
+def deliveries(webhook_id: str):
     """Newest first, at most ``DELIVERY_LOG_LIMIT``."""
-    return jsonify({"webhook": webhook_id, "deliveries": webhooks.delivery_log(services().storage, webhook_id)})
+    number = webhooks.webhook_id_of(webhook_id)
+    return jsonify({"webhook": number, "deliveries": webhooks.delivery_log(services().storage, number)})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import random
 import re
+import socket
 import threading
 import time
 from pathlib import Path
@@ -295,6 +296,19 @@ def test_sender_failures_are_attempts_with_a_reason():
 
         def log_message(self, *args):
             pass
+
+    listener = socket.create_server(("127.0.0.1", 0))  # answers something that is not HTTP
+
+    def garbage() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"SMTP ready\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=garbage, daemon=True).start()
+    result = send(f"http://127.0.0.1:{listener.getsockname()[1]}/", b"{}", {})
+    listener.close()
+    assert result.status is None and result.error.startswith(("BadStatusLine", "RemoteDisconnected")), result
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import random
-import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -192,7 +192,7 @@ class HttpSender:
         except urllib.error.HTTPError as error:
             error.close()
             return SendResult(error.code, f"HTTP {error.code}")
-        except (urllib.error.URLError, socket.timeout, OSError, ValueError) as error:
+        except (OSError, http.client.HTTPException, ValueError) as error:  # refused, timed out, not HTTP
             reason = getattr(error, "reason", error)
             return SendResult(None, f"{type(error).__name__}: {reason}"[:MAX_ERROR_CHARS])
         if not 200 <= status < 300:

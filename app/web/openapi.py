@@ -10,7 +10,7 @@ the running app answers as documented.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from flask import Blueprint, current_app, jsonify
 
@@ -30,6 +30,9 @@ from ..domain.experiments import (
     STATUSES,
 )
 from ..domain.requests import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
+from ..domain.webhooks import EVENT_TYPES, FORMATS, MAX_SECRET_CHARS, MAX_URL_CHARS, MIN_SECRET_CHARS, URL_SCHEMES
+from ..service.webhooks import DELIVERY_LOG_LIMIT, MAX_WEBHOOK_ID
+from ..storage.webhooks import DELIVERED, FAILED, PENDING
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -98,7 +101,8 @@ _ERROR_RESPONSES = {
          "`invalid_assignment_token`, `invalid_reward_value`); the message names the field. Nothing was written.",
     401: "Missing or wrong admin bearer token (`unauthorized`).",
     403: "The request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`).",
-    404: "No such experiment (`experiment_not_found`) or assignment (`assignment_not_found`).",
+    404: "No such experiment (`experiment_not_found`), assignment (`assignment_not_found`) or webhook "
+         "(`webhook_not_found`).",
     409: "An experiment with this key exists already (`duplicate_key`).",
     413: "The body is larger than `LEVER_MAX_BODY_BYTES` (`payload_too_large`).",
     422: "The reward window after the assignment has closed (`reward_window_closed`).",
@@ -107,6 +111,83 @@ _ERROR_RESPONSES = {
          "Rarely (PostgreSQL): the connection dropped during COMMIT and the outcome could not be checked, "
          "so the request may or may not have been recorded (`outcome_unknown`).",
 }
+
+
+# -- webhooks ----------------------------------------------------------------------------
+
+def _webhook_schemas() -> dict[str, Any]:
+    event_type = {"enum": list(EVENT_TYPES)}
+    webhook = _obj({
+        "id": {"type": "integer"},
+        "url": {"type": "string"},
+        "events": {"type": "array", "items": event_type, "description": "Sorted."},
+        "format": {"enum": list(FORMATS)},
+        "secret_prefix": {"type": "string", "description": "The secret's first characters; never the secret."},
+        "created_at": {"type": "number"},
+    })
+    return {
+        "WebhookDefinition": {
+            **_obj({
+                "url": {"type": "string", "minLength": 1, "maxLength": MAX_URL_CHARS,
+                        "description": f"An {' or '.join(URL_SCHEMES)} URL Lever POSTs every event to "
+                                       "(its host in `LEVER_WEBHOOK_ALLOWED_HOSTS` when that is set)."},
+                "events": {"type": "array", "minItems": 1, "uniqueItems": True, "items": event_type},
+                "secret": {"type": "string", "minLength": MIN_SECRET_CHARS, "maxLength": MAX_SECRET_CHARS,
+                           "description": "Signs every delivery (`X-Lever-Signature`); stored, never shown again."},
+                "format": {"enum": list(FORMATS), "default": "json",
+                           "description": "`json`: the signed event; `slack`: `{\"text\": …}` for a Slack "
+                                          "incoming webhook."},
+            }, ("url", "events", "secret")),
+            "example": {"url": "https://hooks.example.com/lever", "events": ["srm.detected", "guardrail.failing"],
+                        "secret": "a-long-random-secret-of-yours", "format": "json"},
+        },
+        "Webhook": webhook,
+        "WebhookList": _obj({"webhooks": {"type": "array", "items": _ref("Webhook")}}),
+        "WebhookDeleted": _obj({"id": {"type": "integer"}, "deleted": {"const": True}}),
+        "DeliveryLog": _obj({"webhook": {"type": "integer"}, "deliveries": {
+            "type": "array", "maxItems": DELIVERY_LOG_LIMIT, "description": "Newest first.", "items": _obj({
+                "id": {"type": "integer"},
+                "event_id": {"type": "string", "description": "The event's id: the same on every attempt."},
+                "event_type": event_type,
+                "experiment": {"type": ["string", "null"]},
+                "status": {"enum": [PENDING, DELIVERED, FAILED]},
+                "attempts": {"type": "integer", "minimum": 0},
+                "last_status": {"type": ["integer", "null"], "description": "HTTP status of the last attempt."},
+                "last_error": {"type": ["string", "null"]},
+                "next_attempt_at": {"type": ["number", "null"], "description": "Pending deliveries only."},
+                "last_attempt_at": {"type": ["number", "null"]},
+                "delivered_at": {"type": ["number", "null"]},
+                "created_at": {"type": "number"},
+            })}}),
+    }
+
+
+def _webhook_paths(admin: list, body: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    webhook_id = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WEBHOOK_ID}, "example": 1}
+    return {
+        "/api/v1/webhooks": {
+            "post": {"summary": "Register a webhook", "operationId": "create_webhook", "tags": ["admin"],
+                     "security": admin, "requestBody": body("WebhookDefinition"),
+                     "responses": {"201": _json(_ref("Webhook"), "The webhook (the secret only as a prefix)."),
+                                   **_errors(400, 401, 413, 503)}},
+            "get": {"summary": "List webhooks", "operationId": "list_webhooks", "tags": ["admin"], "security": admin,
+                    "responses": {"200": _json(_ref("WebhookList"), "Every webhook."), **_errors(401, 503)}},
+        },
+        "/api/v1/webhooks/{webhook_id}": {
+            "parameters": [webhook_id],
+            "delete": {"summary": "Delete a webhook (pending deliveries stop)", "operationId": "delete_webhook",
+                       "tags": ["admin"], "security": admin,
+                       "responses": {"200": _json(_ref("WebhookDeleted"), "Deleted, with its delivery log."),
+                                     **_errors(401, 404, 503)}},
+        },
+        "/api/v1/webhooks/{webhook_id}/deliveries": {
+            "parameters": [webhook_id],
+            "get": {"summary": "A webhook's delivery log", "operationId": "webhook_deliveries", "tags": ["admin"],
+                    "security": admin,
+                    "responses": {"200": _json(_ref("DeliveryLog"), "Status, attempts and last error per delivery."),
+                                  **_errors(401, 404, 503)}},
+        },
+    }
 
 
 # -- the document -------------------------------------------------------------------------
@@ -368,6 +449,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         }, closed=False)}}),
         "VisitorErased": _obj({"visitor": {"type": "string"}, "erased_assignments": {"type": "integer", "minimum": 0}}),
         "Health": _obj({"status": {"const": "ok"}, "worker": {"type": "integer"}}),
+        **_webhook_schemas(),
     }
 
     admin = [{"bearerAuth": []}]
@@ -477,6 +559,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                                    **_errors(400, 403, 404, 413, 422, 429, 503)}},
             "options": preflight("reward preflight"),
         },
+        **_webhook_paths(admin, body),
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "operationId": "openapi", "tags": ["meta"], "security": [],
                     "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")}},

@@ -51,178 +51,37 @@ identical to an immediate update. With a half-life h, an event at time t weighs
 """
 from __future__ import annotations
 
+import hashlib
 import math
-import struct
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, special
 from scipy.linalg import lapack
 
-from .base import Decision, PolicyConfigError, apply_floor, decide, win_probabilities
+from .arm_state import (  # noqa: F401  (re-exported: the service imports them from here)
+    LinearArmState,
+    _vector,
+    add_decision,
+    add_reward,
+    decay_to,
+    remove_decision,
+)
+from .base import Decision, PolicyConfigError
 from .encoding import ContextEncoder, EncodedContext
+from .schema import normalise_schema
 
-_MAGIC = b"LAS1"
-_HEADER = struct.Struct("<4sI")  # magic, d
+#: Largest magnitude a fitted coefficient or inverse-factor entry may have. Contexts are
+#: bounded (|x_j| <= 1, d <= 256), so with this bound x . mu and |L^-1 x|^2 stay far from
+#: overflow. A fit that exceeds it (absurd stored statistics) falls back to the prior.
+_MAX_FITTED = 1e100
 
+#: Reason codes of :attr:`LinearThompson.reason` (None when the fit used the data).
+REASON_NON_FINITE_FIT = "non_finite_fit"
 
-# -- sufficient statistics -------------------------------------------------------------
-@dataclass(frozen=True)
-class LinearArmState:
-    """Decayed sufficient statistics of one arm, as plain arrays.
-
-    ``precision_increment`` = sum_i w_i x_i x_i' (d, d), ``target`` = sum_i w_i x_i y_i
-    (d,), ``decisions`` = sum_i w_i, where w_i = 2^-((reference_time - t_i)/h) is the
-    weight of event i at ``reference_time`` (1 without decay). Arrays are read-only:
-    the update functions return new states.
-    """
-
-    precision_increment: np.ndarray
-    target: np.ndarray
-    decisions: float = 0.0
-    reference_time: float = 0.0
-
-    def __post_init__(self) -> None:
-        p = np.array(self.precision_increment, dtype=np.float64)
-        b = np.array(self.target, dtype=np.float64)
-        if b.ndim != 1 or p.shape != (b.size, b.size) or b.size < 1:
-            raise PolicyConfigError(f"arm state shapes do not match: {p.shape} and {b.shape}")
-        if not (np.isfinite(p).all() and np.isfinite(b).all()):
-            raise PolicyConfigError("arm state contains NaN or infinity")
-        if not (math.isfinite(self.decisions) and self.decisions >= 0 and math.isfinite(self.reference_time)):
-            raise PolicyConfigError("arm state needs finite decisions >= 0 and a finite reference_time")
-        # Outer products are exactly symmetric, so this is an identity for any state the
-        # update functions built; it makes the packed (upper-triangle) storage lossless.
-        p = 0.5 * (p + p.T)
-        p.flags.writeable = False
-        b.flags.writeable = False
-        object.__setattr__(self, "precision_increment", p)
-        object.__setattr__(self, "target", b)
-        object.__setattr__(self, "decisions", float(self.decisions))
-        object.__setattr__(self, "reference_time", float(self.reference_time))
-
-    @property
-    def dim(self) -> int:
-        return self.target.size
-
-    @classmethod
-    def empty(cls, dim: int, reference_time: float = 0.0) -> "LinearArmState":
-        return cls(np.zeros((dim, dim)), np.zeros(dim), 0.0, reference_time)
-
-    def to_bytes(self) -> bytes:
-        """Little-endian: b"LAS1", uint32 d, then float64 decisions, reference_time,
-        target (d) and the upper triangle of precision_increment row by row (d(d+1)/2).
-        """
-        upper = self.precision_increment[np.triu_indices(self.dim)]
-        body = np.concatenate([[self.decisions, self.reference_time], self.target, upper]).astype("<f8")
-        return _HEADER.pack(_MAGIC, self.dim) + body.tobytes()
-
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> "LinearArmState":
-        if len(blob) < _HEADER.size:
-            raise PolicyConfigError("arm state blob is truncated")
-        magic, dim = _HEADER.unpack_from(blob)
-        expected = _HEADER.size + 8 * (2 + dim + dim * (dim + 1) // 2)
-        if magic != _MAGIC or len(blob) != expected or dim < 1:
-            raise PolicyConfigError("not a LinearArmState blob (bad magic or length)")
-        body = np.frombuffer(blob, dtype="<f8", offset=_HEADER.size).astype(np.float64)
-        decisions, reference_time = float(body[0]), float(body[1])
-        target = body[2 : 2 + dim]
-        p = np.zeros((dim, dim))
-        p[np.triu_indices(dim)] = body[2 + dim :]
-        p = p + np.triu(p, 1).T
-        return cls(p, target.copy(), decisions, reference_time)
-
-    def to_dict(self) -> dict:
-        return {
-            "precision_increment": self.precision_increment.tolist(),
-            "target": self.target.tolist(),
-            "decisions": self.decisions,
-            "reference_time": self.reference_time,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LinearArmState":
-        return cls(
-            np.asarray(data["precision_increment"], dtype=float),
-            np.asarray(data["target"], dtype=float),
-            float(data["decisions"]),
-            float(data["reference_time"]),
-        )
-
-
-def _decay_factor(elapsed: float, half_life: float | None) -> float:
-    """2^-(elapsed / h): the weight left after ``elapsed`` seconds (1 without decay)."""
-    if half_life is None or elapsed <= 0:
-        return 1.0
-    return math.exp(-math.log(2.0) * elapsed / half_life)
-
-
-def decay_to(state: LinearArmState, t: float, half_life: float | None) -> LinearArmState:
-    """The same statistics expressed at a later time t.
-
-    Each stored weight w_i = 2^-((r - t_i)/h) becomes 2^-((t - t_i)/h) = w_i * 2^-((t - r)/h),
-    so the whole state is multiplied by one factor and r moves to t. The reference time
-    only moves forward: every factor is <= 1, so nothing can overflow, however long
-    the experiment runs. Without a half-life only the reference time moves.
-    """
-    if t <= state.reference_time:
-        return state
-    factor = _decay_factor(t - state.reference_time, half_life)
-    return LinearArmState(
-        state.precision_increment * factor, state.target * factor, state.decisions * factor, float(t)
-    )
-
-
-def _vector(x: np.ndarray, dim: int) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape != (dim,) or not np.isfinite(x).all():
-        raise PolicyConfigError(f"context must be a finite vector of shape ({dim},), got shape {x.shape}")
-    return x
-
-
-def add_decision(state: LinearArmState, x: np.ndarray, t: float, half_life: float | None = None) -> LinearArmState:
-    """Count one decision of this arm for context x at time t (reward 0 until one arrives).
-
-    The state first moves to max(t, reference_time); the event then enters with weight
-    2^-((reference_time - t)/h), which is 1 unless it is older than the state.
-    """
-    x = _vector(x, state.dim)
-    state = decay_to(state, t, half_life)
-    w = _decay_factor(state.reference_time - t, half_life)
-    return LinearArmState(
-        state.precision_increment + w * np.outer(x, x),
-        state.target,
-        state.decisions + w,
-        state.reference_time,
-    )
-
-
-def add_reward(
-    state: LinearArmState,
-    x: np.ndarray,
-    value: float,
-    decided_at: float,
-    t: float,
-    half_life: float | None = None,
-) -> LinearArmState:
-    """Add a reward that arrived at time t for a decision made at ``decided_at``.
-
-    The decision's x x' entered the state with the weight of time ``decided_at``; its
-    reward enters ``target`` with that same weight, so a delayed reward leaves exactly
-    the statistics an immediate one would have (up to rounding). t only advances the
-    reference time.
-    """
-    x = _vector(x, state.dim)
-    if not math.isfinite(value):
-        raise PolicyConfigError(f"reward must be finite, got {value!r}")
-    state = decay_to(state, max(t, decided_at), half_life)
-    w = _decay_factor(state.reference_time - decided_at, half_life)
-    return LinearArmState(
-        state.precision_increment, state.target + (w * value) * x, state.decisions, state.reference_time
-    )
-
+#: Contexts whose allocation a fit memoises (a pure function of fit and context).
+_CACHE_SIZE = 4096
 
 # -- the policy --------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -316,6 +175,9 @@ class LinearThompson:
         """Replace the statistics (what the service does on each refresh) and factorise.
 
         Every state is decayed to ``now`` (a state newer than ``now`` stays as it is).
+        The fitted model is a pure function of the decayed statistics, including the
+        normal draws its allocations use (see :meth:`allocation_for`): two workers that
+        fit the same stored states allocate identically.
         """
         if len(arm_states) != self.n_arms:
             raise PolicyConfigError(f"expected statistics for {self.n_arms} arms, got {len(arm_states)}")
@@ -432,18 +294,57 @@ class LinearThompson:
         return np.concatenate([[self.intercept_precision], np.clip(precision, self.prior_precision, self.max_precision)])
 
     def _refresh(self) -> None:
-        """Prior, posterior means and cached inverse factors from the current states."""
+        """Prior, posterior means, cached factors and the allocation draws from the states."""
         s = np.stack([state.precision_increment for state in self._states])
         b = np.stack([state.target for state in self._states])
-        m0 = self._pooled_prior_mean(s, b)
-        s2 = self._noise(s, b)
-        prior_diag = self._prior_diag
-        if self.adaptive_prior and self.n_arms > 1:
-            prior_diag = self._adapted_precision(s, b, s2)
-        self._means, self._inv_factors = self._posterior(s, b, prior_diag, m0)
-        self._noise_variance = s2
-        self._prior_mean_vector = m0
-        self._effective_prior = prior_diag
+        self.reason = None
+        with np.errstate(all="ignore"):
+            fitted = self._fit_arrays(s, b)
+        if fitted is None:  # absurd statistics (e.g. rewards of 1e308): decide from the prior
+            self.reason = REASON_NON_FINITE_FIT
+            s, b = np.zeros_like(s), np.zeros_like(b)
+            fitted = self._fit_arrays(s, b)
+        self._means, self._inv_factors, self._noise_variance, self._prior_mean_vector, self._effective_prior = fitted
+        k, d = self.n_arms, self.n_features
+        # One matrix for a decision: rows 0..K-1 give x . mu_a, the next K*d rows C_a x
+        # with C_a = s2 A_a^-1 = s2 R_a' R_a the posterior covariance, so that
+        # x' C_a x (the predictive variance) is one more small product.
+        covariances = self._noise_variance * np.einsum("kji,kjl->kil", self._inv_factors, self._inv_factors)
+        self._stacked = np.ascontiguousarray(np.vstack([self._means, covariances.reshape(k * d, d)]))
+        self._draws_matrix = self._standard_draws(s, b)
+        self._floor = (self.min_share, 1.0 - k * self.min_share)
+        self._cache: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _fit_arrays(self, s: np.ndarray, b: np.ndarray) -> tuple | None:
+        """(means, inverse factors, s2, m0, prior diag), or None when anything is non-finite."""
+        try:
+            m0 = self._pooled_prior_mean(s, b)
+            s2 = self._noise(s, b)
+            prior_diag = self._prior_diag
+            if self.adaptive_prior and self.n_arms > 1:
+                prior_diag = self._adapted_precision(s, b, s2)
+            means, inv_factors = self._posterior(s, b, prior_diag, m0)
+        except (np.linalg.LinAlgError, PolicyConfigError, ValueError, FloatingPointError):
+            return None
+        arrays = (means, inv_factors, m0, prior_diag, np.array([s2]))
+        if not all(np.isfinite(a).all() and np.abs(a).max(initial=0.0) <= _MAX_FITTED for a in arrays) or s2 <= 0:
+            return None
+        return means, inv_factors, float(s2), m0, prior_diag
+
+    def _standard_draws(self, s: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(draws, K) standard normals, a Latin hypercube seeded by a digest of the statistics.
+
+        The same statistics give the same draws in every worker and process, so the
+        allocation is a deterministic function of (model, context). Each column takes
+        one normal quantile from every one of ``draws`` equal-probability strata (in a
+        random order per column): the marginals are stratified, which cuts the
+        Monte-Carlo error of the win probabilities by about a third at equal cost.
+        """
+        digest = hashlib.blake2b(s.tobytes() + b.tobytes(), digest_size=16).digest()
+        rng = np.random.default_rng(int.from_bytes(digest, "little"))
+        n = self.draws
+        strata = np.argsort(rng.random((n, self.n_arms)), axis=0)  # a random permutation per column
+        return np.ascontiguousarray(special.ndtri((strata + rng.random((n, self.n_arms))) / n))
 
     # -- in-process learning ---------------------------------------------------------
     def update(self, arm: int, x: np.ndarray, reward: float, t: float = 0.0) -> None:
@@ -470,29 +371,78 @@ class LinearThompson:
     # -- decisions -------------------------------------------------------------------
     def predict(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of x . theta_a for every arm."""
-        x = _vector(context, self.n_features)
-        mean = self._means @ x
-        # |L_a^-1 x|^2 = x' A_a^-1 x, a sum of squares: never negative.
-        projected = self._inv_factors @ x
-        sd = np.sqrt(self._noise_variance * np.einsum("ij,ij->i", projected, projected))
-        return mean, sd
+        return self._predict(_vector(context, self.n_features))
 
-    def allocation(self, rng: np.random.Generator, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(probabilities with the floor, posterior means, predictive sds, draws) for a context."""
-        mean, sd = self.predict(context)
-        samples = mean + sd * rng.standard_normal((self.draws, self.n_arms))
-        probabilities = apply_floor(win_probabilities(samples), self.min_share)
-        return probabilities, mean, sd, samples
+    def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        projected = self._stacked @ x  # one BLAS call for the means and every C_a x
+        k = self.n_arms
+        # x' C_a x >= 0 in exact arithmetic (C_a is positive definite); clip the rounding.
+        variance = projected[k:].reshape(k, self.n_features) @ x
+        return projected[:k], np.sqrt(np.maximum(variance, 0.0))
+
+    def allocation_for(self, context: np.ndarray) -> np.ndarray:
+        """P(serve arm a | context) under the fitted model, floor included (sums to 1).
+
+        Thompson sampling's probability that arm a has the highest sampled value, by
+        Monte Carlo over the model's fixed draws: mean + sd * Z for the (draws, K)
+        standard normals Z of this fit. A deterministic function of the fitted model
+        and the context; :meth:`select` samples the served arm from exactly this vector,
+        so the logged propensity is exact.
+        """
+        return self._allocate(_vector(context, self.n_features))[0]
+
+    def _allocate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        mean, sd = self._predict(x)
+        samples = self._draws_matrix * sd
+        samples += mean
+        low, scale = self._floor
+        wins = np.bincount(samples.argmax(axis=1), minlength=self.n_arms) * (scale / self.draws) + low
+        return wins, mean, sd, samples
+
+    def _cached_allocation(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(allocation, means, sds) for x, memoised per fit: contexts repeat (device x hour...).
+
+        The allocation is a pure function of the fit and x, so the cache changes no
+        decision; it is cleared on every refit and bounded in size.
+        """
+        key = x.tobytes()
+        hit = self._cache.get(key)
+        if hit is None:
+            wins, mean, sd, _ = self._allocate(x)
+            hit = (wins, mean, sd)
+            if len(self._cache) < _CACHE_SIZE:
+                self._cache[key] = hit
+        return hit
+
+    def allocation(self, rng: np.random.Generator | None, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities with the floor, posterior means, predictive sds, draws) for a context.
+
+        ``rng`` is not used (the draws are the fit's, see :meth:`allocation_for`); it is
+        kept for callers of the previous signature.
+        """
+        return self._allocate(_vector(context, self.n_features))
 
     def select(self, rng: np.random.Generator, context: np.ndarray) -> ContextualDecision:
-        probabilities, mean, sd, samples = self.allocation(rng, context)
-        chosen = decide(probabilities, rng, scores=mean)
+        """Serve an arm for one encoded context: one uniform from ``rng``, exact propensity.
+
+        The arm is drawn from :meth:`allocation_for` (by inverse CDF on one uniform), so
+        ``propensity`` is exactly its probability; ``samples`` is None (the draws are
+        the fit's, see :meth:`allocation`).
+        """
+        probabilities, mean, sd = self._cached_allocation(_vector(context, self.n_features))
+        u = rng.random()  # the vector sums to 1 up to rounding; the else-branch takes the rest
+        arm, cumulative = 0, 0.0
+        for arm, p in enumerate(probabilities.tolist()):
+            cumulative += p
+            if u < cumulative and p > 0.0:
+                break
+        else:  # rounding put u past the last edge: the last arm with positive probability
+            arm = int(np.flatnonzero(probabilities > 0)[-1])
         return ContextualDecision(
-            arm=chosen.arm,
-            propensity=chosen.propensity,
+            arm=arm,
+            propensity=float(probabilities[arm]),
             probabilities=probabilities,
             scores=mean,
-            samples=samples,
             predictive_sd=sd,
         )
 
@@ -548,7 +498,8 @@ class ContextualPolicy:
     """Encoder + contextual policy for one experiment, usable without the service.
 
     ``from_definition({"variants": ["a", "b"], "context": [...schema...],
-    "min_share": 0.05, "decay": {"half_life_s": 604800}})``; an optional
+    "crosses": [["device", "hour"]], "min_share": 0.05, "decay": {"half_life_s": 604800}})``;
+    the schema may use the short form (``["device", "hour"]``, see :mod:`bandits.schema`); an optional
     ``"policy"`` names an entry of :data:`CONTEXTUAL_POLICIES` and ``"params"`` passes
     further hyperparameters to it.
     """
@@ -565,7 +516,7 @@ class ContextualPolicy:
         if not isinstance(definition, Mapping):
             raise PolicyConfigError("an experiment definition is an object")
         variants = _variant_names(definition.get("variants"))
-        encoder = ContextEncoder.from_schema(definition.get("context", []))
+        encoder = ContextEncoder.from_schema(normalise_schema(definition.get("context", [])), definition.get("crosses"))
         policy_name = definition.get("policy", LinearThompson.name)
         policy_cls = CONTEXTUAL_POLICIES.get(policy_name) if isinstance(policy_name, str) else None
         if policy_cls is None:
@@ -594,34 +545,16 @@ class ContextualPolicy:
         self.policy.update(arm, self.encoder.encode(context).vector, reward, t)
 
     def state(self) -> dict:
-        return {"variants": self.variants, "context": self.encoder.schema(), "policy": self.policy.state()}
+        return {
+            "variants": self.variants,
+            "context": self.encoder.schema(),
+            "crosses": [list(pair) for pair in self.encoder.crosses],
+            "policy": self.policy.state(),
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "ContextualPolicy":
-        encoder = ContextEncoder.from_schema(state["context"])
+        encoder = ContextEncoder.from_schema(state["context"], state.get("crosses", ()))
         policy_state = state["policy"]
         policy = CONTEXTUAL_POLICIES[policy_state["policy"]].from_state(policy_state)
         return cls(list(state["variants"]), encoder, policy)
-
-
-def remove_decision(
-    state: LinearArmState,
-    x: np.ndarray,
-    decided_at: float,
-    reward_total: float,
-    half_life: float | None = None,
-) -> LinearArmState:
-    """Take one decision (and its rewards) back out of the statistics: erasure of a visitor.
-
-    The decision entered with the weight w = 2^-((r - t_d)/h) it has at the state's
-    reference time r, so subtracting w x x' from the precision and w x y from the target
-    leaves exactly the statistics that never saw it (up to rounding).
-    """
-    x = _vector(x, state.dim)
-    w = _decay_factor(state.reference_time - decided_at, half_life)
-    return LinearArmState(
-        state.precision_increment - w * np.outer(x, x),
-        state.target - (w * reward_total) * x,
-        max(state.decisions - w, 0.0),
-        state.reference_time,
-    )

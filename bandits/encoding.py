@@ -568,6 +568,14 @@ class ContextEncoder:
             names.extend(f"{left}*{right}" for left in by_name[a] for right in by_name[b])
         return names
 
+    def column_groups(self) -> list[int]:
+        """Block id per column (0 = intercept, then 1.. per feature and per cross), for
+        :class:`~bandits.linear.LinearThompson`'s ``column_groups``."""
+        groups = [0] * self.width
+        for group, (_, _, block) in enumerate(self.column_blocks(), start=1):
+            groups[block] = [group] * (block.stop - block.start)
+        return groups
+
     def column_blocks(self) -> list[tuple[str, tuple[str, ...], slice]]:
         """(label, feature names, columns) per block: each feature, then each cross ("device*hour")."""
         blocks = [(f.name, (f.name,), block) for f, block in self._slices]

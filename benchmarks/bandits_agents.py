@@ -99,21 +99,24 @@ class ServiceLinearAgent(Agent):
     crossed = True
 
     def __init__(self, n_arms, dim, rng, rate, refresh_s: float = 1.0, half_life_s: float | None = None,
-                 crossed: bool = True, label: str = "", immediate: bool = False, **params):
+                 crossed: bool = True, label: str = "", immediate: bool = False,
+                 reward_delay_s: float | None = None, main_columns: int | None = None, **params):
         super().__init__(n_arms, dim, rng, rate)
         self.crossed = crossed
         self.immediate = immediate  # diagnostics only: clicks at once instead of late
         self.block = max(1, int(round(refresh_s * rate)))
         self.half_life_s = half_life_s
-        self.policy = LinearThompson(n_arms, dim, half_life_s=half_life_s, **params)
-        self.states = [LinearArmState.empty(dim) for _ in range(n_arms)]
+        self.policy = LinearThompson(n_arms, dim, half_life_s=half_life_s, main_columns=main_columns, **params)
+        self.states = [LinearArmState.empty(dim, reward_delay_s=reward_delay_s) for _ in range(n_arms)]
         self.clicks = _DelayedClicks()
         extras = [f"refit every {refresh_s:g} s", "clicks at once" if immediate else "late clicks"]
+        extras.append("no crosses" if not crossed else "crosses")
+        extras.append("no pending correction" if reward_delay_s is None else f"pending correction tau={reward_delay_s:g} s")
         if half_life_s is not None:
             extras.append(f"half-life {half_life_s:.0f} s")
-        if not crossed:
-            extras.append("no crosses")
-        extras += [f"{k}={v}" for k, v in params.items()]
+        if "column_groups" not in params:
+            extras.append("per-column priors")
+        extras += [f"{k}={v}" for k, v in params.items() if k in ("exploration", "evidence_z", "min_share")]
         self.name = f"Lever LinearThompson{label} (service: {', '.join(extras)})"
 
     def choose(self, start, x):

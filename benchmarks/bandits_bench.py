@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import bandits_agents as agents  # noqa: E402
-from bandits_envs import ENVIRONMENTS, make_stream  # noqa: E402
+from bandits_envs import ENVIRONMENTS, encoder_for, make_stream  # noqa: E402
 
 from bandits import ContextEncoder, LinearArmState, LinearThompson, add_decision, add_reward  # noqa: E402
 from bandits.base import apply_floor, decide, win_probabilities  # noqa: E402
@@ -57,19 +57,33 @@ class PolicySpec:
     group: str = "peer"  # "lever" (service cadence), "peer" (fully online), "reference"
     cost: float = 1.0  # relative run time, to schedule the slowest first
 
-    def build(self, n_arms: int, dim: int, rng: np.random.Generator, horizon: int) -> agents.Agent:
+    def build(self, n_arms: int, dim: int, rng: np.random.Generator, horizon: int, env: str) -> agents.Agent:
         params = dict(self.params)
         if params.get("half_life_s") == "auto":
             params["half_life_s"] = horizon / 5 / RATE  # a fifth of the run
+        if params.get("main_columns") == "encoder":  # crosses after the main-effect columns
+            params["main_columns"] = encoder_for(env, True).main_width
+        if params.get("column_groups") == "encoder":  # one prior precision per feature / cross block
+            params["column_groups"] = encoder_for(env, params.get("crossed", True)).column_groups()
+        if params.get("reward_delay_s") == "measured":  # what the service measures: the mean reward delay
+            params["reward_delay_s"] = ENVIRONMENTS[env].mean_delay_s
         return getattr(agents, self.factory)(n_arms, dim, rng, RATE, **params)
 
+
+#: Lever as the service should run it: declared crosses, pending-reward correction with the
+#: measured mean delay, one prior precision per feature/cross block, crosses tested given
+#: the main effects, default exploration.
+LEVER = (("reward_delay_s", "measured"), ("main_columns", "encoder"), ("column_groups", "encoder"))
 
 POLICIES = [
     PolicySpec("uniform", "UniformAgent", group="reference", cost=0.1),
     PolicySpec("beta", "ServiceBetaAgent", group="reference", cost=0.3),
-    PolicySpec("lever", "ServiceLinearAgent", group="lever", cost=1.5),
-    PolicySpec("lever-plain", "ServiceLinearAgent", (("crossed", False),), group="variant", cost=1.0),
-    PolicySpec("lever-decay", "ServiceLinearAgent", (("half_life_s", "auto"),), group="variant", cost=1.5),
+    PolicySpec("lever", "ServiceLinearAgent", LEVER, group="lever", cost=3),
+    PolicySpec("lever-plain", "ServiceLinearAgent", (("reward_delay_s", "measured"), ("crossed", False),
+                                                     ("column_groups", "encoder")), group="variant", cost=2),
+    PolicySpec("lever-uncorrected", "ServiceLinearAgent", LEVER[1:], group="variant", cost=3),
+    PolicySpec("lever-e1", "ServiceLinearAgent", LEVER + (("exploration", 1.0),), group="variant", cost=3),
+    PolicySpec("lever-decay", "ServiceLinearAgent", LEVER + (("half_life_s", "auto"),), group="variant", cost=3),
     PolicySpec("mab-lints-1", "MabwiserAgent", (("policy", "LinTS"), ("alpha", 1.0)), "mabwiser", cost=2),
     PolicySpec("mab-lints-.25", "MabwiserAgent", (("policy", "LinTS"), ("alpha", 0.25)), "mabwiser", cost=2),
     PolicySpec("mab-linucb-1", "MabwiserAgent", (("policy", "LinUCB"), ("alpha", 1.0)), "mabwiser", cost=2),
@@ -83,7 +97,11 @@ POLICIES = [
                "vowpalwabbit", cost=3),
 ]
 BY_KEY = {p.key: p for p in POLICIES}
-QUICK_POLICIES = ("uniform", "beta", "lever", "mab-lints-.25", "mab-linucb-.25", "vw-squarecb")
+QUICK_POLICIES = ("uniform", "beta", "lever", "mab-lints-.25", "mab-linucb-.25", "vw-squarecb-cubic")
+#: The default run: Lever, its ablations, and the peers that were best somewhere in earlier runs
+#: (MABWiser LinTS alpha=1 and VW with -q sa only were never best: ``--policies all`` adds them).
+DEFAULT_POLICIES = ("uniform", "beta", "lever", "lever-plain", "lever-uncorrected", "mab-lints-.25",
+                    "mab-linucb-.25", "mab-linucb-1", "mab-linucb-.25-x", "vw-squarecb-cubic")
 
 
 def available(spec: PolicySpec) -> bool:
@@ -95,10 +113,10 @@ def simulate(job: tuple[str, str, int, int]) -> dict:
     env, key, seed, horizon = job
     spec = BY_KEY[key]
     stream = make_stream(env, seed, horizon, rate=RATE)
-    rng = np.random.default_rng([seed, sum(map(ord, key))])
+    rng = np.random.default_rng([seed, 4242])  # the same policy draws for every policy (common random numbers)
     crossed = dict(spec.params).get("crossed", spec.factory == "ServiceLinearAgent")
     x = stream.x_crossed if crossed else stream.x
-    agent = spec.build(stream.n_arms, x.shape[1], rng, horizon)
+    agent = spec.build(stream.n_arms, x.shape[1], rng, horizon, env)
     served = np.empty(horizon, dtype=int)
     started = time.perf_counter()
     for start in range(0, horizon, agent.block):
@@ -326,11 +344,14 @@ def main() -> None:
     parser.add_argument("--no-obd", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
-    args.horizon = args.horizon or (5000 if args.quick else 20000)
+    args.horizon = args.horizon or (5000 if args.quick else 10000)
     args.seeds = args.seeds or (2 if args.quick else 4)
     campaigns = ("men",) if args.quick else ("all", "men", "women")
 
-    wanted = args.policies.split(",") if args.policies else (QUICK_POLICIES if args.quick else [p.key for p in POLICIES])
+    if args.policies == "all":
+        wanted = [p.key for p in POLICIES]
+    else:
+        wanted = args.policies.split(",") if args.policies else (QUICK_POLICIES if args.quick else DEFAULT_POLICIES)
     chosen = [p for p in POLICIES if p.key in wanted]
     for spec in chosen:
         if not available(spec):

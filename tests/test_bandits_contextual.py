@@ -131,7 +131,10 @@ def test_min_share_floor_and_sampled_values_exposed():
     policy, xs = trained_policy(k=3, n=2000, min_share=0.05)
     decision = policy.select(np.random.default_rng(0), xs[0])
     assert decision.probabilities.min() >= 0.05 - 1e-12
-    assert decision.samples.shape == (256, 3)
+    samples = policy.allocation(None, xs[0])[3]
+    assert samples.shape == (258, 3)  # 256 draws rounded up to a multiple of the 3 arms
+    np.testing.assert_array_equal(np.bincount(samples.argmax(axis=1), minlength=3) / 258 * 0.85 + 0.05,
+                                  decision.probabilities)
     assert decision.predictive_sd.shape == (3,) and np.all(decision.predictive_sd > 0)
     np.testing.assert_allclose(decision.scores, policy.predict(xs[0])[0])
 

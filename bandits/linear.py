@@ -26,28 +26,36 @@ effects such as "tablets convert less"), and needs data only for its own deviati
 That is the shared part of a hybrid model at the price of one extra factorisation;
 with ``pool_prior=False`` m0 is (prior_mean or 0, 0, ..., 0).
 
-Prior precision. With ``adaptive_prior=True`` (default) D is empirical Bayes too, per
-feature: a feature whose effect does not differ between arms gets a very strong
-prior (its arms share the pooled coefficient), one that changes which arm is best a
-weak one (see :meth:`LinearThompson._adapted_precision`). Without this, a per-arm model
-with d columns explores as if it had to learn d numbers per arm even when the context
-is irrelevant: its posterior spread at x is ~sqrt(d) times the non-contextual one.
-While arms have little data nothing is detected yet, so a new experiment behaves like
-non-contextual Thompson sampling, and it becomes contextual where the data says so.
+Prior precision. With ``adaptive_prior=True`` (default) D is empirical Bayes too: a
+feature whose effect does not differ between arms gets a very strong prior (its arms
+share the pooled coefficient), one that changes which arm is best a weak one (see
+:meth:`LinearThompson._adapted_precision`). ``column_groups`` (the encoder's
+``column_groups()``) estimates one precision per feature block instead of per column,
+and a block is freed only on evidence beyond chance (``evidence_z``). Without this, a
+per-arm model with d columns explores as if it had to learn d numbers per arm even
+when the context is irrelevant. Cross columns (after ``main_columns``) are tested on
+their slope *given* the main effects, so a cross of an important feature is not freed
+just because its parent is. A new experiment therefore behaves like non-contextual
+Thompson sampling and becomes contextual where the data says so.
+
+Exploration. The sampled spread is ``exploration`` times the posterior's (0.5 by
+default: measured in benchmarks/bandits_bench.py; the Bernoulli s2 and the d per-arm
+coefficients make the unshrunk posterior explore more than the traffic needs).
 
 Decisions. For one context the arms' sampled values x . theta_a are independent
-1-D normals N(x . mu_a, s2 * |L_a^-1 x|^2), so a decision draws ``draws`` values per
-arm in one vectorised call, takes the share of draws each arm wins
-(:func:`~bandits.base.win_probabilities`), applies the floor and samples the served
-arm from that allocation: the logged propensity is exactly the probability with
-which the arm was served. The inverse factors L_a^-1 (triangular, computed by LAPACK's
-triangular inversion, well conditioned because A_a >= D) are cached per refresh.
+1-D normals N(x . mu_a, s2 x' A_a^-1 x). A fit stores one matrix stacking the means
+and the covariances C_a = s2 A_a^-1, so mean and variance for x are two small BLAS
+products, and a fixed (draws, K) matrix of standard normals Z seeded by a digest of
+the statistics (:meth:`LinearThompson._standard_draws`). The allocation for x is the
+share of rows of mean + sd * Z each arm wins, with the floor: a deterministic function
+of the fitted model and x (every worker that fitted the same statistics allocates
+identically), memoised per fit; the served arm is drawn from it with one uniform, so
+the logged propensity is exactly the probability with which the arm was served.
 
-Delayed rewards and storage. The service stores :class:`LinearArmState` per arm and
-applies :func:`add_decision` when a variant is served (y = 0 so far) and
-:func:`add_reward` when its conversion arrives, possibly hours later; the result is
-identical to an immediate update. With a half-life h, an event at time t weighs
-2^-((now - t)/h) at time ``now``; see :func:`decay_to`.
+Delayed rewards and storage: see :mod:`bandits.arm_state` (decisions count at once,
+rewards however late, and the pending-reward correction ``reward_delay_s``). Absurd
+statistics (e.g. rewards of 1e308) never produce a non-finite output: the fit falls
+back to the prior and says so in :attr:`LinearThompson.reason`.
 """
 from __future__ import annotations
 

@@ -102,14 +102,15 @@ def test_propensities_sum_to_one_and_match_selection_frequency():
     counts = np.bincount([d.arm for d in decisions], minlength=4) / n
     expected = probabilities.mean(axis=0)
     assert np.all(np.abs(counts - expected) <= 4 * np.sqrt(expected * (1 - expected) / n) + 1e-3)
-    # ... and the allocation is Thompson sampling's: P(arm is best) under the posterior.
+    # ... and the allocation is Thompson sampling's: P(arm is best) under the posterior,
+    # up to the Monte-Carlo error of the fit's fixed 256 stratified draws.
     mean, sd = policy.predict(x)
-    np.testing.assert_allclose(expected, exact_win_probabilities(mean, sd), atol=0.01)
+    np.testing.assert_allclose(expected, exact_win_probabilities(mean, sd), atol=0.03)
 
 
 def test_one_dimensional_predictive_equals_full_posterior_sampling():
     """Sampling x.theta from N(x.mu, s2 x'A^-1 x) is sampling theta from N(mu, s2 A^-1)."""
-    policy, xs = trained_policy(k=3, n=200)
+    policy, xs = trained_policy(k=3, n=200, exploration=1.0)  # the posterior itself, not shrunk
     x = xs[3]
     rng = np.random.default_rng(3)
     wins = np.zeros(3)

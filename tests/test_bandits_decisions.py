@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
-from scipy import integrate, stats
 
 from bandits import ContextEncoder, LinearArmState, LinearThompson, PolicyConfigError, add_decision, add_reward
-from bandits.arm_state import MAX_ABS_REWARD, clamp_reward, load_arm_state, remove_decision
+from bandits.arm_state import MAX_ABS_REWARD, clamp_reward, decay_to, load_arm_state, remove_decision
 from bandits.linear import REASON_NON_FINITE_FIT
+from tests.test_bandits_contextual import exact_win_probabilities
 
 
 def trained(k=4, d=5, n=400, seed=0, **params):
@@ -24,15 +24,6 @@ def trained(k=4, d=5, n=400, seed=0, **params):
         p = 0.05 + 0.04 * arm * x[1] + 0.03 * x[2]
         states[arm] = add_reward(add_decision(states[arm], x, float(i)), x, float(rng.random() < p), i, i)
     return LinearThompson(k, d, **params).fit(states, now=float(n)), states, xs
-
-
-def exact_win_probabilities(mean, sd):
-    def integrand(z, a):
-        others = [stats.norm.cdf(z, mean[b], sd[b]) for b in range(mean.size) if b != a]
-        return stats.norm.pdf(z, mean[a], sd[a]) * np.prod(others)
-
-    lo, hi = (mean - 8 * sd).min(), (mean + 8 * sd).max()
-    return np.array([integrate.quad(integrand, lo, hi, args=(a,), limit=200)[0] for a in range(mean.size)])
 
 
 def test_allocation_is_deterministic_per_fitted_model():
@@ -80,6 +71,7 @@ def test_identical_arms_get_exactly_equal_shares():
 
 def test_exploration_scales_the_predictive_spread():
     policy, states, xs = trained()
+    policy = LinearThompson(4, 5, exploration=1.0).fit(states, now=400.0)
     narrow = LinearThompson(4, 5, exploration=0.5).fit(states, now=400.0)
     np.testing.assert_allclose(narrow.predict(xs[0])[1], 0.5 * policy.predict(xs[0])[1], rtol=1e-9)
     np.testing.assert_allclose(narrow.predict(xs[0])[0], policy.predict(xs[0])[0], rtol=1e-9)
@@ -101,10 +93,6 @@ def test_pending_correction_removes_the_delay_bias():
     now = n / rate
     for t_arrival in sorted(a for a in arrivals if a <= now):
         state = add_reward(state, np.ones(1), 1.0, 0.0, t_arrival)
-    state = LinearArmState(state.precision_increment, state.target, state.decisions, state.reference_time,
-                           state.pending, tau)
-    from bandits.arm_state import decay_to
-
     state = decay_to(state, now, None)
     naive = state.target[0] / state.precision_increment[0, 0]
     corrected = state.target[0] / state.exposure()[0, 0]

@@ -376,16 +376,26 @@ class LinearThompson:
             s, b = np.zeros_like(s), np.zeros_like(b)
             fitted = self._fit_arrays(s, b)
         self._means, self._inv_factors, self._noise_variance, self._prior_mean_vector, self._effective_prior = fitted
-        k, d = self.n_arms, self.n_features
-        # One matrix for a decision: rows 0..K-1 give x . mu_a, the next K*d rows C_a x
-        # with C_a = s2 A_a^-1 = s2 R_a' R_a the posterior covariance, so that
-        # x' C_a x (the predictive variance) is one more small product.
-        spread = self._noise_variance * self.exploration**2  # posterior inflation (> 1) or shrinkage (< 1)
-        covariances = spread * np.einsum("kji,kjl->kil", self._inv_factors, self._inv_factors)
-        self._stacked = np.ascontiguousarray(np.vstack([self._means, covariances.reshape(k * d, d)]))
-        self._draws_matrix = self._standard_draws(s, b)
-        self._floor = (self.min_share, 1.0 - k * self.min_share)
+        self._fit_statistics = (s, b)
+        self._decision_arrays: tuple[np.ndarray, np.ndarray] | None = None  # built at the first decision
+        self._floor = (self.min_share, 1.0 - self.n_arms * self.min_share)
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _decision_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(stacked means and covariances, standard draws) of this fit, built once.
+
+        One matrix for a decision: rows 0..K-1 give x . mu_a, the next K*d rows C_a x with
+        C_a = s2 A_a^-1 = s2 R_a' R_a the posterior covariance, so that x' C_a x (the
+        predictive variance) is one more small product. Lazy, so that in-process
+        learning (:meth:`update` refits after every event) pays for it only when deciding.
+        """
+        if self._decision_arrays is None:
+            k, d = self.n_arms, self.n_features
+            spread = self._noise_variance * self.exploration**2  # posterior inflation (> 1) or shrinkage (< 1)
+            covariances = spread * np.einsum("kji,kjl->kil", self._inv_factors, self._inv_factors)
+            stacked = np.ascontiguousarray(np.vstack([self._means, covariances.reshape(k * d, d)]))
+            self._decision_arrays = (stacked, self._standard_draws(*self._fit_statistics))
+        return self._decision_arrays
 
     def _fit_arrays(self, s: np.ndarray, b: np.ndarray) -> tuple | None:
         """(means, inverse factors, s2, m0, prior diag), or None when anything is non-finite."""
@@ -452,7 +462,7 @@ class LinearThompson:
         return self._predict(_vector(context, self.n_features))
 
     def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        projected = self._stacked @ x  # one BLAS call for the means and every C_a x
+        projected = self._decision_matrices()[0] @ x  # one BLAS call for the means and every C_a x
         k = self.n_arms
         # x' C_a x >= 0 in exact arithmetic (C_a is positive definite); clip the rounding.
         variance = projected[k:].reshape(k, self.n_features) @ x
@@ -471,7 +481,7 @@ class LinearThompson:
 
     def _allocate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         mean, sd = self._predict(x)
-        samples = self._draws_matrix * sd
+        samples = self._decision_matrices()[1] * sd
         samples += mean
         low, scale = self._floor
         wins = np.bincount(samples.argmax(axis=1), minlength=self.n_arms) * (scale / samples.shape[0]) + low

@@ -37,7 +37,7 @@ def test_allocation_is_deterministic_per_fitted_model():
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
     # new statistics: a new model version, new draws
     moved = [add_decision(states[0], xs[0], 401.0)] + states[1:]
-    assert not np.array_equal(LinearThompson(4, 5).fit(moved, 401.0)._draws_matrix, policy._draws_matrix)
+    assert not np.array_equal(LinearThompson(4, 5).fit(moved, 401.0)._decision_matrices()[1], policy._decision_matrices()[1])
 
 
 def test_empirical_frequencies_match_reported_propensities():

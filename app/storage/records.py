@@ -47,7 +47,9 @@ def experiment_values(spec: ExperimentSpec, now: float) -> tuple[Any, ...]:
             spec.reward_window_s, int(spec.sticky), json.dumps(list(spec.context)),
             json.dumps({"decay_half_life_s": spec.decay_half_life_s,
                         "allowed_origins": list(spec.allowed_origins),
-                        "planned_visitors": spec.planned_visitors}), now, now)
+                        "planned_visitors": spec.planned_visitors,
+                        "crosses": [list(pair) for pair in spec.crosses],
+                        "reward_delay_s": spec.reward_delay_s}), now, now)
 
 
 def variant_values(experiment_id: int, spec: ExperimentSpec) -> list[tuple[Any, ...]]:
@@ -75,6 +77,8 @@ def experiments(rows: Sequence[Sequence[Any]], variant_rows: Sequence[Sequence[A
             updated_at=row[15], weights=weights, decay_half_life_s=options.get("decay_half_life_s"),
             allowed_origins=tuple(options.get("allowed_origins", ())),
             planned_visitors=options.get("planned_visitors"),
+            crosses=tuple(tuple(pair) for pair in options.get("crosses", ())),
+            reward_delay_s=options.get("reward_delay_s"),
             variants=tuple(Variant(key=v[2], payload=json.loads(v[3]), id=v[1]) for v in variants),
         ))
     return found

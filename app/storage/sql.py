@@ -14,6 +14,7 @@ package, and both backends inherit it.
 from __future__ import annotations
 
 import abc
+import json
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -116,6 +117,12 @@ class SqlStorage(Storage):
             "ORDER BY id DESC LIMIT 1", (experiment_id, visitor),
         )
         return records.assignment(rows[0]) if rows else None
+
+    def recent_contexts(self, experiment_id: int, limit: int) -> list[dict[str, Any]]:
+        """The logged (enriched) contexts of the experiment's newest ``limit`` assignments."""
+        rows = self._read("SELECT context FROM assignments WHERE experiment_id = ? ORDER BY id DESC LIMIT ?",
+                          (experiment_id, limit))
+        return [json.loads(row[0]) for row in rows]
 
     def visit_count(self, visitor: str) -> int:
         return int(self._read("SELECT COUNT(*) FROM assignments WHERE visitor = ?", (visitor,))[0][0])

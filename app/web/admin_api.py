@@ -73,7 +73,7 @@ def stats(key: str):
 
 def describe_policy(entry: PolicyEntry) -> dict:
     return {"experiment": entry.experiment.key, "mode": entry.experiment.mode, "worker": os.getpid(),
-            **entry.describe()}
+            **entry.describe(services().storage)}
 
 
 @bp.get("/experiments/<key>/policy")

@@ -263,12 +263,25 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                 "weights": {"description": "Mode ab only: one non-negative number per variant (not all zero).",
                             "anyOf": [{"type": "object", "additionalProperties": weight},
                                       {"type": "array", "items": weight}, {"type": "null"}]},
-                "context": _nullable({"type": "array", "maxItems": MAX_FEATURES, "items": _ref("ContextFeature"),
-                                      "description": "Required (non-empty) for mode contextual."}),
+                "context": _nullable({"type": "array", "maxItems": MAX_FEATURES,
+                                      "items": {"anyOf": [_ref("ContextFeature"),
+                                                          {"type": "string", "minLength": 1,
+                                                           "maxLength": MAX_NAME_LENGTH}]},
+                                      "description": "Required (non-empty) for mode contextual. A name alone is "
+                                                     "the short form: known names (device, hour, weekday, "
+                                                     "returning, visits, source) get their encoding, any other "
+                                                     "name is hashed into 16 buckets."}),
                 "decay": _nullable({**_obj({"half_life_s": {"type": "number", "minimum": MIN_HALF_LIFE_S,
                                                             "maximum": MAX_HALF_LIFE_S}}),
                                     "description": "Mode contextual only."}),
                 "allowed_origins": {"type": "array", "items": {"type": "string", "maxLength": MAX_ORIGIN_CHARS}},
+                "crosses": {"type": "array", "maxItems": 8, "description": "Mode contextual only: pairs of declared "
+                            "features whose combinations the policy learns, e.g. [[\"device\", \"hour\"]].",
+                            "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}}},
+                "reward_delay_s": _nullable({"type": "number", "minimum": 1, "maximum": MAX_REWARD_WINDOW_S,
+                                             "description": "Mode contextual only: typical seconds from assignment "
+                                                            "to conversion; recent decisions are not yet counted "
+                                                            "as failures."}),
                 "planned_visitors": _nullable({"type": "integer", "minimum": 4, "maximum": MAX_PLANNED_VISITORS,
                                                "description": "Mode ab only: total visitors planned before "
                                                               "launch (GET /api/v1/sample-size); the fixed-horizon "
@@ -296,6 +309,8 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "decay_half_life_s": number_or_null,
             "allowed_origins": {"type": "array", "items": {"type": "string"}},
             "planned_visitors": {"type": ["integer", "null"]},
+            "crosses": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+            "reward_delay_s": number_or_null,
             "status": {"enum": list(STATUSES)},
             "winner": {"type": ["string", "null"]},
             "created_at": {"type": "number"},
@@ -437,7 +452,10 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "posterior": _nullable({"type": "object", "additionalProperties": _obj({
                 "mean": {"type": "number"},
                 "interval": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}})}),
-        }),
+            "contextual": {"type": "object", "description": "Contextual mode: average_allocation and predicted "
+                           "outcome over the last 500 contexts, coefficients per variant with 95% intervals, and "
+                           "the learned combinations ({segment, variant, versus, lift_pp, share, contexts, text})."},
+        }, ("experiment", "mode", "worker", "model_version", "refreshed_at", "allocation", "posterior")),
         "VisitorEvents": _obj({"visitor": {"type": "string"}, "assignments": {"type": "array", "items": _obj({
             "id": {"type": "integer"}, "experiment": key, "variant": key, "context": {"type": "object"},
             "propensity": number_or_null, "holdout": {"type": "boolean"}, "model_version": {"type": ["integer", "null"]},

@@ -28,13 +28,14 @@ from ..reporting import charts
 from ..reporting import verdict as words
 from ..service.analysis import experiment_stats
 from ..service.experiments import create_experiment, set_status
+from ..service.permissions import EVENTS_EXPORT, EXPERIMENTS_WRITE, REPORTS_READ
 from ..service.policy_cache import PolicyEntry
 from ..storage import PERIOD_SECONDS
 from . import session_auth
 from .admin_api import describe_policy, events_csv_response
 from .db import get_storage
 from .http import services
-from .session_auth import login_required
+from .auth import is_admin_token, public, require
 
 bp = Blueprint("report", __name__, template_folder="templates")
 
@@ -152,10 +153,12 @@ def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@public
 def login():
     target = session_auth.safe_next(request.values.get("next")) or url_for("report.index")
     if request.method == "POST":
-        if session_auth.log_in(request.form.get("token", "")):
+        if is_admin_token(request.form.get("token", "")):
+            session_auth.log_in_owner()
             return redirect(target, code=303)
         return _render("report/login.html", 401, next=target, error="That is not the admin token.")
     if session_auth.is_logged_in():
@@ -164,6 +167,7 @@ def login():
 
 
 @bp.post("/logout")
+@public
 def logout():
     session_auth.log_out()
     return redirect(url_for("report.login"), code=303)
@@ -173,7 +177,7 @@ def logout():
 
 
 @bp.get("/")
-@login_required
+@require(REPORTS_READ)
 def index():
     rows = []
     for experiment in get_storage().list_experiments():
@@ -185,7 +189,7 @@ def index():
 
 
 @bp.get("/experiments/<key>")
-@login_required
+@require(REPORTS_READ)
 def experiment(key: str):
     entry = _entry(key)
     stats = _stats(entry)
@@ -210,7 +214,7 @@ def experiment(key: str):
 
 
 @bp.post("/experiments/<key>/status")
-@login_required
+@require(EXPERIMENTS_WRITE)
 def change_status(key: str):
     experiment = _entry(key, fresh=False).experiment
     action = request.form.get("action")
@@ -269,7 +273,7 @@ def _json_field(text: str, name: str) -> Any:
 
 
 @bp.route("/experiments/new", methods=["GET", "POST"])
-@login_required
+@require(EXPERIMENTS_WRITE)
 def new_experiment():
     form = dict(FORM_DEFAULTS)
     error = None
@@ -293,7 +297,7 @@ def new_experiment():
 
 
 @bp.get("/experiments/<key>/stats.json")
-@login_required
+@require(REPORTS_READ)
 def stats_json(key: str):
     response = jsonify(_stats(_entry(key)))
     response.headers["Content-Disposition"] = f'attachment; filename="{key}-stats.json"'
@@ -301,6 +305,6 @@ def stats_json(key: str):
 
 
 @bp.get("/experiments/<key>/events.csv")
-@login_required
+@require(EVENTS_EXPORT)
 def events_csv(key: str):
     return events_csv_response(key)  # the API's download, behind the session instead of the bearer token

@@ -10,22 +10,18 @@ SameSite=Lax, Secure when ``LEVER_ENV=production``. It holds
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import secrets
 import time
 from datetime import timedelta
-from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, current_app, redirect, request, session, url_for
+from flask import Flask, Request, current_app, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
-from .auth import is_admin_token
 from ..domain.errors import LeverError
-
-F = TypeVar("F", bound=Callable)
+from ..service.permissions import OWNER, Principal
 
 SESSION_HOURS = 12
 CSRF_FIELD = "csrf_token"
@@ -80,26 +76,28 @@ def check_csrf() -> None:
         raise CsrfError("The form's security token is missing or out of date. Reload the page and try again.")
 
 
-def is_logged_in() -> bool:
+def current_principal() -> Principal | None:
+    """Who this session belongs to, or None (no session, expired, or the admin token rotated)."""
     marker = session.get("admin")
     since = session.get("since")
     if not isinstance(marker, str) or not isinstance(since, (int, float)):
-        return False
+        return None
     if time.time() - since > SESSION_HOURS * 3600:
-        return False
-    return hmac.compare_digest(marker.encode(), _admin_marker().encode())
+        return None
+    return OWNER if hmac.compare_digest(marker.encode(), _admin_marker().encode()) else None
 
 
-def log_in(token: str) -> bool:
-    """Start an admin session when ``token`` is the admin token (a fresh session: no fixation)."""
-    if not is_admin_token(token):
-        return False
+def is_logged_in() -> bool:
+    return current_principal() is not None
+
+
+def log_in_owner() -> None:
+    """Start an admin-token session (the caller checked the token); a fresh session: no fixation."""
     session.clear()
     session.permanent = True
     session["admin"] = _admin_marker()
     session["since"] = time.time()
     session["csrf"] = secrets.token_urlsafe(32)
-    return True
 
 
 def log_out() -> None:
@@ -115,13 +113,3 @@ def safe_next(target: str | None) -> str | None:
         return None
     return target
 
-
-def login_required(view: F) -> F:
-    @functools.wraps(view)
-    def wrapped(*args, **kwargs):
-        if not is_logged_in():
-            target = request.full_path if request.query_string else request.path
-            return redirect(url_for("report.login", next=target))
-        return view(*args, **kwargs)
-
-    return wrapped  # type: ignore[return-value]

@@ -17,8 +17,8 @@ from ..service.experiments import create_experiment, experiment_or_404, set_stat
 from ..service.permissions import (EVENTS_EXPORT, EXPERIMENTS_WRITE, REPORTS_READ,
                                    VISITORS_MANAGE)
 from ..service.policy_cache import PolicyEntry
-from ..service.privacy import model_removal
-from .auth import require
+from ..service import privacy
+from .auth import current_actor, require
 from .http import json_body, limits, services
 
 bp = Blueprint("admin", __name__)
@@ -29,7 +29,8 @@ bp = Blueprint("admin", __name__)
 @bp.post("/experiments")
 @require(EXPERIMENTS_WRITE)
 def create():
-    experiment = create_experiment(services().storage, parse_experiment(json_body()), time.time())
+    experiment = create_experiment(services().storage, parse_experiment(json_body()), time.time(),
+                                   actor=current_actor())
     return jsonify(experiment.to_dict()), 201
 
 
@@ -54,7 +55,7 @@ def update_experiment(key: str):
     if not isinstance(body, dict) or not body or set(body) - {"status", "winner"}:
         raise ValidationError("PATCH takes status and, with status stopped, winner")
     updated = set_status(svc.storage, svc.cache, experiment, body.get("status", experiment.status),
-                         body.get("winner"), time.time())
+                         body.get("winner"), time.time(), actor=current_actor())
     return jsonify(updated.to_dict())
 
 
@@ -115,6 +116,5 @@ def export_visitor(visitor: str):
 @require(VISITORS_MANAGE)
 def erase_visitor(visitor: str):
     """Right to be forgotten: erase the visitor everywhere, counters included."""
-    storage = services().storage
-    erased = storage.erase_visitor(_stored_visitor(visitor), model_removal(storage))
+    erased = privacy.erase_visitor(services().storage, _stored_visitor(visitor), current_actor(), time.time())
     return jsonify({"visitor": visitor, "erased_assignments": erased})

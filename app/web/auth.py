@@ -21,9 +21,10 @@ import hmac
 import time
 from typing import Callable, TypeVar
 
-from flask import current_app, g, has_request_context, redirect, request, url_for
+from flask import Flask, current_app, g, has_request_context, redirect, request, url_for
 
 from ..domain.errors import Forbidden, Unauthorized
+from ..service.accounts import ApiKeyResolver
 from ..service.audit import SYSTEM_ACTOR
 from ..service.permissions import ADMIN, OWNER, PERMISSIONS, Principal, roles_with
 from . import session_auth
@@ -52,16 +53,22 @@ def _is_api_path() -> bool:
     return request.path.startswith("/api/")
 
 
+def key_resolver() -> ApiKeyResolver:
+    """This worker's API key resolver (created by ``init_auth``)."""
+    return current_app.extensions[KEY_RESOLVER]
+
+
+def init_auth(app: Flask) -> None:
+    app.extensions[KEY_RESOLVER] = ApiKeyResolver()
+
+
 def _bearer_principal() -> Principal | None:
     token = bearer_token()
     if not token:
         return None
     if is_admin_token(token):
         return OWNER
-    resolver = current_app.extensions.get(KEY_RESOLVER)
-    if resolver is None:
-        return None
-    return resolver.principal(get_storage(), token, time.time())
+    return key_resolver().principal(get_storage(), token, time.time())
 
 
 def authenticate() -> Principal | None:

@@ -29,6 +29,8 @@ from ..domain.experiments import (
     STATUSES,
 )
 from ..domain.requests import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
+from ..service.permissions import EVENTS_EXPORT, EXPERIMENTS_WRITE, REPORTS_READ, VISITORS_MANAGE
+from .openapi_team import permission, team_document
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -95,8 +97,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
 _ERROR_RESPONSES = {
     400: "Invalid request: malformed JSON (`invalid_json`) or a field that breaks a rule (`invalid_request`, "
          "`invalid_assignment_token`, `invalid_reward_value`); the message names the field. Nothing was written.",
-    401: "Missing or wrong admin bearer token (`unauthorized`).",
-    403: "The request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`).",
+    401: "Missing bearer credential, or an unknown or revoked one (`unauthorized`).",
+    403: "The credential's role lacks the operation's permission (`insufficient_role`; see `x-lever-permission`), "
+         "or the request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`).",
     404: "No such experiment (`experiment_not_found`) or assignment (`assignment_not_found`).",
     409: "An experiment with this key exists already (`duplicate_key`).",
     413: "The body is larger than `LEVER_MAX_BODY_BYTES` (`payload_too_large`).",
@@ -381,53 +384,53 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
 
     paths: dict[str, Any] = {
         "/api/v1/experiments": {
-            "post": {"summary": "Create an experiment", "operationId": "create_experiment", "tags": ["admin"],
+            "post": {"summary": "Create an experiment", "operationId": "create_experiment", **permission(EXPERIMENTS_WRITE), "tags": ["admin"],
                      "security": admin, "requestBody": body("ExperimentDefinition"),
                      "responses": {"201": _json(_ref("Experiment"), "The stored experiment."),
-                                   **_errors(400, 401, 409, 413, 503)}},
-            "get": {"summary": "List experiments", "operationId": "list_experiments", "tags": ["admin"],
+                                   **_errors(400, 401, 403, 409, 413, 503)}},
+            "get": {"summary": "List experiments", "operationId": "list_experiments", **permission(REPORTS_READ), "tags": ["admin"],
                     "security": admin,
-                    "responses": {"200": _json(_ref("ExperimentList"), "Every experiment."), **_errors(401, 503)}},
+                    "responses": {"200": _json(_ref("ExperimentList"), "Every experiment."), **_errors(401, 403, 503)}},
         },
         "/api/v1/experiments/{key}": {
             "parameters": [key_param],
-            "get": {"summary": "One experiment", "operationId": "get_experiment", "tags": ["admin"], "security": admin,
-                    "responses": {"200": _json(_ref("Experiment"), "The experiment."), **_errors(401, 404, 503)}},
-            "patch": {"summary": "Change status (and winner)", "operationId": "update_experiment", "tags": ["admin"],
+            "get": {"summary": "One experiment", "operationId": "get_experiment", **permission(REPORTS_READ), "tags": ["admin"], "security": admin,
+                    "responses": {"200": _json(_ref("Experiment"), "The experiment."), **_errors(401, 403, 404, 503)}},
+            "patch": {"summary": "Change status (and winner)", "operationId": "update_experiment", **permission(EXPERIMENTS_WRITE), "tags": ["admin"],
                       "security": admin,
                       "requestBody": body("ExperimentUpdate", {"status": "stopped", "winner": "b"}),
                       "responses": {"200": _json(_ref("Experiment"), "The updated experiment."),
-                                    **_errors(400, 401, 404, 413, 503)}},
+                                    **_errors(400, 401, 403, 404, 413, 503)}},
         },
         "/api/v1/experiments/{key}/stats": {
             "parameters": [key_param],
-            "get": {"summary": "Every statistic of the experiment", "operationId": "experiment_stats",
+            "get": {"summary": "Every statistic of the experiment", "operationId": "experiment_stats", **permission(REPORTS_READ),
                     "tags": ["admin"], "security": admin,
-                    "responses": {"200": _json(_ref("Stats"), "The statistics."), **_errors(401, 404, 503)}},
+                    "responses": {"200": _json(_ref("Stats"), "The statistics."), **_errors(401, 403, 404, 503)}},
         },
         "/api/v1/experiments/{key}/policy": {
             "parameters": [key_param],
-            "get": {"summary": "This worker's policy", "operationId": "policy", "tags": ["admin"], "security": admin,
+            "get": {"summary": "This worker's policy", "operationId": "policy", **permission(REPORTS_READ), "tags": ["admin"], "security": admin,
                     "responses": {"200": _json(_ref("Policy"), "Model version, allocation and posterior."),
-                                  **_errors(401, 404, 503)}},
+                                  **_errors(401, 403, 404, 503)}},
         },
         "/api/v1/experiments/{key}/events.csv": {
             "parameters": [key_param],
-            "get": {"summary": "Events export", "operationId": "events_csv", "tags": ["admin"], "security": admin,
+            "get": {"summary": "Events export", "operationId": "events_csv", **permission(EVENTS_EXPORT), "tags": ["admin"], "security": admin,
                     "responses": {"200": {"description": "One row per assignment with its reward total and count.",
                                           "content": {"text/csv": {"schema": {"type": "string"}}}},
-                                  **_errors(401, 404, 503)}},
+                                  **_errors(401, 403, 404, 503)}},
         },
         "/api/v1/visitors/{visitor}": {
             "parameters": [{"name": "visitor", "in": "path", "required": True, "schema": visitor, "example": "v-42"}],
-            "get": {"summary": "Everything stored about one visitor", "operationId": "export_visitor",
+            "get": {"summary": "Everything stored about one visitor", "operationId": "export_visitor", **permission(VISITORS_MANAGE),
                     "tags": ["admin"], "security": admin,
                     "responses": {"200": _json(_ref("VisitorEvents"), "The visitor's assignments and rewards."),
-                                  **_errors(400, 401, 503)}},
-            "delete": {"summary": "Erase a visitor everywhere, counters included", "operationId": "erase_visitor",
+                                  **_errors(400, 401, 403, 503)}},
+            "delete": {"summary": "Erase a visitor everywhere, counters included", "operationId": "erase_visitor", **permission(VISITORS_MANAGE),
                        "tags": ["admin"], "security": admin,
                        "responses": {"200": _json(_ref("VisitorErased"), "How many assignments were erased."),
-                                     **_errors(400, 401, 503)}},
+                                     **_errors(400, 401, 403, 503)}},
         },
         "/api/v1/assign": {
             "post": {"summary": "Assign a visitor", "operationId": "assign", "tags": ["public"], "security": [],
@@ -441,12 +444,15 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         },
         "/api/v1/reward": {
             "post": {"summary": "Report a conversion or a numeric reward", "operationId": "reward",
-                     "tags": ["public"], "security": [],
+                     "tags": ["public"], "security": [{}, {"bearerAuth": []}],
+                     "description": "With the signed `assignment` token: public. By `experiment` and `visitor`: "
+                                    "needs a bearer credential with `events.ingest` (an `ingest` API key or above), "
+                                    "so nobody can forge conversions for a guessed visitor id.",
                      "requestBody": body("RewardRequest", {"experiment": "homepage-hero", "visitor": "v-123",
                                                            "value": 1}),
                      "responses": {"202": {**_json(_ref("RewardResult"), "Accepted (or a duplicate, not counted)."),
                                            "headers": cors_headers},
-                                   **_errors(400, 403, 404, 413, 422, 429, 503)}},
+                                   **_errors(400, 401, 403, 404, 413, 422, 429, 503)}},
             "options": preflight("reward preflight"),
         },
         "/api/v1/openapi.json": {
@@ -460,6 +466,11 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         },
     }
 
+    team_schemas, team_paths = team_document({"obj": _obj, "ref": _ref, "json": _json, "errors": _errors,
+                                              "body": body})
+    schemas.update(team_schemas)
+    paths.update(team_paths)
+
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -467,15 +478,16 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "version": API_VERSION,
             "description": "Self-hosted experimentation and bandit optimisation. Errors are always "
                            '`{"error": {"code", "message"}}`. Admin endpoints need '
-                           "`Authorization: Bearer <LEVER_ADMIN_TOKEN>`; assign and reward are public and answer "
+                           "`Authorization: Bearer <API key or LEVER_ADMIN_TOKEN>` whose role holds the "
+                           "operation's `x-lever-permission`; assign and reward are public and answer "
                            "CORS preflights.",
         },
-        "tags": [{"name": "admin"}, {"name": "public"}, {"name": "meta"}],
+        "tags": [{"name": "admin"}, {"name": "team"}, {"name": "public"}, {"name": "meta"}],
         "paths": paths,
         "components": {
             "schemas": schemas,
             "responses": {str(status): _error(text) for status, text in _ERROR_RESPONSES.items()},
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                               "description": "LEVER_ADMIN_TOKEN"}},
+                                               "description": "An API key (lever_sk_…) or LEVER_ADMIN_TOKEN"}},
         },
     }

@@ -1,7 +1,8 @@
 """Report pages for people: the experiment list, one experiment's report, admin actions.
 
-Server-rendered HTML (no JavaScript needed to read anything), behind an admin session
-(``session_auth``). The numbers come from the same stats dict as
+Server-rendered HTML (no JavaScript needed to read anything), behind a session
+(``session_auth``); each view declares its permission (``auth.require``) and the templates
+show a viewer no action forms (``may``). The numbers come from the same stats dict as
 ``GET /api/v1/experiments/<key>/stats`` (``app.service.analysis``); the words from
 ``app.reporting.verdict``; the pictures from ``app.reporting.charts``. Views only fetch,
 cache and render.
@@ -26,6 +27,7 @@ from ..domain.errors import Conflict, NotFound, ValidationError
 from ..domain.experiments import parse_experiment
 from ..reporting import charts
 from ..reporting import verdict as words
+from ..service import accounts, audit
 from ..service.analysis import experiment_stats
 from ..service.experiments import create_experiment, set_status
 from ..service.permissions import EVENTS_EXPORT, EXPERIMENTS_WRITE, REPORTS_READ
@@ -35,7 +37,7 @@ from . import session_auth
 from .admin_api import describe_policy, events_csv_response
 from .db import get_storage
 from .http import services
-from .auth import is_admin_token, public, require
+from .auth import current_actor, current_principal, is_admin_token, public, require
 
 bp = Blueprint("report", __name__, template_folder="templates")
 
@@ -45,6 +47,8 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 
 REFRESH_RANGE = (5, 3600)
 MODE_LABELS = {"bandit": "Bandit (Thompson sampling)", "ab": "A/B test", "contextual": "Contextual bandit"}
 STATUS_ACTIONS = {"pause": "paused", "resume": "running", "stop": "stopped"}
+#: audit entries in the history section of an experiment's page
+HISTORY_ENTRIES = 20
 
 
 class LRU:
@@ -81,13 +85,14 @@ def _setup(state) -> None:
 
 
 @bp.before_request
-def _csrf() -> None:
+def check_form_csrf() -> None:
+    """Every POST form of the pages echoes the session's CSRF token (team pages share this hook)."""
     if request.method == "POST":
         session_auth.check_csrf()
 
 
 @bp.after_request
-def _security_headers(response: Response) -> Response:
+def security_headers(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
@@ -135,12 +140,16 @@ def _utc(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+def render_page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    """A page with what every template needs: the CSRF token, who is logged in and what they may do."""
     context.setdefault("refresh", None)
+    principal = current_principal()
     return render_template(
         template,
         csrf_token=session_auth.csrf_token(),
-        logged_in=session_auth.is_logged_in(),
+        logged_in=principal is not None,
+        principal=principal,
+        may=lambda permission: principal is not None and principal.may(permission),
         mode_labels=MODE_LABELS,
         utc=_utc,
         fmt_int=words.fmt_int, fmt_pct=words.fmt_pct, fmt_rel=words.fmt_rel, fmt_pp=words.fmt_pp,
@@ -157,13 +166,26 @@ def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]
 def login():
     target = session_auth.safe_next(request.values.get("next")) or url_for("report.index")
     if request.method == "POST":
-        if is_admin_token(request.form.get("token", "")):
-            session_auth.log_in_owner()
-            return redirect(target, code=303)
-        return _render("report/login.html", 401, next=target, error="That is not the admin token.")
+        if "token" in request.form:
+            if is_admin_token(request.form.get("token", "")):
+                session_auth.log_in_owner()
+                return redirect(target, code=303)
+            return render_page("report/login.html", 401, next=target, email="", error="That is not the admin token.")
+        email = request.form.get("email", "").strip().lower()[:254]
+        throttle = session_auth.login_throttle()
+        if throttle.blocked(email):
+            return render_page("report/login.html", 429, next=target, email=email,
+                               error="Too many failed logins for this account: wait a few minutes and try again.")
+        account = accounts.verify_password(get_storage(), email, request.form.get("password", ""), time.time())
+        if account is None:
+            throttle.failed(email)
+            return render_page("report/login.html", 401, next=target, email=email,
+                               error="That email and password do not match an active account.")
+        session_auth.log_in_account(account)
+        return redirect(target, code=303)
     if session_auth.is_logged_in():
         return redirect(target)
-    return _render("report/login.html", next=target, error=None)
+    return render_page("report/login.html", next=target, email="", error=None)
 
 
 @bp.post("/logout")
@@ -185,7 +207,7 @@ def index():
         if entry is None:  # deleted meanwhile
             continue
         rows.append({"experiment": entry.experiment, "summary": words.summary(_stats(entry))})
-    return _render("report/index.html", rows=rows, refresh=_refresh())
+    return render_page("report/index.html", rows=rows, refresh=_refresh())
 
 
 @bp.get("/experiments/<key>")
@@ -195,7 +217,7 @@ def experiment(key: str):
     stats = _stats(entry)
     storage = get_storage()
     buckets = storage.time_series(entry.experiment.id)
-    return _render(
+    return render_page(
         "report/experiment.html",
         experiment=entry.experiment,
         stats=stats,
@@ -209,6 +231,8 @@ def experiment(key: str):
             "conversions": sum(v["conversions_total"] for v in stats["variants"]),
             "analysed": sum(v["visitors"] for v in stats["variants"]),
         },
+        history=audit.history(storage, entry.experiment.key, limit=HISTORY_ENTRIES),
+        action_labels=audit.ACTIONS,
         refresh=_refresh(),
     )
 
@@ -225,7 +249,8 @@ def change_status(key: str):
     if action == "stop" and winner not in experiment.variant_keys:
         raise ValidationError("Choose the variant to serve to everyone when stopping.")
     svc = services()
-    set_status(svc.storage, svc.cache, experiment, status, winner if action == "stop" else None, time.time())
+    set_status(svc.storage, svc.cache, experiment, status, winner if action == "stop" else None, time.time(),
+               actor=current_actor())
     flash({"pause": "Paused: everyone sees the control and nothing is logged.",
            "resume": "Resumed: the experiment is running again.",
            "stop": f"Stopped: everyone now sees {winner}."}[action], "success")
@@ -281,7 +306,7 @@ def new_experiment():
         form.update({k: request.form.get(k, default) for k, default in FORM_DEFAULTS.items()})
         try:
             spec = parse_experiment(form_to_body(form))
-            create_experiment(get_storage(), spec, time.time())
+            create_experiment(get_storage(), spec, time.time(), actor=current_actor())
         except ValidationError as failure:
             error = failure.message
         except Conflict:
@@ -289,7 +314,7 @@ def new_experiment():
         else:
             flash(f"Created experiment {spec.key}. Add the snippet to your page to start collecting data.", "success")
             return redirect(url_for("report.experiment", key=spec.key), code=303)
-    return _render("report/new.html", 400 if error else 200, form=form, error=error,
+    return render_page("report/new.html", 400 if error else 200, form=form, error=error,
                    modes=MODE_LABELS, rewards=("binary", "numeric"))
 
 

@@ -21,7 +21,7 @@ import hmac
 import time
 from typing import Callable, TypeVar
 
-from flask import Flask, current_app, g, has_request_context, redirect, request, url_for
+from flask import Flask, current_app, has_request_context, redirect, request, url_for
 
 from ..domain.errors import Forbidden, Unauthorized
 from ..service.accounts import ApiKeyResolver
@@ -36,6 +36,7 @@ F = TypeVar("F", bound=Callable)
 PERMISSION_ATTRIBUTE = "lever_permission"
 #: app.extensions key of the per-worker API key resolver (``app.service.accounts.ApiKeyResolver``)
 KEY_RESOLVER = "lever.api_keys"
+_PRINCIPAL = "lever.principal"
 
 
 def is_admin_token(candidate: str | None) -> bool:
@@ -73,9 +74,11 @@ def _bearer_principal() -> Principal | None:
 
 def authenticate() -> Principal | None:
     """The caller of this request (bearer credential on API paths, session cookie on pages), or None."""
-    if "lever_principal" not in g:
-        g.lever_principal = _bearer_principal() if _is_api_path() else session_auth.current_principal()
-    return g.lever_principal
+    # cached on the request itself (not ``g``: an app context can outlive its request, e.g. a streamed answer)
+    environ = request.environ
+    if _PRINCIPAL not in environ:
+        environ[_PRINCIPAL] = _bearer_principal() if _is_api_path() else session_auth.current_principal()
+    return environ[_PRINCIPAL]
 
 
 def current_principal() -> Principal | None:

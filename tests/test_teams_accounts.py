@@ -137,7 +137,9 @@ def test_api_keys_secret_once_hash_stored_list_without_secret(app, client, admin
     for bad in ({"name": "x", "role": "owner"}, {"name": "", "role": "viewer"}, {"name": "x"},
                 {"name": "x", "role": "viewer", "extra": 1}):
         assert client.post("/api/v1/api-keys", json=bad, headers=admin).status_code == 400
-    assert client.delete("/api/v1/api-keys/999", headers=admin).status_code == 404
+    for missing in (999, 2 ** 70):  # past any 64-bit id: still a 404, not a database error
+        assert client.delete(f"/api/v1/api-keys/{missing}", headers=admin).status_code == 404
+        assert client.patch(f"/api/v1/users/{missing}", json={"active": False}, headers=admin).status_code == 404
 
 
 def test_an_ingest_key_sends_rewards_and_nothing_else(client, admin, make_experiment):

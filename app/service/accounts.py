@@ -42,6 +42,8 @@ INVITE_HOURS = 72
 PASSWORD_CHARS = (12, 256)  # the upper bound keeps one hash's work bounded
 EMAIL_CHARS = 254
 KEY_NAME_CHARS = 100
+#: ids beyond this are no row's (both databases store 64-bit ids; a URL may carry any integer)
+MAX_ID = 2 ** 62
 
 #: argon2id at the OWASP Password Storage Cheat Sheet's first recommendation (19 MiB, 2 passes, 1 lane):
 #: memory-hard, and affordable on a small instance where several workers may hash at once.
@@ -124,11 +126,13 @@ def verify_password(storage: AccountStore, email: str, password: str, now: float
     except ValidationError:
         email = ""
     account = storage.account_by_email(email) if email else None
+    too_long = len(password) > PASSWORD_CHARS[1]  # never a stored password: fail, after the same work
     try:
-        _hasher.verify(account.password_hash if account else _dummy_hash(), password[:PASSWORD_CHARS[1]])
+        _hasher.verify(account.password_hash if account and not too_long else _dummy_hash(),
+                       password[:PASSWORD_CHARS[1]])
     except (VerificationError, InvalidHashError):
         return None
-    if account is None or not account.active:
+    if account is None or too_long or not account.active:
         return None
     if _hasher.check_needs_rehash(account.password_hash):  # parameters were raised since: upgrade silently
         storage.update_account(account.id, now, password_hash=_hasher.hash(password))
@@ -137,7 +141,7 @@ def verify_password(storage: AccountStore, email: str, password: str, now: float
 
 
 def account_or_404(storage: AccountStore, account_id: int) -> Account:
-    account = storage.get_account(account_id)
+    account = storage.get_account(account_id) if 0 <= account_id <= MAX_ID else None
     if account is None:
         raise NotFound(f"no account {account_id}", code="account_not_found")
     return account
@@ -219,7 +223,7 @@ def create_api_key(storage: AccountStore, name: Any, role: Any, actor: str, now:
 
 
 def revoke_api_key(storage: AccountStore, key_id: int, actor: str, now: float) -> ApiKey:
-    key = storage.get_api_key(key_id)
+    key = storage.get_api_key(key_id) if 0 <= key_id <= MAX_ID else None
     if key is None:
         raise NotFound(f"no API key {key_id}", code="api_key_not_found")
     entry = AuditEntry(actor=actor, action="api_key.revoked", target=f"key:{key.name}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..domain.audit import ACTIONS
-from ..service.accounts import EMAIL_CHARS, KEY_NAME_CHARS, KEY_PREFIX
+from ..service.accounts import EMAIL_CHARS, KEY_NAME_CHARS, KEY_PREFIX, MAX_ID
 from ..service.audit import MAX_PAGE
 from ..service.permissions import (ACCOUNT_ROLES, ACCOUNTS_MANAGE, AUDIT_READ, KEY_ROLES, KEYS_MANAGE,
                                    roles_with)
@@ -67,7 +67,8 @@ def team_document(h: Helpers) -> tuple[dict[str, Any], dict[str, Any]]:
         return {"summary": summary, "operationId": operation_id, "tags": ["admin", "team"], "security": security,
                 **permission(needs), **extra, "responses": responses}
 
-    id_param = {"in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": 2 ** 62}}
+    id_param = {"in": "path", "required": True, "schema": {"type": "integer", "minimum": 0},
+                "description": f"Ids past {MAX_ID} are no row's (404)."}
     paths = {
         "/api/v1/api-keys": {
             "post": op("Create an API key (the secret is in this answer only)", "create_api_key", KEYS_MANAGE,

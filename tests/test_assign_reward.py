@@ -121,12 +121,12 @@ def test_numeric_rewards_sum_and_deduplicate_by_event_id(client, make_experiment
     assert (sum_, sumsq, conversions) == (21.0, 21.0**2, 1)
 
 
-def test_server_side_reward_by_experiment_and_visitor(client, make_experiment, app):
+def test_server_side_reward_by_experiment_and_visitor(client, make_experiment, app, admin):
     make_experiment()
     assign(client, visitor="server-v")
-    response = client.post("/api/v1/reward", json={"experiment": "hero", "visitor": "server-v"})
+    response = client.post("/api/v1/reward", json={"experiment": "hero", "visitor": "server-v"}, headers=admin)
     assert response.status_code == 202 and response.get_json()["counted"] is True
-    missing = client.post("/api/v1/reward", json={"experiment": "hero", "visitor": "nobody"})
+    missing = client.post("/api/v1/reward", json={"experiment": "hero", "visitor": "nobody"}, headers=admin)
     assert missing.status_code == 404
 
 

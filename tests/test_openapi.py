@@ -68,16 +68,19 @@ def test_every_route_is_documented_and_nothing_else(app, client):
 def test_admin_operations_need_the_bearer_token(app, client):
     document = _document(client)
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "description": "LEVER_ADMIN_TOKEN"}
+        "type": "http", "scheme": "bearer", "description": "An API key (lever_sk_…) or LEVER_ADMIN_TOKEN"}
     for path, item in document["paths"].items():
         for method, operation in item.items():
             if method not in METHODS:
                 continue
             admin = operation.get("security") == [{"bearerAuth": []}]
+            optional = operation.get("security") == [{}, {"bearerAuth": []}]  # reward: by visitor id only
             assert admin == ("admin" in operation["tags"]), (method, path)
-            assert ("401" in operation["responses"]) == admin, (method, path)
+            assert ("401" in operation["responses"]) == (admin or optional), (method, path)
+            assert ("x-lever-permission" in operation) == admin, (method, path)
             if admin:  # really enforced
-                concrete = path.replace("{key}", "hero").replace("{visitor}", "v-1")
+                concrete = (path.replace("{key}", "hero").replace("{visitor}", "v-1").replace("{key_id}", "1")
+                            .replace("{account_id}", "1"))
                 response = client.open(concrete, method=method.upper(), json={})
                 assert response.status_code == 401, (method, path)
 
@@ -125,7 +128,8 @@ def test_documented_examples_are_accepted(client, admin):
     assign = document["paths"]["/api/v1/assign"]["post"]["requestBody"]["content"]["application/json"]["example"]
     assert client.post("/api/v1/assign", json=assign).status_code == 200
     reward = document["paths"]["/api/v1/reward"]["post"]["requestBody"]["content"]["application/json"]["example"]
-    assert client.post("/api/v1/reward", json=reward).status_code == 202
+    assert client.post("/api/v1/reward", json=reward).status_code == 401  # by visitor: needs a key
+    assert client.post("/api/v1/reward", json=reward, headers=admin).status_code == 202
     patch = document["paths"]["/api/v1/experiments/{key}"]["patch"]["requestBody"]["content"]["application/json"]
     assert client.patch(f"/api/v1/experiments/{definition['key']}", json=patch["example"],
                         headers=admin).status_code == 200

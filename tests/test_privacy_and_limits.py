@@ -86,7 +86,8 @@ def test_hashed_visitor_ids_are_never_stored_as_sent(tmp_path):
     assert again["assignment"] == first["assignment"]  # still sticky
     stored = query(app.config["DATABASE_URL"], "SELECT visitor FROM assignments")
     assert stored[0][0].startswith("h:") and "alice" not in stored[0][0]
-    server_side = client.post("/api/v1/reward", json={"experiment": "hero", "visitor": "alice@example.com"})
+    server_side = client.post("/api/v1/reward", json={"experiment": "hero", "visitor": "alice@example.com"},
+                              headers=admin)
     assert server_side.status_code == 202 and server_side.get_json()["counted"] is True
     assert len(client.get("/api/v1/visitors/alice@example.com", headers=admin).get_json()["assignments"]) == 1
     assert client.delete("/api/v1/visitors/alice@example.com", headers=admin).get_json()["erased_assignments"] == 1

@@ -35,7 +35,6 @@ from scipy import stats as st  # noqa: E402
 
 from stats.proportions import wilson_interval  # noqa: E402
 
-
 #: Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
 CHART_NAMES = ("cumulative", "allocation", "posterior", "uplift")

@@ -16,7 +16,6 @@ from ..domain.experiments import Experiment
 from ..storage import ArmTotals, Storage
 from .policy_cache import PolicyEntry
 
-
 #: modes whose traffic is allocated adaptively (their decisions use every visitor, period by period)
 ADAPTIVE_MODES = frozenset({"bandit", "contextual"})
 

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from typing import Any, Mapping
 
+from ..domain.audit import AuditEntry
 from ..domain.experiments import Experiment
 from ..storage import ModelRemoval, ModelUpdate, Storage
 from .modes import MODES
@@ -43,6 +44,12 @@ def model_removal(storage: Storage) -> ModelRemoval:
         return MODES[experiment.mode].removal_update(experiment, context, decided_at, reward_total)
 
     return removal
+
+
+def erase_visitor(storage: Storage, stored_visitor: str, actor: str, now: float) -> int:
+    """Erase one visitor everywhere; the audit log records that an erasure happened, never whose."""
+    entry = AuditEntry(actor=actor, action="visitor.erased", at=now)
+    return storage.erase_visitor(stored_visitor, model_removal(storage), audit=entry)
 
 
 def retention_cutoff(now: float, retention_days: int, experiments: list[Experiment]) -> float | None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .accounts import AccountStore, DuplicateEmail, InvitationUnavailable
+from .audit import AuditStore
 from .base import (
     PERIOD_SECONDS,
     ArmTotals,
@@ -59,7 +61,8 @@ def open_storage(url: str, settings: dict[str, Any] | None = None) -> Storage:
 
 
 __all__ = [
-    "PERIOD_SECONDS", "ArmTotals", "BACKENDS", "DuplicateKey", "LearningSnapshot", "ModelRemoval", "ModelUpdate",
+    "PERIOD_SECONDS", "AccountStore", "ArmTotals", "AuditStore", "BACKENDS", "DuplicateEmail",
+    "InvitationUnavailable", "DuplicateKey", "LearningSnapshot", "ModelRemoval", "ModelUpdate",
     "NewAssignment", "SegmentTotals", "TimeBucket", "PrunedLog", "RewardResult", "Storage",
     "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "open_storage",
 ]

@@ -11,6 +11,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from ..domain.audit import AuditEntry
 from ..domain.experiments import Experiment, ExperimentSpec
 
 
@@ -184,7 +185,8 @@ class Storage(abc.ABC):
 
     # -- experiments -------------------------------------------------------------
     @abc.abstractmethod
-    def create_experiment(self, spec: ExperimentSpec, now: float) -> Experiment: ...
+    def create_experiment(self, spec: ExperimentSpec, now: float, audit: AuditEntry | None = None) -> Experiment:
+        """Create it (``DuplicateKey`` if the key is taken); ``audit`` is written in the same transaction."""
 
     @abc.abstractmethod
     def get_experiment(self, key: str) -> Experiment | None: ...
@@ -193,7 +195,8 @@ class Storage(abc.ABC):
     def list_experiments(self) -> list[Experiment]: ...
 
     @abc.abstractmethod
-    def set_status(self, key: str, status: str, winner: str | None, now: float) -> Experiment | None: ...
+    def set_status(self, key: str, status: str, winner: str | None, now: float,
+                   audit: AuditEntry | None = None) -> Experiment | None: ...
 
     # -- the event log -----------------------------------------------------------
     @abc.abstractmethod
@@ -251,9 +254,11 @@ class Storage(abc.ABC):
         """Every assignment of the visitor in every experiment, with its rewards (data export)."""
 
     @abc.abstractmethod
-    def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
+    def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None,
+                      audit: AuditEntry | None = None) -> int:
         """Delete the visitor's assignments and rewards and take them out of every counter, in one
-        transaction, so reported totals equal a rebuild from what remains; returns the count."""
+        transaction, so reported totals equal a rebuild from what remains; returns the count.
+        ``audit`` (written in the same transaction) must not name the visitor."""
 
     @abc.abstractmethod
     def prune_events(self, before: float) -> int:

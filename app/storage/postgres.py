@@ -61,12 +61,15 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ..domain.audit import AuditEntry
 from ..domain.experiments import Experiment, ExperimentSpec
 from . import records
+from .accounts import AccountStore
+from .audit import AuditStore
 from .base import (
     COUNTER_COLUMNS,
-    DuplicateKey,
     PERIOD_SECONDS,
+    DuplicateKey,
     ModelRemoval,
     ModelUpdate,
     NewAssignment,
@@ -78,7 +81,7 @@ from .base import (
     period_of,
 )
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
-from .sql import Query, Rows, SqlStorage, Tx
+from .sql import Query, Rows, SqlStorage, Tx, maybe_audit
 from .webhooks import WebhookStore
 
 log = logging.getLogger("lever.storage")
@@ -210,7 +213,7 @@ class _PostgresTx(Tx):
         return row_id
 
 
-class PostgresStorage(WebhookStore, SqlStorage):
+class PostgresStorage(AccountStore, AuditStore, WebhookStore, SqlStorage):
     def __init__(self, url: str, min_size: int = 1, max_size: int = 4, timeout_s: float = 5.0) -> None:
         self.url = url
         self.conninfo = _normalise_url(url)
@@ -399,7 +402,7 @@ class PostgresStorage(WebhookStore, SqlStorage):
             return False
 
     # -- experiments -----------------------------------------------------------------
-    def create_experiment(self, spec: ExperimentSpec, now: float) -> Experiment:
+    def create_experiment(self, spec: ExperimentSpec, now: float, audit: AuditEntry | None = None) -> Experiment:
         def body(conn: psycopg.Connection, tx: _Tx) -> None:
             if conn.execute("SELECT 1 FROM experiments WHERE key = %s", (spec.key,)).fetchone():
                 raise DuplicateKey(spec.key)
@@ -417,6 +420,7 @@ class PostgresStorage(WebhookStore, SqlStorage):
                     "INSERT INTO variants (experiment_id, key, position, payload, weight) VALUES (%s, %s, %s, %s, %s)",
                     records.variant_values(experiment_id, spec),
                 )
+            maybe_audit(_PostgresTx(conn, tx), audit)
 
         self._run(body, write=True)
         experiment = self.get_experiment(spec.key)
@@ -566,15 +570,18 @@ class PostgresStorage(WebhookStore, SqlStorage):
         return self._run(lambda conn, _tx: self._rewards_for_rebuild_on(conn, experiment_id), write=False)
 
     # -- privacy and retention -----------------------------------------------------------
-    def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
+    def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None,
+                      audit: AuditEntry | None = None) -> int:
         """The visitor's assignment rows are locked first (as a reward locks its assignment
         before counters), so an erase and a concurrent reward queue instead of deadlocking.
-        Idempotent: after an ambiguous commit the retry finds nothing left (and returns 0).
+        Idempotent: after an ambiguous commit the retry finds nothing left (and returns 0);
+        with an audit entry, its row settles the commit instead (no second entry).
         """
-        def body(conn: psycopg.Connection, _tx: _Tx) -> int:
+        def body(conn: psycopg.Connection, tx: _Tx) -> int:
             rows = conn.execute(
                 f"SELECT {records.ERASE_COLUMNS} FROM assignments WHERE visitor = %s ORDER BY id FOR UPDATE", (visitor,)
             ).fetchall()
+            maybe_audit(_PostgresTx(conn, tx), audit)
             if not rows:
                 return 0
             counters = _Counters()
@@ -594,7 +601,7 @@ class PostgresStorage(WebhookStore, SqlStorage):
             conn.execute("DELETE FROM assignments WHERE id = ANY(%s)", (ids,))
             return len(rows)
 
-        return self._run(body, write=True, idempotent=True)
+        return self._run(body, write=True, idempotent=audit is None)
 
     def prune_events(self, before: float) -> int:
         """Idempotent (a retry after an ambiguous commit deletes nothing more and returns 0)."""

@@ -9,6 +9,7 @@ from typing import Callable
 
 import sqlite_utils
 
+
 def _v1(db: sqlite_utils.Database) -> None:
     db["experiments"].create(
         {
@@ -91,6 +92,48 @@ def _v2(db: sqlite_utils.Database) -> None:
                [FOLDED_THROUGH_KEY])
 
 
+#: SQL both databases run to keep audit entries as written (no edits, no deletions)
+AUDIT_IMMUTABLE_MESSAGE = "audit entries are never edited or deleted"
+
+
+def _v3(db: sqlite_utils.Database) -> None:
+    """Teams: accounts, invitations, API keys and the audit log.
+
+    Secrets are stored as hashes only: passwords as argon2 strings, invitation tokens and
+    API keys as SHA-256 hex (unique: the lookup index). ``audit_log`` refuses UPDATE and
+    DELETE by trigger, so no code path can rewrite history.
+    """
+    db["accounts"].create(
+        {"id": int, "email": str, "role": str, "password_hash": str, "active": int, "session_generation": int,
+         "created_at": float, "updated_at": float, "last_login_at": float},
+        pk="id", not_null={"email", "role", "password_hash", "active", "session_generation", "created_at",
+                           "updated_at"},
+        defaults={"active": 1, "session_generation": 0},
+    )
+    db["accounts"].create_index(["email"], unique=True)
+    db["invitations"].create(
+        {"id": int, "token_hash": str, "email": str, "role": str, "created_by": str, "created_at": float,
+         "expires_at": float, "accepted_at": float},
+        pk="id", not_null={"token_hash", "email", "role", "created_by", "created_at", "expires_at"},
+    )
+    db["invitations"].create_index(["token_hash"], unique=True)
+    db["api_keys"].create(
+        {"id": int, "name": str, "role": str, "prefix": str, "secret_hash": str, "created_by": str,
+         "created_at": float, "last_used_at": float, "revoked_at": float},
+        pk="id", not_null={"name", "role", "prefix", "secret_hash", "created_by", "created_at"},
+    )
+    db["api_keys"].create_index(["secret_hash"], unique=True)
+    db["audit_log"].create(
+        {"id": int, "at": float, "actor": str, "action": str, "experiment_key": str, "target": str,
+         "before_json": str, "after_json": str},
+        pk="id", not_null={"at", "actor", "action"},
+    )
+    db["audit_log"].create_index(["experiment_key", "id"])
+    for event in ("UPDATE", "DELETE"):
+        db.execute(f"CREATE TRIGGER audit_log_no_{event.lower()} BEFORE {event} ON audit_log "
+                   f"BEGIN SELECT RAISE(ABORT, '{AUDIT_IMMUTABLE_MESSAGE}'); END")
+
+
 def _v5(db: sqlite_utils.Database) -> None:
     """Webhooks: subscriptions, the outbox of events, one delivery row per (event, webhook),
     and the monitor's last known state per (experiment, condition, subject)."""
@@ -125,5 +168,5 @@ def _v5(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 5: _v5}
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 5: _v5}
 SCHEMA_VERSION = max(MIGRATIONS)

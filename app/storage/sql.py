@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import json
+import time
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -42,11 +43,43 @@ class Tx(abc.ABC):
         (on PostgreSQL it is also the proof, should the connection drop during COMMIT, that
         the transaction committed)."""
 
+from ..domain.audit import AuditEntry
 from ..domain.experiments import Experiment
 from . import records
-from .base import ArmTotals, LearningSnapshot, SegmentTotals, Storage, StoredAssignment, TimeBucket
+from .base import (
+    ArmTotals,
+    LearningSnapshot,
+    SegmentTotals,
+    Storage,
+    StoredAssignment,
+    TimeBucket,
+)
 
 Query = tuple[str, Sequence[Any]]
+
+
+def _audit_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def write_audit(tx: Tx, entry: AuditEntry) -> int:
+    """Append an audit entry inside ``tx`` (the transaction of the change it records); returns its id.
+
+    ``Tx.insert``: on PostgreSQL the entry's row is then the witness that settles an ambiguous
+    commit, so a change carrying an entry is never blindly retried (which would log it twice).
+    """
+    at = entry.at if entry.at is not None else time.time()
+    return tx.insert(
+        "INSERT INTO audit_log (at, actor, action, experiment_key, target, before_json, after_json) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (at, entry.actor, entry.action, entry.experiment_key, entry.target, _audit_json(entry.before),
+         _audit_json(entry.after)),
+    )
+
+
+def maybe_audit(tx: Tx, entry: AuditEntry | None) -> None:
+    if entry is not None:
+        write_audit(tx, entry)
 
 
 class SqlStorage(Storage):
@@ -83,12 +116,17 @@ class SqlStorage(Storage):
         return self._transact(body, idempotent=True)
 
     # -- experiments -------------------------------------------------------------------
-    def set_status(self, key: str, status: str, winner: str | None, now: float) -> Experiment | None:
+    def set_status(self, key: str, status: str, winner: str | None, now: float,
+                   audit: AuditEntry | None = None) -> Experiment | None:
         def body(tx: Tx) -> int:
-            return tx.execute("UPDATE experiments SET status = ?, winner = ?, updated_at = ? WHERE key = ?",
-                              (status, winner, now, key)).rowcount
+            changed = tx.execute("UPDATE experiments SET status = ?, winner = ?, updated_at = ? WHERE key = ?",
+                                 (status, winner, now, key)).rowcount
+            if changed:
+                maybe_audit(tx, audit)
+            return changed
 
-        if self._transact(body, idempotent=True) == 0:
+        # with an entry, a retry after an ambiguous commit is settled by the entry's row instead
+        if self._transact(body, idempotent=audit is None) == 0:
             return None
         return self.get_experiment(key)
 

@@ -31,24 +31,28 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import sqlite_utils
 
+from ..domain.audit import AuditEntry
 from ..domain.experiments import Experiment, ExperimentSpec
 from . import records
+from .accounts import AccountStore
+from .audit import AuditStore
 from .base import (
     COUNTER_COLUMNS,
+    PERIOD_SECONDS,
     DuplicateKey,
     ModelRemoval,
     ModelUpdate,
     NewAssignment,
     PrunedLog,
     RewardResult,
-    period_of,
     StorageBusy,
     StoredAssignment,
+    period_of,
 )
-from .base import PERIOD_SECONDS
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
-from .sql import Query, Rows, SqlStorage, T, Tx
+from .sql import Query, Rows, SqlStorage, T, Tx, maybe_audit
 from .webhooks import WebhookStore
+
 
 @functools.lru_cache(maxsize=64)
 def _counter_increment_sql(rows: int = 1) -> str:
@@ -237,7 +241,7 @@ class _SQLiteTx(Tx):
         return int(self.conn.execute(sql, params).lastrowid)
 
 
-class SQLiteStorage(WebhookStore, SqlStorage):
+class SQLiteStorage(AccountStore, AuditStore, WebhookStore, SqlStorage):
     def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
                  background_checkpoints: bool = True) -> None:
         self.url = url
@@ -381,7 +385,7 @@ class SQLiteStorage(WebhookStore, SqlStorage):
             return False
 
     # -- experiments -----------------------------------------------------------------
-    def create_experiment(self, spec: ExperimentSpec, now: float) -> Experiment:
+    def create_experiment(self, spec: ExperimentSpec, now: float, audit: AuditEntry | None = None) -> Experiment:
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM experiments WHERE key = ?", (spec.key,)).fetchone():
                 raise DuplicateKey(spec.key)
@@ -392,6 +396,7 @@ class SQLiteStorage(WebhookStore, SqlStorage):
             for values in records.variant_values(cursor.lastrowid, spec):
                 conn.execute("INSERT INTO variants (experiment_id, key, position, payload, weight) "
                              "VALUES (?, ?, ?, ?, ?)", values)
+            maybe_audit(_SQLiteTx(conn), audit)
         experiment = self.get_experiment(spec.key)
         assert experiment is not None
         return experiment
@@ -524,7 +529,8 @@ class SQLiteStorage(WebhookStore, SqlStorage):
         ))
 
     # -- privacy and retention -----------------------------------------------------------
-    def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None) -> int:
+    def erase_visitor(self, visitor: str, model_removal: ModelRemoval | None = None,
+                      audit: AuditEntry | None = None) -> int:
         with self._write() as conn:
             _fold(conn)  # the erasure subtracts each row's counters: they must all be in
             rows = conn.execute(
@@ -541,6 +547,7 @@ class SQLiteStorage(WebhookStore, SqlStorage):
                 conn.execute("DELETE FROM rewards WHERE assignment_id = ?", (erased.assignment_id,))
                 conn.execute("DELETE FROM assignments WHERE id = ?", (erased.assignment_id,))
             _lower_watermark(conn)
+            maybe_audit(_SQLiteTx(conn), audit)
         return len(rows)
 
     def prune_events(self, before: float) -> int:

@@ -19,9 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..domain.audit import AuditEntry
 from ..domain.experiments import Experiment
 from ..domain.webhooks import WebhookSpec
-from .sql import SqlStorage, Tx
+from .sql import SqlStorage, Tx, maybe_audit
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
@@ -191,17 +192,22 @@ class WebhookStore(SqlStorage):
         return self._transact(lambda tx: sum(_put_event(tx, event) for event in events))
 
     def set_status_raising(self, key: str, status: str, winner: str | None, now: float,
-                           event: NewEvent) -> Experiment | None:
+                           event: NewEvent, audit: AuditEntry | None = None) -> Experiment | None:
         """``set_status`` that also raises ``event`` in the same transaction when the
-        experiment moves into ``status`` from another one (not when it is there already)."""
+        experiment moves into ``status`` from another one (not when it is there already),
+        and writes its audit entry there too."""
         def body(tx: Tx) -> int:
             moved = tx.execute("UPDATE experiments SET status = ?, winner = ?, updated_at = ? "
                                "WHERE key = ? AND status != ?", (status, winner, now, key, status)).rowcount
             if moved:
                 _put_event(tx, event)
+                maybe_audit(tx, audit)
                 return moved
-            return tx.execute("UPDATE experiments SET status = ?, winner = ?, updated_at = ? WHERE key = ?",
-                              (status, winner, now, key)).rowcount
+            changed = tx.execute("UPDATE experiments SET status = ?, winner = ?, updated_at = ? WHERE key = ?",
+                                 (status, winner, now, key)).rowcount
+            if changed:
+                maybe_audit(tx, audit)
+            return changed
 
         # a re-run after a commit that did land finds the status moved and raises nothing again
         if self._transact(body, idempotent=True) == 0:

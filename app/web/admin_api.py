@@ -1,5 +1,6 @@
 """The admin API: experiments, their statistics, policy and event export, visitors
-(data-subject access and erasure). Every view needs the admin bearer token."""
+(data-subject access and erasure). Every view declares the permission it needs
+(``app.web.auth.require``; the role table is ``app.service.permissions``)."""
 from __future__ import annotations
 
 import os
@@ -10,13 +11,18 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from ..domain.errors import NotFound, ValidationError
 from ..domain.experiments import parse_experiment
 from ..domain.requests import visitor_id
-from ..service import exports
+from ..service import exports, privacy
 from ..service.analysis import experiment_stats
 from ..service.experiments import create_experiment, experiment_or_404, set_status
+from ..service.permissions import (
+    EVENTS_EXPORT,
+    EXPERIMENTS_WRITE,
+    REPORTS_READ,
+    VISITORS_MANAGE,
+)
 from ..service.planning import PlanRequest, plan
 from ..service.policy_cache import PolicyEntry
-from ..service.privacy import model_removal
-from .auth import admin_required
+from .auth import current_actor, require
 from .http import json_body, limits, services
 
 bp = Blueprint("admin", __name__)
@@ -25,26 +31,27 @@ bp = Blueprint("admin", __name__)
 # -- experiments -------------------------------------------------------------------------
 
 @bp.post("/experiments")
-@admin_required
+@require(EXPERIMENTS_WRITE)
 def create():
-    experiment = create_experiment(services().storage, parse_experiment(json_body()), time.time())
+    experiment = create_experiment(services().storage, parse_experiment(json_body()), time.time(),
+                                   actor=current_actor())
     return jsonify(experiment.to_dict()), 201
 
 
 @bp.get("/experiments")
-@admin_required
+@require(REPORTS_READ)
 def list_experiments():
     return jsonify({"experiments": [e.to_dict() for e in services().storage.list_experiments()]})
 
 
 @bp.get("/experiments/<key>")
-@admin_required
+@require(REPORTS_READ)
 def get_experiment(key: str):
     return jsonify(experiment_or_404(services().storage, key).to_dict())
 
 
 @bp.patch("/experiments/<key>")
-@admin_required
+@require(EXPERIMENTS_WRITE)
 def update_experiment(key: str):
     svc = services()
     experiment = experiment_or_404(svc.storage, key)
@@ -52,7 +59,7 @@ def update_experiment(key: str):
     if not isinstance(body, dict) or not body or set(body) - {"status", "winner"}:
         raise ValidationError("PATCH takes status and, with status stopped, winner")
     updated = set_status(svc.storage, svc.cache, experiment, body.get("status", experiment.status),
-                         body.get("winner"), time.time())
+                         body.get("winner"), time.time(), actor=current_actor())
     return jsonify(updated.to_dict())
 
 
@@ -65,7 +72,7 @@ def fresh_entry(key: str, fresh: bool = True) -> PolicyEntry:
 
 
 @bp.get("/experiments/<key>/stats")
-@admin_required
+@require(REPORTS_READ)
 def stats(key: str):
     """Every statistic of the experiment (see README, "Statistics")."""
     return jsonify(experiment_stats(fresh_entry(key), services().storage))
@@ -77,7 +84,7 @@ def describe_policy(entry: PolicyEntry) -> dict:
 
 
 @bp.get("/experiments/<key>/policy")
-@admin_required
+@require(REPORTS_READ)
 def policy(key: str):
     """This worker's current view of the experiment's policy ("is it learning?")."""
     return jsonify(describe_policy(fresh_entry(key, fresh=False)))
@@ -91,7 +98,7 @@ def events_csv_response(key: str) -> Response:
 
 
 @bp.get("/experiments/<key>/events.csv")
-@admin_required
+@require(EVENTS_EXPORT)
 def events_csv(key: str):
     return events_csv_response(key)
 
@@ -129,7 +136,7 @@ def plan_request(args) -> PlanRequest:
 
 
 @bp.get("/sample-size")
-@admin_required
+@require(REPORTS_READ)
 def sample_size():
     """Visitors needed to detect a minimum effect, fixed-horizon and always-valid."""
     return jsonify(plan(plan_request(request.args)))
@@ -142,16 +149,15 @@ def _stored_visitor(visitor: str) -> str:
 
 
 @bp.get("/visitors/<path:visitor>")
-@admin_required
+@require(VISITORS_MANAGE)
 def export_visitor(visitor: str):
     """Everything Lever stores about one visitor (data-subject access)."""
     return jsonify({"visitor": visitor, "assignments": services().storage.visitor_events(_stored_visitor(visitor))})
 
 
 @bp.delete("/visitors/<path:visitor>")
-@admin_required
+@require(VISITORS_MANAGE)
 def erase_visitor(visitor: str):
     """Right to be forgotten: erase the visitor everywhere, counters included."""
-    storage = services().storage
-    erased = storage.erase_visitor(_stored_visitor(visitor), model_removal(storage))
+    erased = privacy.erase_visitor(services().storage, _stored_visitor(visitor), current_actor(), time.time())
     return jsonify({"visitor": visitor, "erased_assignments": erased})

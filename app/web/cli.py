@@ -19,14 +19,20 @@ from flask.cli import with_appcontext
 from ..domain.errors import LeverError
 from ..domain.experiments import parse_experiment
 from ..domain.webhooks import parse_allowed_hosts
+from ..service import accounts
 from ..service.demo import DEMO_EXPERIMENT
 from ..service.experiments import create_experiment as create
 from ..service.modes import MODES
 from ..service.monitor import evaluate
+from ..service.permissions import ACCOUNT_ROLES
 from ..service.privacy import retention_cutoff
 from ..service.webhooks import CLAIM_BATCH, HttpSender, deliver_due
 from ..storage import PrunedLog
 from .db import get_storage
+
+#: how the audit log names changes made from the command line
+CLI_ACTOR = "cli"
+
 
 def _admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {current_app.config['LEVER_ADMIN_TOKEN']}"}
@@ -46,12 +52,26 @@ def init_db() -> None:
 def create_experiment(file) -> None:
     """Create an experiment from a JSON definition file (same body as POST /api/v1/experiments)."""
     try:
-        experiment = create(get_storage(), parse_experiment(json.load(file)), time.time())
+        experiment = create(get_storage(), parse_experiment(json.load(file)), time.time(), actor=CLI_ACTOR)
     except json.JSONDecodeError as error:
         raise click.ClickException(f"not valid JSON: {error}") from None
     except LeverError as error:
         raise click.ClickException(error.message) from None
     click.echo(json.dumps(experiment.to_dict(), indent=2))
+
+
+@click.command("create-user")
+@with_appcontext
+@click.argument("email")
+@click.option("--role", type=click.Choice(ACCOUNT_ROLES), default="viewer", show_default=True)
+@click.password_option(help="the account's password (asked for when not given; at least 12 characters)")
+def create_user(email: str, role: str, password: str) -> None:
+    """Create an account (e.g. the first admin) that logs in to the report pages with email and password."""
+    try:
+        account = accounts.create_account(get_storage(), email, role, password, CLI_ACTOR, time.time())
+    except LeverError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"created {account.role} account {account.email} (id {account.id})")
 
 
 @click.command("seed-demo")
@@ -62,7 +82,7 @@ def seed_demo() -> None:
     if store.list_experiments():
         click.echo("experiments exist; demo not seeded")
         return
-    store.create_experiment(parse_experiment(DEMO_EXPERIMENT), time.time())
+    create(store, parse_experiment(DEMO_EXPERIMENT), time.time(), actor=CLI_ACTOR)
     click.echo(f"seeded demo experiment {DEMO_EXPERIMENT['key']!r}")
 
 
@@ -224,7 +244,7 @@ def deliver(once: bool) -> None:
     click.echo(f"webhook worker {worker} stopped")
 
 
-COMMANDS = (init_db, prune_events, create_experiment, seed_demo, show_urls, simulate, export, rebuild_stats,
+COMMANDS = (init_db, prune_events, create_experiment, create_user, seed_demo, show_urls, simulate, export, rebuild_stats,
             deliver)
 
 

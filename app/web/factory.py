@@ -23,7 +23,18 @@ from ..service.privacy import VisitorIds
 from ..service.tokens import TokenSigner
 from ..settings import SETTINGS_BY_NAME, SettingsError, load_settings
 from ..storage import Storage
-from . import admin_api, db, openapi, public_api, report, snippet, webhooks_api
+from . import (
+    admin_api,
+    db,
+    openapi,
+    public_api,
+    report,
+    snippet,
+    team_api,
+    team_pages,
+    webhooks_api,
+)
+from .auth import init_auth
 from .cli import register_cli
 from .db import get_storage
 from .errors import error_response, register_error_handlers
@@ -67,12 +78,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                                 x_proto=app.config["LEVER_PROXY_COUNT"])
 
     register_error_handlers(app)
+    init_auth(app)  # API keys: the per-worker resolver
     app.register_blueprint(public_api.bp, url_prefix="/api/v1")  # assign, reward
     app.register_blueprint(admin_api.bp, url_prefix="/api/v1")  # experiments, stats, visitors
     app.register_blueprint(webhooks_api.bp, url_prefix="/api/v1")  # webhooks and their delivery logs
     app.register_blueprint(openapi.bp)  # GET /api/v1/openapi.json
     app.register_blueprint(snippet.bp)  # GET /lever.js, GET /demo
     app.register_blueprint(report.bp)  # report pages: /, /login, /experiments/<key>
+    app.register_blueprint(team_api.bp, url_prefix="/api/v1")  # api-keys, users, audit
+    app.register_blueprint(team_pages.bp)  # /team, /account, /invite/<token>
     init_rate_limits(app)
     register_cli(app)
 

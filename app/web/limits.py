@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from flask import Flask, Response, request
 from limits import RateLimitItem, parse_many, storage, strategies
 
-from .public_api import ENDPOINTS as PUBLIC_ENDPOINTS
 from .errors import error_response
+from .public_api import ENDPOINTS as PUBLIC_ENDPOINTS
 
 #: password guessing: failed or not, login attempts per client address
 LOGIN_LIMIT = "10/minute"

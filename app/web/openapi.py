@@ -14,7 +14,13 @@ from typing import Any, Callable, Mapping
 
 from flask import Blueprint, current_app, jsonify
 
-from bandits.encoding import FEATURE_TYPES, MAX_BUCKETS, MAX_FEATURES, MAX_LEVELS, MAX_NAME_LENGTH
+from bandits.encoding import (
+    FEATURE_TYPES,
+    MAX_BUCKETS,
+    MAX_FEATURES,
+    MAX_LEVELS,
+    MAX_NAME_LENGTH,
+)
 
 from ..domain.experiments import (
     DEFAULT_REWARD_WINDOW_S,
@@ -30,9 +36,24 @@ from ..domain.experiments import (
     STATUSES,
 )
 from ..domain.requests import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
-from ..domain.webhooks import EVENT_TYPES, FORMATS, MAX_SECRET_CHARS, MAX_URL_CHARS, MIN_SECRET_CHARS, URL_SCHEMES
+from ..domain.webhooks import (
+    EVENT_TYPES,
+    FORMATS,
+    MAX_SECRET_CHARS,
+    MAX_URL_CHARS,
+    MIN_SECRET_CHARS,
+    URL_SCHEMES,
+)
+from ..service.permissions import (
+    ADMIN,
+    EVENTS_EXPORT,
+    EXPERIMENTS_WRITE,
+    REPORTS_READ,
+    VISITORS_MANAGE,
+)
 from ..service.webhooks import DELIVERY_LOG_LIMIT, MAX_WEBHOOK_ID
 from ..storage.webhooks import DELIVERED, FAILED, PENDING
+from .openapi_team import permission, team_document
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -99,8 +120,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
 _ERROR_RESPONSES = {
     400: "Invalid request: malformed JSON (`invalid_json`) or a field that breaks a rule (`invalid_request`, "
          "`invalid_assignment_token`, `invalid_reward_value`); the message names the field. Nothing was written.",
-    401: "Missing or wrong admin bearer token (`unauthorized`).",
-    403: "The request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`).",
+    401: "Missing bearer credential, or an unknown or revoked one (`unauthorized`).",
+    403: "The credential's role lacks the operation's permission (`insufficient_role`; see `x-lever-permission`), "
+         "or the request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`).",
     404: "No such experiment (`experiment_not_found`), assignment (`assignment_not_found`) or webhook "
          "(`webhook_not_found`).",
     409: "An experiment with this key exists already (`duplicate_key`).",
@@ -166,23 +188,23 @@ def _webhook_paths(admin: list, body: Callable[[str], dict[str, Any]]) -> dict[s
     webhook_id = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WEBHOOK_ID}, "example": 1}
     return {
         "/api/v1/webhooks": {
-            "post": {"summary": "Register a webhook", "operationId": "create_webhook", "tags": ["admin"],
+            "post": {"summary": "Register a webhook", "operationId": "create_webhook", **permission(ADMIN), "tags": ["admin"],
                      "security": admin, "requestBody": body("WebhookDefinition"),
                      "responses": {"201": _json(_ref("Webhook"), "The webhook (the secret only as a prefix)."),
                                    **_errors(400, 401, 413, 503)}},
-            "get": {"summary": "List webhooks", "operationId": "list_webhooks", "tags": ["admin"], "security": admin,
+            "get": {"summary": "List webhooks", "operationId": "list_webhooks", **permission(ADMIN), "tags": ["admin"], "security": admin,
                     "responses": {"200": _json(_ref("WebhookList"), "Every webhook."), **_errors(401, 503)}},
         },
         "/api/v1/webhooks/{webhook_id}": {
             "parameters": [webhook_id],
-            "delete": {"summary": "Delete a webhook (pending deliveries stop)", "operationId": "delete_webhook",
+            "delete": {"summary": "Delete a webhook (pending deliveries stop)", "operationId": "delete_webhook", **permission(ADMIN),
                        "tags": ["admin"], "security": admin,
                        "responses": {"200": _json(_ref("WebhookDeleted"), "Deleted, with its delivery log."),
                                      **_errors(401, 404, 503)}},
         },
         "/api/v1/webhooks/{webhook_id}/deliveries": {
             "parameters": [webhook_id],
-            "get": {"summary": "A webhook's delivery log", "operationId": "webhook_deliveries", "tags": ["admin"],
+            "get": {"summary": "A webhook's delivery log", "operationId": "webhook_deliveries", **permission(ADMIN), "tags": ["admin"],
                     "security": admin,
                     "responses": {"200": _json(_ref("DeliveryLog"), "Status, attempts and last error per delivery."),
                                   **_errors(401, 404, 503)}},
@@ -489,33 +511,33 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
 
     paths: dict[str, Any] = {
         "/api/v1/experiments": {
-            "post": {"summary": "Create an experiment", "operationId": "create_experiment", "tags": ["admin"],
+            "post": {"summary": "Create an experiment", "operationId": "create_experiment", **permission(EXPERIMENTS_WRITE), "tags": ["admin"],
                      "security": admin, "requestBody": body("ExperimentDefinition"),
                      "responses": {"201": _json(_ref("Experiment"), "The stored experiment."),
-                                   **_errors(400, 401, 409, 413, 503)}},
-            "get": {"summary": "List experiments", "operationId": "list_experiments", "tags": ["admin"],
+                                   **_errors(400, 401, 403, 409, 413, 503)}},
+            "get": {"summary": "List experiments", "operationId": "list_experiments", **permission(REPORTS_READ), "tags": ["admin"],
                     "security": admin,
-                    "responses": {"200": _json(_ref("ExperimentList"), "Every experiment."), **_errors(401, 503)}},
+                    "responses": {"200": _json(_ref("ExperimentList"), "Every experiment."), **_errors(401, 403, 503)}},
         },
         "/api/v1/experiments/{key}": {
             "parameters": [key_param],
-            "get": {"summary": "One experiment", "operationId": "get_experiment", "tags": ["admin"], "security": admin,
-                    "responses": {"200": _json(_ref("Experiment"), "The experiment."), **_errors(401, 404, 503)}},
-            "patch": {"summary": "Change status (and winner)", "operationId": "update_experiment", "tags": ["admin"],
+            "get": {"summary": "One experiment", "operationId": "get_experiment", **permission(REPORTS_READ), "tags": ["admin"], "security": admin,
+                    "responses": {"200": _json(_ref("Experiment"), "The experiment."), **_errors(401, 403, 404, 503)}},
+            "patch": {"summary": "Change status (and winner)", "operationId": "update_experiment", **permission(EXPERIMENTS_WRITE), "tags": ["admin"],
                       "security": admin,
                       "requestBody": body("ExperimentUpdate", {"status": "stopped", "winner": "b"}),
                       "responses": {"200": _json(_ref("Experiment"), "The updated experiment."),
-                                    **_errors(400, 401, 404, 413, 503)}},
+                                    **_errors(400, 401, 403, 404, 413, 503)}},
         },
         "/api/v1/experiments/{key}/stats": {
             "parameters": [key_param],
-            "get": {"summary": "Every statistic of the experiment", "operationId": "experiment_stats",
+            "get": {"summary": "Every statistic of the experiment", "operationId": "experiment_stats", **permission(REPORTS_READ),
                     "tags": ["admin"], "security": admin,
-                    "responses": {"200": _json(_ref("Stats"), "The statistics."), **_errors(401, 404, 503)}},
+                    "responses": {"200": _json(_ref("Stats"), "The statistics."), **_errors(401, 403, 404, 503)}},
         },
         "/api/v1/sample-size": {
             "get": {"summary": "Visitors needed to detect a minimum effect", "operationId": "sample_size",
-                    "tags": ["admin"], "security": admin,
+                    **permission(REPORTS_READ), "tags": ["admin"], "security": admin,
                     "parameters": [
                         {"name": name, "in": "query", "required": name == "mde", "schema": schema,
                          "description": text} for name, schema, text in (
@@ -535,27 +557,27 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         },
         "/api/v1/experiments/{key}/policy": {
             "parameters": [key_param],
-            "get": {"summary": "This worker's policy", "operationId": "policy", "tags": ["admin"], "security": admin,
+            "get": {"summary": "This worker's policy", "operationId": "policy", **permission(REPORTS_READ), "tags": ["admin"], "security": admin,
                     "responses": {"200": _json(_ref("Policy"), "Model version, allocation and posterior."),
-                                  **_errors(401, 404, 503)}},
+                                  **_errors(401, 403, 404, 503)}},
         },
         "/api/v1/experiments/{key}/events.csv": {
             "parameters": [key_param],
-            "get": {"summary": "Events export", "operationId": "events_csv", "tags": ["admin"], "security": admin,
+            "get": {"summary": "Events export", "operationId": "events_csv", **permission(EVENTS_EXPORT), "tags": ["admin"], "security": admin,
                     "responses": {"200": {"description": "One row per assignment with its reward total and count.",
                                           "content": {"text/csv": {"schema": {"type": "string"}}}},
-                                  **_errors(401, 404, 503)}},
+                                  **_errors(401, 403, 404, 503)}},
         },
         "/api/v1/visitors/{visitor}": {
             "parameters": [{"name": "visitor", "in": "path", "required": True, "schema": visitor, "example": "v-42"}],
-            "get": {"summary": "Everything stored about one visitor", "operationId": "export_visitor",
+            "get": {"summary": "Everything stored about one visitor", "operationId": "export_visitor", **permission(VISITORS_MANAGE),
                     "tags": ["admin"], "security": admin,
                     "responses": {"200": _json(_ref("VisitorEvents"), "The visitor's assignments and rewards."),
-                                  **_errors(400, 401, 503)}},
-            "delete": {"summary": "Erase a visitor everywhere, counters included", "operationId": "erase_visitor",
+                                  **_errors(400, 401, 403, 503)}},
+            "delete": {"summary": "Erase a visitor everywhere, counters included", "operationId": "erase_visitor", **permission(VISITORS_MANAGE),
                        "tags": ["admin"], "security": admin,
                        "responses": {"200": _json(_ref("VisitorErased"), "How many assignments were erased."),
-                                     **_errors(400, 401, 503)}},
+                                     **_errors(400, 401, 403, 503)}},
         },
         "/api/v1/assign": {
             "post": {"summary": "Assign a visitor", "operationId": "assign", "tags": ["public"], "security": [],
@@ -569,12 +591,15 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         },
         "/api/v1/reward": {
             "post": {"summary": "Report a conversion or a numeric reward", "operationId": "reward",
-                     "tags": ["public"], "security": [],
+                     "tags": ["public"], "security": [{}, {"bearerAuth": []}],
+                     "description": "With the signed `assignment` token: public. By `experiment` and `visitor`: "
+                                    "needs a bearer credential with `events.ingest` (an `ingest` API key or above), "
+                                    "so nobody can forge conversions for a guessed visitor id.",
                      "requestBody": body("RewardRequest", {"experiment": "homepage-hero", "visitor": "v-123",
                                                            "value": 1}),
                      "responses": {"202": {**_json(_ref("RewardResult"), "Accepted (or a duplicate, not counted)."),
                                            "headers": cors_headers},
-                                   **_errors(400, 403, 404, 413, 422, 429, 503)}},
+                                   **_errors(400, 401, 403, 404, 413, 422, 429, 503)}},
             "options": preflight("reward preflight"),
         },
         **_webhook_paths(admin, body),
@@ -589,6 +614,11 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         },
     }
 
+    team_schemas, team_paths = team_document({"obj": _obj, "ref": _ref, "json": _json, "errors": _errors,
+                                              "body": body})
+    schemas.update(team_schemas)
+    paths.update(team_paths)
+
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -596,15 +626,16 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "version": API_VERSION,
             "description": "Self-hosted experimentation and bandit optimisation. Errors are always "
                            '`{"error": {"code", "message"}}`. Admin endpoints need '
-                           "`Authorization: Bearer <LEVER_ADMIN_TOKEN>`; assign and reward are public and answer "
+                           "`Authorization: Bearer <API key or LEVER_ADMIN_TOKEN>` whose role holds the "
+                           "operation's `x-lever-permission`; assign and reward are public and answer "
                            "CORS preflights.",
         },
-        "tags": [{"name": "admin"}, {"name": "public"}, {"name": "meta"}],
+        "tags": [{"name": "admin"}, {"name": "team"}, {"name": "public"}, {"name": "meta"}],
         "paths": paths,
         "components": {
             "schemas": schemas,
             "responses": {str(status): _error(text) for status, text in _ERROR_RESPONSES.items()},
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                               "description": "LEVER_ADMIN_TOKEN"}},
+                                               "description": "An API key (lever_sk_…) or LEVER_ADMIN_TOKEN"}},
         },
     }

@@ -1,10 +1,17 @@
-"""The public endpoints pages call: assign and reward (CORS, rate-limited, no auth)."""
+"""The public endpoints pages call: assign and reward (CORS, rate-limited).
+
+No credential, except for a reward addressed by experiment and visitor id rather than by
+the signed assignment token: anyone who knew or guessed a visitor id could otherwise add
+conversions to it, so that path needs an API key with ``events.ingest`` (role ingest or
+above) or the admin token."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
 from ..domain.requests import parse_assign, parse_reward
 from ..service import decisions
+from ..service.permissions import EVENTS_INGEST
+from .auth import check
 from .http import check_origin, json_body, limits, request_info, services
 
 bp = Blueprint("public", __name__)
@@ -41,4 +48,6 @@ def reward():
     if request.method == "OPTIONS":
         return Response(status=204)
     parsed = parse_reward(json_body(), limits())
+    if parsed.token is None:
+        check(EVENTS_INGEST)
     return jsonify(decisions.reward(parsed, request_info(), services(), check_origin)), 202

@@ -1,7 +1,8 @@
 """Report pages for people: the experiment list, one experiment's report, admin actions.
 
-Server-rendered HTML (no JavaScript needed to read anything), behind an admin session
-(``session_auth``). The numbers come from the same stats dict as
+Server-rendered HTML (no JavaScript needed to read anything), behind a session
+(``session_auth``); each view declares its permission (``auth.require``) and the templates
+show a viewer no action forms (``may``). The numbers come from the same stats dict as
 ``GET /api/v1/experiments/<key>/stats`` (``app.service.analysis``); the words from
 ``app.reporting.verdict``; the pictures from ``app.reporting.charts``. Views only fetch,
 cache and render.
@@ -35,16 +36,18 @@ from ..domain.errors import Conflict, NotFound, ValidationError
 from ..domain.experiments import parse_experiment
 from ..reporting import charts
 from ..reporting import verdict as words
+from ..service import accounts, audit
 from ..service.analysis import experiment_stats
 from ..service.experiments import create_experiment, set_status
+from ..service.permissions import EVENTS_EXPORT, EXPERIMENTS_WRITE, REPORTS_READ
 from ..service.planning import plan
 from ..service.policy_cache import PolicyEntry
 from ..storage import PERIOD_SECONDS
 from . import session_auth
 from .admin_api import describe_policy, events_csv_response, plan_request
+from .auth import current_actor, current_principal, is_admin_token, public, require
 from .db import get_storage
 from .http import services
-from .session_auth import login_required
 
 bp = Blueprint("report", __name__, template_folder="templates")
 
@@ -54,6 +57,8 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 
 REFRESH_RANGE = (5, 3600)
 MODE_LABELS = {"bandit": "Bandit (Thompson sampling)", "ab": "A/B test", "contextual": "Contextual bandit"}
 STATUS_ACTIONS = {"pause": "paused", "resume": "running", "stop": "stopped"}
+#: audit entries in the history section of an experiment's page
+HISTORY_ENTRIES = 20
 
 
 class LRU:
@@ -90,13 +95,14 @@ def _setup(state) -> None:
 
 
 @bp.before_request
-def _csrf() -> None:
+def check_form_csrf() -> None:
+    """Every POST form of the pages echoes the session's CSRF token (team pages share this hook)."""
     if request.method == "POST":
         session_auth.check_csrf()
 
 
 @bp.after_request
-def _security_headers(response: Response) -> Response:
+def security_headers(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
@@ -144,12 +150,16 @@ def _utc(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+def render_page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    """A page with what every template needs: the CSRF token, who is logged in and what they may do."""
     context.setdefault("refresh", None)
+    principal = current_principal()
     return render_template(
         template,
         csrf_token=session_auth.csrf_token(),
-        logged_in=session_auth.is_logged_in(),
+        logged_in=principal is not None,
+        principal=principal,
+        may=lambda permission: principal is not None and principal.may(permission),
         mode_labels=MODE_LABELS,
         utc=_utc,
         fmt_int=words.fmt_int, fmt_pct=words.fmt_pct, fmt_rel=words.fmt_rel, fmt_pp=words.fmt_pp,
@@ -162,18 +172,34 @@ def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@public
 def login():
     target = session_auth.safe_next(request.values.get("next")) or url_for("report.index")
     if request.method == "POST":
-        if session_auth.log_in(request.form.get("token", "")):
-            return redirect(target, code=303)
-        return _render("report/login.html", 401, next=target, error="That is not the admin token.")
+        if "token" in request.form:
+            if is_admin_token(request.form.get("token", "")):
+                session_auth.log_in_owner()
+                return redirect(target, code=303)
+            return render_page("report/login.html", 401, next=target, email="", error="That is not the admin token.")
+        email = request.form.get("email", "").strip().lower()[:254]
+        throttle = session_auth.login_throttle()
+        if throttle.blocked(email):
+            return render_page("report/login.html", 429, next=target, email=email,
+                               error="Too many failed logins for this account: wait a few minutes and try again.")
+        account = accounts.verify_password(get_storage(), email, request.form.get("password", ""), time.time())
+        if account is None:
+            throttle.failed(email)
+            return render_page("report/login.html", 401, next=target, email=email,
+                               error="That email and password do not match an active account.")
+        session_auth.log_in_account(account)
+        return redirect(target, code=303)
     if session_auth.is_logged_in():
         return redirect(target)
-    return _render("report/login.html", next=target, error=None)
+    return render_page("report/login.html", next=target, email="", error=None)
 
 
 @bp.post("/logout")
+@public
 def logout():
     session_auth.log_out()
     return redirect(url_for("report.login"), code=303)
@@ -183,7 +209,7 @@ def logout():
 
 
 @bp.get("/")
-@login_required
+@require(REPORTS_READ)
 def index():
     rows = []
     for experiment in get_storage().list_experiments():
@@ -191,17 +217,17 @@ def index():
         if entry is None:  # deleted meanwhile
             continue
         rows.append({"experiment": entry.experiment, "summary": words.summary(_stats(entry))})
-    return _render("report/index.html", rows=rows, refresh=_refresh())
+    return render_page("report/index.html", rows=rows, refresh=_refresh())
 
 
 @bp.get("/experiments/<key>")
-@login_required
+@require(REPORTS_READ)
 def experiment(key: str):
     entry = _entry(key)
     stats = _stats(entry)
     storage = get_storage()
     buckets = storage.time_series(entry.experiment.id)
-    return _render(
+    return render_page(
         "report/experiment.html",
         experiment=entry.experiment,
         stats=stats,
@@ -215,12 +241,14 @@ def experiment(key: str):
             "conversions": sum(v["conversions_total"] for v in stats["variants"]),
             "analysed": sum(v["visitors"] for v in stats["variants"]),
         },
+        history=audit.history(storage, entry.experiment.key, limit=HISTORY_ENTRIES),
+        action_labels=audit.ACTIONS,
         refresh=_refresh(),
     )
 
 
 @bp.post("/experiments/<key>/status")
-@login_required
+@require(EXPERIMENTS_WRITE)
 def change_status(key: str):
     experiment = _entry(key, fresh=False).experiment
     action = request.form.get("action")
@@ -231,7 +259,8 @@ def change_status(key: str):
     if action == "stop" and winner not in experiment.variant_keys:
         raise ValidationError("Choose the variant to serve to everyone when stopping.")
     svc = services()
-    set_status(svc.storage, svc.cache, experiment, status, winner if action == "stop" else None, time.time())
+    set_status(svc.storage, svc.cache, experiment, status, winner if action == "stop" else None, time.time(),
+               actor=current_actor())
     flash({"pause": "Paused: everyone sees the control and nothing is logged.",
            "resume": "Resumed: the experiment is running again.",
            "stop": f"Stopped: everyone now sees {winner}."}[action], "success")
@@ -285,7 +314,7 @@ def _json_field(text: str, name: str) -> Any:
 
 
 @bp.route("/experiments/new", methods=["GET", "POST"])
-@login_required
+@require(EXPERIMENTS_WRITE)
 def new_experiment():
     form = dict(FORM_DEFAULTS)
     error = None
@@ -293,7 +322,7 @@ def new_experiment():
         form.update({k: request.form.get(k, default) for k, default in FORM_DEFAULTS.items()})
         try:
             spec = parse_experiment(form_to_body(form))
-            create_experiment(get_storage(), spec, time.time())
+            create_experiment(get_storage(), spec, time.time(), actor=current_actor())
         except ValidationError as failure:
             error = failure.message
         except Conflict:
@@ -308,16 +337,16 @@ def new_experiment():
             plan_result = plan(plan_request(request.args))
         except ValidationError as failure:
             plan_error = failure.message
-    return _render("report/new.html", 400 if error else 200, form=form, error=error,
-                   modes=MODE_LABELS, rewards=("binary", "numeric"), plan=plan_result, plan_form=plan_form,
-                   plan_error=plan_error)
+    return render_page("report/new.html", 400 if error else 200, form=form, error=error,
+                       modes=MODE_LABELS, rewards=("binary", "numeric"), plan=plan_result, plan_form=plan_form,
+                       plan_error=plan_error)
 
 
 # -- downloads (session-authenticated twins of the admin API) ------------------------------------
 
 
 @bp.get("/experiments/<key>/stats.json")
-@login_required
+@require(REPORTS_READ)
 def stats_json(key: str):
     response = jsonify(_stats(_entry(key)))
     response.headers["Content-Disposition"] = f'attachment; filename="{key}-stats.json"'
@@ -325,6 +354,6 @@ def stats_json(key: str):
 
 
 @bp.get("/experiments/<key>/events.csv")
-@login_required
+@require(EVENTS_EXPORT)
 def events_csv(key: str):
     return events_csv_response(key)  # the API's download, behind the session instead of the bearer token

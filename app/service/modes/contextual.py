@@ -15,7 +15,16 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from bandits import ContextEncoder, Decision, EncodedContext, LinearArmState, LinearThompson, add_decision, add_reward, enrich
+from bandits import (
+    ContextEncoder,
+    Decision,
+    EncodedContext,
+    LinearArmState,
+    LinearThompson,
+    add_decision,
+    add_reward,
+    enrich,
+)
 from bandits.arm_state import load_arm_state
 from bandits.describe import describe
 from bandits.linear import remove_decision

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from bandits import ContextEncoder, PolicyConfigError
 
 from .errors import ValidationError
+from .metrics import ExperimentMetrics, parse_experiment_metrics
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 #: experiment keys the report's URLs take for themselves (/experiments/new is the create form)
@@ -51,6 +52,7 @@ class ExperimentSpec:
     context: tuple[Mapping[str, Any], ...] = ()
     decay_half_life_s: float | None = None  # contextual only
     allowed_origins: tuple[str, ...] = ()  # CORS allow-list for public endpoints; empty = any origin
+    metrics: ExperimentMetrics | None = None  # None: the implicit primary metric "reward" (fed by /reward)
 
     @property
     def variant_keys(self) -> tuple[str, ...]:
@@ -67,6 +69,8 @@ class Experiment(ExperimentSpec):
     winner: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: variants a stop_variant guardrail took out of allocation (their returning visitors see the control)
+    stopped_variants: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -74,6 +78,8 @@ class Experiment(ExperimentSpec):
         data["weights"] = dict(zip(self.variant_keys, self.weights)) if self.weights else None
         data["context"] = [dict(feature) for feature in self.context]
         data["allowed_origins"] = list(self.allowed_origins)
+        data["metrics"] = self.metrics.to_dict() if self.metrics is not None else None
+        data["stopped_variants"] = list(self.stopped_variants)
         data.pop("id")
         return data
 
@@ -161,7 +167,7 @@ def _context(raw: Any, mode: str) -> tuple[Mapping[str, Any], ...]:
 
 _FIELDS = {
     "key", "name", "mode", "variants", "control", "holdout", "min_share", "reward", "reward_window_s",
-    "sticky", "weights", "context", "decay", "allowed_origins",
+    "sticky", "weights", "context", "decay", "allowed_origins", "metrics",
 }
 
 
@@ -204,6 +210,7 @@ def parse_experiment(body: Any) -> ExperimentSpec:
         holdout=holdout, min_share=min_share, reward_window_s=window, sticky=sticky, weights=weights,
         context=_context(body.get("context"), mode), decay_half_life_s=half_life,
         allowed_origins=tuple(o.rstrip("/") for o in origins),
+        metrics=parse_experiment_metrics(body["metrics"]) if body.get("metrics") is not None else None,
     )
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from ..domain.errors import Conflict, NotFound, ValidationError
 from ..domain.experiments import STATUSES, Experiment, ExperimentSpec
 from ..storage import DuplicateKey, Storage
+from .metrics import resolve_spec
 from .policy_cache import LearningCache
 
 
 def create_experiment(storage: Storage, spec: ExperimentSpec, now: float) -> Experiment:
+    """Metrics are checked against the catalogue (and give the reward type) before anything is written."""
+    spec = resolve_spec(storage, spec)
     try:
         return storage.create_experiment(spec, now)
     except DuplicateKey:

@@ -31,6 +31,8 @@ from .base import (
     StoredAssignment,
     TimeBucket,
 )
+from .events import NewEvent
+from .metrics import GuardrailAction, MetricSums
 from .postgres import PostgresStorage
 from .sqlite import SQLiteStorage
 
@@ -59,7 +61,7 @@ def open_storage(url: str, settings: dict[str, Any] | None = None) -> Storage:
 
 
 __all__ = [
-    "PERIOD_SECONDS", "ArmTotals", "BACKENDS", "DuplicateKey", "LearningSnapshot", "ModelRemoval", "ModelUpdate",
+    "PERIOD_SECONDS", "ArmTotals", "BACKENDS", "DuplicateKey", "GuardrailAction", "MetricSums", "NewEvent", "LearningSnapshot", "ModelRemoval", "ModelUpdate",
     "NewAssignment", "SegmentTotals", "TimeBucket", "PrunedLog", "RewardResult", "Storage",
     "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "open_storage",
 ]

@@ -46,6 +46,8 @@ from .base import (
     StoredAssignment,
 )
 from .base import PERIOD_SECONDS
+from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
+from .metrics import MetricStore
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
 from .sql import Query, Rows, SqlStorage, T, Tx
 
@@ -236,7 +238,7 @@ class _SQLiteTx(Tx):
         return int(self.conn.execute(sql, params).lastrowid)
 
 
-class SQLiteStorage(SqlStorage):
+class SQLiteStorage(MetricStore, EventStore, SqlStorage):
     def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
                  background_checkpoints: bool = True) -> None:
         self.url = url
@@ -539,6 +541,7 @@ class SQLiteStorage(SqlStorage):
                     self._update_model_state(conn, erased.experiment_id, erased.variant_id, update)
                 conn.execute("DELETE FROM rewards WHERE assignment_id = ?", (erased.assignment_id,))
                 conn.execute("DELETE FROM assignments WHERE id = ?", (erased.assignment_id,))
+            conn.execute(ERASE_EVENTS_SQL, (visitor,))
             _lower_watermark(conn)
         return len(rows)
 
@@ -548,6 +551,7 @@ class SQLiteStorage(SqlStorage):
             conn.execute("DELETE FROM rewards WHERE assignment_id IN (SELECT id FROM assignments WHERE created_at < ?)",
                          (before,))
             deleted = conn.execute("DELETE FROM assignments WHERE created_at < ?", (before,)).rowcount
+            conn.execute(PRUNE_EVENTS_SQL, (before,))
             _lower_watermark(conn)
             if deleted:
                 conn.execute(

@@ -70,7 +70,8 @@ def experiment_stats(entry: PolicyEntry, storage: Storage, cache: LearningCache 
     result["metrics"] = [r.to_dict() for r in report.results]
     result["personalisation_guardrails"] = metric_analysis.personalisation_json(report)
     result["guardrail_actions"] = guardrails.actions_json(storage, experiment)
-    result["stopped_variants"] = list(experiment.stopped_variants)
+    stopped = [a["variant"] for a in result["guardrail_actions"] if a["action"] == "stop_variant"]
+    result["stopped_variants"] = list(dict.fromkeys([*experiment.stopped_variants, *stopped]))
     for key in metric_analysis.hurting(report):
         result["warnings"].append({"code": "personalisation_hurting",
                                    "message": f"personalisation is hurting: the policy's traffic is worse than the "

@@ -27,7 +27,7 @@ def test_visitor_token_is_required_and_bound_to_the_visitor(client, make_experim
     other = _assign(client, "v-2")["visitor_token"]
     event = [{"name": "purchase", "value": 49.9, "event_id": "order-991"}]
     missing = _events(client, {"visitor": "v-1", "events": event})
-    assert missing.status_code == 401 and missing.get_json()["error"]["code"] == "visitor_token_required"
+    assert missing.status_code == 403 and missing.get_json()["error"]["code"] == "visitor_token_required"
     for token in (other, mine[:-2] + "xx", "garbage"):
         refused = _events(client, {"visitor": "v-1", "visitor_token": token, "events": event})
         assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "invalid_visitor_token"

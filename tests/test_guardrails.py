@@ -62,6 +62,7 @@ def _metric(client, admin, **body):
     assert client.post("/api/v1/metrics", json=body, headers=admin).status_code == 201
 
 
+@pytest.mark.slow
 def test_stop_variant_guardrail_end_to_end(app, client, admin):
     _metric(client, admin, key="purchase_rate", type="conversion", event="purchase")
     _metric(client, admin, key="bounce", type="conversion", event="bounce", higher_is_better=False)

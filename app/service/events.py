@@ -2,7 +2,7 @@
 metric that feeds a bandit.
 
 * Public callers (pages) must send the ``visitor_token`` assign returned for this visitor
-  (``TokenSigner.verify_visitor``: missing 401, forged or another visitor's 403), so nobody
+  (``TokenSigner.verify_visitor``: missing, forged or another visitor's → 403), so nobody
   can write events into other visitors' histories; the event time is the request's.
 * Trusted server-side callers (the admin token; later a key with the ingest role) need no
   token and may set ``ts`` to backfill: not in the future, not older than the retention

@@ -93,6 +93,6 @@ class TokenSigner:
     def verify_visitor(self, token: object, visitor: str) -> None:
         if not isinstance(token, str) or not token:
             raise InvalidVisitorToken("visitor_token is required: send the one assign returned for this visitor",
-                                      code="visitor_token_required", status=401)
+                                      code="visitor_token_required")
         if not hmac.compare_digest(token.encode("utf-8", "replace"), self.sign_visitor(visitor).encode("ascii")):
             raise InvalidVisitorToken("visitor_token is not valid for this visitor")

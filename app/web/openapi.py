@@ -28,6 +28,19 @@ from ..domain.experiments import (
     REWARD_TYPES,
     STATUSES,
 )
+from ..domain.events import MAX_TOKEN_CHARS
+from ..domain.metrics import (
+    AGGREGATES,
+    EVENT_NAME_PATTERN,
+    GUARDRAIL_ACTIONS,
+    MAX_CAP,
+    MAX_GUARDRAILS,
+    MAX_SECONDARY,
+    MAX_WINDOW_S,
+    METRIC_KEY_PATTERN,
+    METRIC_TYPES,
+    REWARD_METRIC,
+)
 from ..domain.requests import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
 
 OPENAPI_VERSION = "3.1.0"
@@ -96,9 +109,12 @@ _ERROR_RESPONSES = {
     400: "Invalid request: malformed JSON (`invalid_json`) or a field that breaks a rule (`invalid_request`, "
          "`invalid_assignment_token`, `invalid_reward_value`); the message names the field. Nothing was written.",
     401: "Missing or wrong admin bearer token (`unauthorized`).",
-    403: "The request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`).",
-    404: "No such experiment (`experiment_not_found`) or assignment (`assignment_not_found`).",
-    409: "An experiment with this key exists already (`duplicate_key`).",
+    403: "The request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`); events "
+         "without the visitor's token (`visitor_token_required`) or with one that is forged or another "
+         "visitor's (`invalid_visitor_token`).",
+    404: "No such experiment (`experiment_not_found`), assignment (`assignment_not_found`) or metric "
+         "(`metric_not_found`).",
+    409: "An experiment or metric with this key exists already (`duplicate_key`).",
     413: "The body is larger than `LEVER_MAX_BODY_BYTES` (`payload_too_large`).",
     422: "The reward window after the assignment has closed (`reward_window_closed`).",
     429: "Over `LEVER_RATE_LIMIT` for this client (`rate_limited`); see Retry-After.",
@@ -106,6 +122,75 @@ _ERROR_RESPONSES = {
          "Rarely (PostgreSQL): the connection dropped during COMMIT and the outcome could not be checked, "
          "so the request may or may not have been recorded (`outcome_unknown`).",
 }
+
+
+def metric_schemas(key: dict[str, Any], number_or_null: dict[str, Any], p_value: dict[str, Any],
+                   interval: dict[str, Any], reason: dict[str, Any], visitor: dict[str, Any],
+                   max_events: int) -> dict[str, Any]:
+    """Schemas of the metric catalogue, events and the per-metric statistics (``app.domain.metrics``,
+    ``app.domain.events``, ``stats.metric_analysis``)."""
+    metric_key = {"type": "string", "pattern": METRIC_KEY_PATTERN.pattern}
+    event_name = {"type": "string", "pattern": EVENT_NAME_PATTERN.pattern}
+    part = _obj({"event": event_name, "aggregate": {"enum": list(AGGREGATES), "default": "sum"}}, ("event",))
+    window = {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW_S}
+    seconds = {"type": "integer", "minimum": 0, "maximum": MAX_WINDOW_S}
+    tunable = {"name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS}, "window_s": window,
+               "delay_s": seconds, "cap": _nullable({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_CAP}),
+               "higher_is_better": {"type": "boolean", "default": True}, "cuped_window_s": seconds}
+    guardrail = _obj({"status": {"enum": ["ok", "failing", "not_enough_data"]}, "always_valid_p_value": p_value,
+                      "bound": number_or_null, "threshold": number_or_null, "action": {"enum": list(GUARDRAIL_ACTIONS)},
+                      "reason": reason})
+    uplift = _nullable(_obj({
+        "absolute": number_or_null, "relative": number_or_null, "ci_relative": interval, "p_value": p_value,
+        "p_value_adjusted": p_value, "always_valid_p_value": p_value, "ci_always_valid": interval,
+        "decision": {"enum": ["better", "worse", "inconclusive"]}, "relative_scale": {"enum": [None, "log", "linear"]},
+        "test": {"type": "string"}, "reason": reason}, closed=False))
+    cuped = _nullable(_obj({"absolute": number_or_null, "ci_absolute": interval, "p_value": p_value,
+                            "variance_reduction": number_or_null}))
+    return {
+        "MetricDefinition": {**_obj({"key": {**metric_key, "not": {"const": REWARD_METRIC}},
+                                     "type": {"enum": list(METRIC_TYPES)}, "event": event_name,
+                                     "numerator": part, "denominator": part, **tunable}, ("key", "type")),
+                             "description": "event for conversion, count and sum; numerator and denominator for "
+                                            "ratio. cap winsorises each visitor's total (not for conversion)."},
+        "MetricUpdate": {**_obj(tunable, ()), "minProperties": 1},
+        "Metric": _obj({"key": metric_key, "type": {"enum": list(METRIC_TYPES)}, "event": event_name,
+                        "numerator": part, "denominator": part, **tunable, "created_at": {"type": "number"},
+                        "updated_at": {"type": "number"}},
+                       ("key", "name", "type", "window_s", "delay_s", "cap", "higher_is_better", "cuped_window_s")),
+        "ExperimentMetrics": _obj({
+            "primary": metric_key,
+            "secondary": {"type": "array", "maxItems": MAX_SECONDARY, "items": metric_key},
+            "guardrails": {"type": "array", "maxItems": MAX_GUARDRAILS, "items": {"anyOf": [metric_key, _obj({
+                "metric": metric_key, "max_regression": {"type": "number", "minimum": 0, "maximum": 10, "default": 0},
+                "action": {"enum": list(GUARDRAIL_ACTIONS), "default": "alert"}}, ("metric",))]}},
+        }, ("primary",), description="Catalogue keys; a metric appears once. Bandit and contextual modes learn "
+                                     "from the primary metric (not a ratio)."),
+        "EventsRequest": _obj({
+            "visitor": visitor,
+            "visitor_token": {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_CHARS},
+            "events": {"type": "array", "minItems": 1, "maxItems": max_events, "items": _obj({
+                "name": event_name, "value": {"type": "number", "default": 1, "minimum": -1e12, "maximum": 1e12},
+                "event_id": _ref("EventId"),
+                "ts": {"type": "number", "exclusiveMinimum": 0,
+                       "description": "Unix seconds; admin token only, not in the future, within retention."},
+            }, ("name",))},
+        }, ("visitor", "events")),
+        "EventsResult": _obj({"accepted": {"type": "integer", "minimum": 0},
+                              "duplicates": {"type": "integer", "minimum": 0}}),
+        "MetricResult": _obj({
+            "key": {"type": "string"}, "role": {"enum": ["primary", "secondary", "guardrail"]},
+            "type": {"enum": list(METRIC_TYPES)}, "reason": reason,
+            "variants": {"type": "array", "items": _obj({
+                "key": key, "visitors": {"type": "integer", "minimum": 0}, "value": number_or_null, "ci": interval,
+                "uplift": uplift, "cuped": cuped, "guardrail": _nullable(guardrail), "reason": reason,
+                "cuped_reason": reason})},
+        }, description="stats.metric_analysis.MetricResult.to_dict()"),
+        "GuardrailAction": _obj({"metric": {"type": "string"}, "variant": {"type": "string"},
+                                 "action": {"enum": list(GUARDRAIL_ACTIONS)}, "at": {"type": "number"},
+                                 "evidence": {"type": "object"}},
+                                description="variant `policy`: personalisation against the holdout."),
+    }
 
 
 # -- the document -------------------------------------------------------------------------
@@ -117,6 +202,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     string_chars = config["LEVER_MAX_STRING_CHARS"]
     batch = config["LEVER_MAX_BATCH"]
     body_bytes = config["LEVER_MAX_BODY_BYTES"]
+    max_events = config["LEVER_MAX_EVENTS"]
 
     key = {"type": "string", "pattern": KEY_PATTERN.pattern, "description": "An experiment or variant key."}
     probability = {"type": "number", "minimum": 0, "maximum": 1}
@@ -187,6 +273,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                                                             "maximum": MAX_HALF_LIFE_S}}),
                                     "description": "Mode contextual only."}),
                 "allowed_origins": {"type": "array", "items": {"type": "string", "maxLength": MAX_ORIGIN_CHARS}},
+                "metrics": _nullable(_ref("ExperimentMetrics")),
             }, ("key", "variants")),
             "example": {"key": "homepage-hero", "name": "Homepage hero", "mode": "bandit",
                         "variants": [{"key": "control", "payload": {"headline": "A"}},
@@ -209,15 +296,20 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "context": {"type": "array", "items": {"type": "object"}},
             "decay_half_life_s": number_or_null,
             "allowed_origins": {"type": "array", "items": {"type": "string"}},
+            "metrics": _nullable(_ref("ExperimentMetrics")),
+            "stopped_variants": {"type": "array", "items": key,
+                                 "description": "Variants a stop_variant guardrail took out of allocation."},
             "status": {"enum": list(STATUSES)},
             "winner": {"type": ["string", "null"]},
             "created_at": {"type": "number"},
             "updated_at": {"type": "number"},
         }),
         "ExperimentList": _obj({"experiments": {"type": "array", "items": _ref("Experiment")}}),
-        "ExperimentUpdate": {**_obj({"status": {"enum": list(STATUSES)}, "winner": {"type": ["string", "null"]}}, ()),
+        "ExperimentUpdate": {**_obj({"status": {"enum": list(STATUSES)}, "winner": {"type": ["string", "null"]},
+                                     "metrics": _ref("ExperimentMetrics")}, ()),
                              "minProperties": 1,
-                             "description": "A winner must be a variant key and goes with status stopped."},
+                             "description": "A winner must be a variant key and goes with status stopped; metrics "
+                                            "comes alone and keeps the primary metric."},
         "AssignRequest": {"oneOf": [
             _obj({"experiment": key, "visitor": visitor, "context": _ref("Context")}, ("experiment", "visitor")),
             _obj({"experiments": {"type": "array", "minItems": 1, "maxItems": batch, "uniqueItems": True,
@@ -240,10 +332,14 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                 "uncertainty": {"type": "object", "additionalProperties": {"type": "number"}},
                 "ignored_context_keys": {"type": "array", "items": {"type": "string"}},
             }, (), closed=False, description="Contextual mode, new assignments only."),
+            "visitor_token": _ref("VisitorToken"),
         }, ("assignment", "experiment", "variant", "payload", "propensity", "holdout", "model_version", "status",
-            "sticky")),
-        "BatchAssignment": _obj({"visitor": {"type": "string"},
+            "sticky", "visitor_token")),
+        "BatchAssignment": _obj({"visitor": {"type": "string"}, "visitor_token": _ref("VisitorToken"),
                                  "assignments": {"type": "array", "items": _ref("Assignment")}}),
+        "VisitorToken": {"type": "string", "description": "Signed, bound to the visitor id: send it with the "
+                                                          "visitor's events (POST /api/v1/events)."},
+        **metric_schemas(key, number_or_null, p_value, interval, reason, visitor, max_events),
         "RewardRequest": {"oneOf": [
             _obj({"assignment": {"type": "string", "minLength": 1, "description": "The token from assign."},
                   "value": {"type": "number", "default": 1}, "event_id": _ref("EventId")}, ("assignment",)),
@@ -333,6 +429,13 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "bayesian": {"type": "object"},
             "allocation_source": {"type": ["string", "null"]},
             "warnings": {"type": "array", "items": _obj({"code": {"type": "string"}, "message": {"type": "string"}})},
+            "metrics": {"type": "array", "items": _ref("MetricResult"),
+                        "description": f"Per metric (without metrics: the implicit `{REWARD_METRIC}`)."},
+            "personalisation_guardrails": {"type": "array", "items": {"type": "object"},
+                                           "description": "Policy traffic against the holdout, primary metric "
+                                                          "and guardrails."},
+            "guardrail_actions": {"type": "array", "items": _ref("GuardrailAction")},
+            "stopped_variants": {"type": "array", "items": key},
             "reason": reason,
         }, ("experiment", "mode", "reward", "control", "status", "model_version", "analysis_slice", "variants",
             "srm", "personalisation", "off_policy", "segments", "warnings"), closed=False,
@@ -357,7 +460,9 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "rewards": {"type": "array", "items": _obj({"value": {"type": "number"},
                                                         "event_id": {"type": ["string", "null"]},
                                                         "created_at": {"type": "number"}})},
-        }, closed=False)}}),
+        }, closed=False)}, "events": {"type": "array", "items": _obj({
+            "name": {"type": "string"}, "value": {"type": "number"}, "event_id": {"type": ["string", "null"]},
+            "ts": {"type": "number"}, "created_at": {"type": "number"}})}}),
         "VisitorErased": _obj({"visitor": {"type": "string"}, "erased_assignments": {"type": "integer", "minimum": 0}}),
         "Health": _obj({"status": {"const": "ok"}, "worker": {"type": "integer"}}),
     }
@@ -448,6 +553,38 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                                            "headers": cors_headers},
                                    **_errors(400, 403, 404, 413, 422, 429, 503)}},
             "options": preflight("reward preflight"),
+        },
+        "/api/v1/metrics": {
+            "post": {"summary": "Define a metric", "operationId": "create_metric", "tags": ["admin"],
+                     "security": admin, "requestBody": body("MetricDefinition"),
+                     "responses": {"201": _json(_ref("Metric"), "The stored metric."),
+                                   **_errors(400, 401, 409, 413, 503)}},
+            "get": {"summary": "The metric catalogue", "operationId": "list_metrics", "tags": ["admin"],
+                    "security": admin,
+                    "responses": {"200": _json(_obj({"metrics": {"type": "array", "items": _ref("Metric")}}),
+                                               "Every metric."), **_errors(401, 503)}},
+        },
+        "/api/v1/metrics/{key}": {
+            "parameters": [{"name": "key", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": METRIC_KEY_PATTERN.pattern}, "example": "revenue"}],
+            "get": {"summary": "One metric", "operationId": "get_metric", "tags": ["admin"], "security": admin,
+                    "responses": {"200": _json(_ref("Metric"), "The metric."), **_errors(401, 404, 503)}},
+            "patch": {"summary": "Change a metric's name, window, delay, cap, direction or CUPED window",
+                      "operationId": "update_metric", "tags": ["admin"], "security": admin,
+                      "requestBody": body("MetricUpdate", {"cap": 500}),
+                      "responses": {"200": _json(_ref("Metric"), "The updated metric."),
+                                    **_errors(400, 401, 404, 413, 503)}},
+        },
+        "/api/v1/events": {
+            "post": {"summary": "Record a visitor's events", "operationId": "events", "tags": ["public"],
+                     "security": [], "description": "Pages send the visitor_token of their assign response; "
+                     "server-side callers with the admin bearer token send none and may set ts.",
+                     "requestBody": body("EventsRequest", {"visitor": "v-123", "visitor_token": "…", "events": [
+                         {"name": "purchase", "value": 49.9, "event_id": "order-991"}]}),
+                     "responses": {"202": {**_json(_ref("EventsResult"), "Stored (duplicates counted once)."),
+                                           "headers": cors_headers},
+                                   **_errors(400, 403, 413, 429, 503)}},
+            "options": preflight("events preflight"),
         },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "operationId": "openapi", "tags": ["meta"], "security": [],

@@ -172,8 +172,9 @@ def metric_schemas(key: dict[str, Any], number_or_null: dict[str, Any], p_value:
             "events": {"type": "array", "minItems": 1, "maxItems": max_events, "items": _obj({
                 "name": event_name, "value": {"type": "number", "default": 1, "minimum": -1e12, "maximum": 1e12},
                 "event_id": _ref("EventId"),
-                "ts": {"type": "number", "exclusiveMinimum": 0,
-                       "description": "Unix seconds; admin token only, not in the future, within retention."},
+                "ts": _nullable({"type": "number", "exclusiveMinimum": 0,
+                                 "description": "Unix seconds; admin token only, not in the future, within "
+                                                "retention. Null or absent: the arrival time."}),
             }, ("name",))},
         }, ("visitor", "events")),
         "EventsResult": _obj({"accepted": {"type": "integer", "minimum": 0},

@@ -168,7 +168,8 @@ def metric_schemas(key: dict[str, Any], number_or_null: dict[str, Any], p_value:
                                      "from the primary metric (not a ratio)."),
         "EventsRequest": _obj({
             "visitor": visitor,
-            "visitor_token": {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_CHARS},
+            "visitor_token": _nullable({"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_CHARS,
+                                        "description": "From assign; required without the admin token."}),
             "events": {"type": "array", "minItems": 1, "maxItems": max_events, "items": _obj({
                 "name": event_name, "value": {"type": "number", "default": 1, "minimum": -1e12, "maximum": 1e12},
                 "event_id": _ref("EventId"),

@@ -8,7 +8,7 @@ export FLASK_APP := app
 
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test wrk bench bench-postgres bench-stats bench-report bench-bandits init-db clean
+.PHONY: run test wrk bench bench-postgres bench-stats bench-report bench-bandits bench-metrics bench-inprocess init-db clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -53,6 +53,12 @@ bench-stats: $(VENV)/.installed-test  # stats of an experiment with 10 million a
 
 bench-report: $(VENV)/.installed-test  # report page of an experiment with 1 million assignments
 	$(PY) benchmarks/report_render.py
+
+bench-metrics: $(VENV)/.installed-test  # stats of an experiment with 5 metrics at scale (SQLite; add DATABASE_URL for PostgreSQL)
+	$(PY) benchmarks/metrics_scale.py
+
+bench-inprocess: $(VENV)/.installed-test  # one assign and one reward through the Flask app, no network
+	$(PY) benchmarks/assign_inprocess.py
 
 bench-bandits: $(VENV)/.installed-bench
 	$(PY) benchmarks/bandits_bench.py

@@ -16,6 +16,7 @@ from bandits import ContextEncoder, PolicyConfigError
 from bandits.schema import normalise_schema
 
 from .errors import ValidationError
+from .metrics import ExperimentMetrics, parse_experiment_metrics
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 #: experiment keys the report's URLs take for themselves (/experiments/new is the create form)
@@ -58,6 +59,7 @@ class ExperimentSpec:
     crosses: tuple[tuple[str, str], ...] = ()
     #: contextual only: typical seconds from assignment to conversion (recent decisions are not yet failures)
     reward_delay_s: float | None = None
+    metrics: ExperimentMetrics | None = None  # None: the implicit primary metric "reward" (fed by /reward)
 
     @property
     def variant_keys(self) -> tuple[str, ...]:
@@ -74,6 +76,8 @@ class Experiment(ExperimentSpec):
     winner: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: variants a stop_variant guardrail took out of allocation (their returning visitors see the control)
+    stopped_variants: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -82,6 +86,8 @@ class Experiment(ExperimentSpec):
         data["context"] = [dict(feature) for feature in self.context]
         data["allowed_origins"] = list(self.allowed_origins)
         data["crosses"] = [list(pair) for pair in self.crosses]
+        data["metrics"] = self.metrics.to_dict() if self.metrics is not None else None
+        data["stopped_variants"] = list(self.stopped_variants)
         data.pop("id")
         return data
 
@@ -181,6 +187,7 @@ def _context(raw: Any, crosses: Any, mode: str) -> tuple[tuple[Mapping[str, Any]
 _FIELDS = {
     "key", "name", "mode", "variants", "control", "holdout", "min_share", "reward", "reward_window_s",
     "sticky", "weights", "context", "decay", "allowed_origins", "planned_visitors", "crosses", "reward_delay_s",
+    "metrics",
 }
 MAX_PLANNED_VISITORS = 10**9
 
@@ -236,6 +243,7 @@ def parse_experiment(body: Any) -> ExperimentSpec:
         holdout=holdout, min_share=min_share, reward_window_s=window, sticky=sticky, weights=weights,
         context=context, crosses=crosses, reward_delay_s=delay, decay_half_life_s=half_life,
         allowed_origins=tuple(o.rstrip("/") for o in origins), planned_visitors=planned,
+        metrics=parse_experiment_metrics(body["metrics"]) if body.get("metrics") is not None else None,
     )
 
 

@@ -6,6 +6,7 @@ variant keys and hands the sums to ``stats``.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import stats
@@ -14,7 +15,8 @@ from stats.inputs import PeriodAggregate
 
 from ..domain.experiments import Experiment
 from ..storage import ArmTotals, Storage
-from .policy_cache import PolicyEntry
+from . import guardrails, metric_analysis
+from .policy_cache import LearningCache, PolicyEntry
 
 #: modes whose traffic is allocated adaptively (their decisions use every visitor, period by period)
 ADAPTIVE_MODES = frozenset({"bandit", "contextual"})
@@ -58,10 +60,29 @@ def build_aggregate(experiment: Experiment, entry: PolicyEntry, storage: Storage
     )
 
 
-def experiment_stats(entry: PolicyEntry, storage: Storage) -> dict[str, Any]:
-    """The stats JSON of ``GET /api/v1/experiments/<key>/stats`` for this learning state."""
+def experiment_stats(entry: PolicyEntry, storage: Storage, cache: LearningCache | None = None,
+                     now: float | None = None, on_action: guardrails.ActionHook | None = None) -> dict[str, Any]:
+    """The stats JSON of ``GET /api/v1/experiments/<key>/stats`` for this learning state.
+
+    ``metrics``: the ``stats.MetricResult.to_dict()`` of each metric (the implicit ``reward``
+    without metrics); ``personalisation_guardrails``: policy traffic against the holdout on the
+    primary metric and the guardrails; ``guardrail_actions``: what failing guardrails did. With
+    a ``cache`` the guardrails are enforced first (every stats request evaluates them).
+    """
     experiment = entry.experiment
     result = stats.analyse(build_aggregate(experiment, entry, storage)).to_dict()
     result["model_version"] = entry.model_version
     result["status"] = experiment.status
+    report = metric_analysis.analyse(entry, storage)
+    if cache is not None and experiment.status == "running":
+        guardrails.enforce(entry, report, storage, cache, time.time() if now is None else now, on_action)
+    result["metrics"] = [r.to_dict() for r in report.results]
+    result["personalisation_guardrails"] = metric_analysis.personalisation_json(report)
+    result["guardrail_actions"] = guardrails.actions_json(storage, experiment)
+    stopped = [a["variant"] for a in result["guardrail_actions"] if a["action"] == "stop_variant"]
+    result["stopped_variants"] = list(dict.fromkeys([*experiment.stopped_variants, *stopped]))
+    for key in metric_analysis.hurting(report):
+        result["warnings"].append({"code": "personalisation_hurting",
+                                   "message": f"personalisation is hurting: the policy's traffic is worse than the "
+                                              f"random holdout on {key} (always-valid test)"})
     return result

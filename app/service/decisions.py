@@ -65,11 +65,16 @@ def _choose(entry: PolicyEntry, visitor: str, stored_visitor: str, context: Any,
 def _response(experiment: Experiment, assignment: StoredAssignment, signer: TokenSigner,
               explanation: dict[str, Any] | None = None) -> dict[str, Any]:
     variant = next(v for v in experiment.variants if v.id == assignment.variant_id)
+    # a returning visitor of a variant a guardrail stopped sees the control; the token (and the
+    # statistics: intention to treat) keep the assignment as it was made
+    shown = variant
+    if variant.key in experiment.stopped_variants:
+        shown = next(v for v in experiment.variants if v.key == experiment.control)
     body = {
         "assignment": signer.sign(assignment.id, experiment.key, variant.key, assignment.visitor),
         "experiment": experiment.key,
-        "variant": variant.key,
-        "payload": dict(variant.payload),
+        "variant": shown.key,
+        "payload": dict(shown.payload),
         "propensity": assignment.propensity,
         "holdout": assignment.holdout,
         "model_version": assignment.model_version,
@@ -137,6 +142,9 @@ def assign(request: AssignRequest, info: RequestInfo, services: Services,
             experiment = choice.entry.experiment
             explanation = None if assignment.existing else choice.explanation
             results[experiment.key] = _response(experiment, assignment, services.signer, explanation)
+    visitor_token = services.signer.sign_visitor(request.visitor)  # lets the page send this visitor's events
+    for result in results.values():
+        result["visitor_token"] = visitor_token
     return [results[key] for key in request.experiments]
 
 

@@ -9,6 +9,7 @@ from ..domain.audit import SYSTEM_ACTOR, AuditEntry
 from ..domain.errors import Conflict, NotFound, ValidationError
 from ..domain.experiments import STATUSES, Experiment, ExperimentSpec
 from ..storage import DuplicateKey, Storage
+from .metrics import resolve_spec
 from .policy_cache import LearningCache
 from .webhooks import experiment_stopped
 
@@ -21,10 +22,13 @@ def spec_summary(spec: ExperimentSpec) -> dict[str, Any]:
     return {"key": spec.key, "name": spec.name, "mode": spec.mode, "reward": spec.reward,
             "variants": list(spec.variant_keys), "control": spec.control, "holdout": spec.holdout,
             "sticky": spec.sticky, "weights": list(spec.weights) if spec.weights else None,
-            "allowed_origins": list(spec.allowed_origins)}
+            "allowed_origins": list(spec.allowed_origins),
+            "metrics": spec.metrics.to_dict() if spec.metrics is not None else None}
 
 
 def create_experiment(storage: Storage, spec: ExperimentSpec, now: float, actor: str = SYSTEM_ACTOR) -> Experiment:
+    """Metrics are checked against the catalogue (and give the reward type) before anything is written."""
+    spec = resolve_spec(storage, spec)
     entry = AuditEntry(actor=actor, action="experiment.created", experiment_key=spec.key,
                        after=spec_summary(spec), at=now)
     try:

@@ -19,7 +19,8 @@ from bandits import ContextEncoder
 
 from ..domain.experiments import Experiment
 from ..storage import LearningSnapshot, Storage
-from .modes import MODES, FittedPolicy, FixedPolicy, holdout_policy
+from .modes import MODES, FittedPolicy, holdout_policy
+from .modes.stopped import WithoutStopped, served_mask
 from .segments import segment_encoder
 
 
@@ -33,11 +34,15 @@ class PolicyEntry:
     loaded_at: float  # monotonic seconds
     refreshed_at: float  # wall-clock seconds
     segmenter: ContextEncoder = field(init=False)
-    holdout: FixedPolicy = field(init=False)
+    holdout: FittedPolicy = field(init=False)
 
     def __post_init__(self) -> None:
         self.segmenter = segment_encoder(self.experiment)
         self.holdout = holdout_policy(self.experiment)
+        if self.experiment.stopped_variants:  # a guardrail stopped some: allocate over the rest
+            mask = served_mask(self.experiment)
+            self.policy = WithoutStopped(self.policy, mask)
+            self.holdout = WithoutStopped(self.holdout, mask)
 
     @property
     def model_version(self) -> int:

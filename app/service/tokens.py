@@ -22,11 +22,20 @@ from dataclasses import dataclass
 from ..domain.errors import LeverError
 
 _VERSION = b"lever.assignment.v1:"
+#: visitor tokens: another purpose prefix, so neither kind of token can pass for the other
+_VISITOR_VERSION = b"lever.visitor.v1:"
 
 
 class InvalidToken(LeverError):
     status = 400
     code = "invalid_assignment_token"
+
+
+class InvalidVisitorToken(LeverError):
+    """POST /events from a page without a valid token for this visitor (missing, forged, another's)."""
+
+    status = 403
+    code = "invalid_visitor_token"
 
 
 @dataclass(frozen=True)
@@ -74,3 +83,16 @@ class TokenSigner:
         if len(parts) != 4 or not parts[0].isdigit():
             raise InvalidToken("assignment token is malformed")
         return TokenClaims(int(parts[0]), parts[1], parts[2], parts[3])
+
+    # -- visitor tokens: who may write events into a visitor's history --------------------
+    def sign_visitor(self, visitor: str) -> str:
+        """The ``visitor_token`` of the assign response: base64url(HMAC(prefix + visitor id as sent)),
+        the same for every assignment of the visitor (no state, no expiry: it proves only who)."""
+        return _b64encode(hmac.new(self._key, _VISITOR_VERSION + visitor.encode("utf-8"), hashlib.sha256).digest())
+
+    def verify_visitor(self, token: object, visitor: str) -> None:
+        if not isinstance(token, str) or not token:
+            raise InvalidVisitorToken("visitor_token is required: send the one assign returned for this visitor",
+                                      code="visitor_token_required")
+        if not hmac.compare_digest(token.encode("utf-8", "replace"), self.sign_visitor(visitor).encode("ascii")):
+            raise InvalidVisitorToken("visitor_token is not valid for this visitor")

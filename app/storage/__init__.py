@@ -33,6 +33,8 @@ from .base import (
     StoredAssignment,
     TimeBucket,
 )
+from .events import NewEvent
+from .metrics import GuardrailAction, MetricSums
 from .postgres import PostgresStorage
 from .sqlite import SQLiteStorage
 
@@ -61,8 +63,9 @@ def open_storage(url: str, settings: dict[str, Any] | None = None) -> Storage:
 
 
 __all__ = [
-    "PERIOD_SECONDS", "AccountStore", "ArmTotals", "AuditStore", "BACKENDS", "DuplicateEmail",
-    "InvitationUnavailable", "DuplicateKey", "LearningSnapshot", "ModelRemoval", "ModelUpdate",
+    "PERIOD_SECONDS", "AccountStore", "ArmTotals", "AuditStore", "BACKENDS", "DuplicateEmail", "GuardrailAction",
+    "InvitationUnavailable", "DuplicateKey", "LearningSnapshot", "MetricSums", "ModelRemoval", "ModelUpdate",
+    "NewEvent",
     "NewAssignment", "SegmentTotals", "TimeBucket", "PrunedLog", "RewardResult", "Storage",
     "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "open_storage",
 ]

@@ -80,6 +80,8 @@ from .base import (
     StoredAssignment,
     period_of,
 )
+from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
+from .metrics import MetricStore
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
 from .sql import Query, Rows, SqlStorage, Tx, maybe_audit
 from .webhooks import WebhookStore
@@ -213,7 +215,9 @@ class _PostgresTx(Tx):
         return row_id
 
 
-class PostgresStorage(AccountStore, AuditStore, WebhookStore, SqlStorage):
+class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventStore, SqlStorage):
+    _SCALAR_MIN = "LEAST"
+
     def __init__(self, url: str, min_size: int = 1, max_size: int = 4, timeout_s: float = 5.0) -> None:
         self.url = url
         self.conninfo = _normalise_url(url)
@@ -581,6 +585,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, SqlStorage):
             rows = conn.execute(
                 f"SELECT {records.ERASE_COLUMNS} FROM assignments WHERE visitor = %s ORDER BY id FOR UPDATE", (visitor,)
             ).fetchall()
+            conn.execute(_placeholders(ERASE_EVENTS_SQL), (visitor,))
             maybe_audit(_PostgresTx(conn, tx), audit)
             if not rows:
                 return 0
@@ -610,6 +615,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, SqlStorage):
             conn.execute("DELETE FROM rewards WHERE assignment_id IN "
                          "(SELECT id FROM assignments WHERE created_at < %s)", (before,))
             deleted = conn.execute("DELETE FROM assignments WHERE created_at < %s", (before,)).rowcount
+            conn.execute(_placeholders(PRUNE_EVENTS_SQL), (before,))
             if deleted:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('pruned_before', %s) ON CONFLICT (key) DO UPDATE "

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..domain.experiments import Experiment, ExperimentSpec, Variant
+from ..domain.metrics import experiment_metrics_from_dict
 from .base import (
     COUNTER_COLUMNS,
     ArmTotals,
@@ -30,7 +31,7 @@ from .base import (
 #: columns of ``experiments`` read by ``experiments``, in its row order
 EXPERIMENT_COLUMNS = (
     "id, key, name, mode, reward, control, holdout, min_share, reward_window_s, sticky, context, "
-    "options, status, winner, created_at, updated_at"
+    "options, status, winner, created_at, updated_at, stopped_variants"
 )
 #: columns of ``variants`` read by ``experiments``, in its row order
 VARIANT_COLUMNS = "experiment_id, id, key, payload, weight"
@@ -45,11 +46,15 @@ def experiment_values(spec: ExperimentSpec, now: float) -> tuple[Any, ...]:
     """Parameters of the experiment insert, in ``EXPERIMENT_INSERT_COLUMNS`` order without status and winner."""
     return (spec.key, spec.name, spec.mode, spec.reward, spec.control, spec.holdout, spec.min_share,
             spec.reward_window_s, int(spec.sticky), json.dumps(list(spec.context)),
-            json.dumps({"decay_half_life_s": spec.decay_half_life_s,
-                        "allowed_origins": list(spec.allowed_origins),
-                        "planned_visitors": spec.planned_visitors,
-                        "crosses": [list(pair) for pair in spec.crosses],
-                        "reward_delay_s": spec.reward_delay_s}), now, now)
+            json.dumps(experiment_options(spec)), now, now)
+
+
+def experiment_options(spec: ExperimentSpec) -> dict[str, Any]:
+    """The ``options`` JSON of an experiment: what has no column of its own."""
+    return {"decay_half_life_s": spec.decay_half_life_s, "allowed_origins": list(spec.allowed_origins),
+            "planned_visitors": spec.planned_visitors, "crosses": [list(pair) for pair in spec.crosses],
+            "reward_delay_s": spec.reward_delay_s,
+            "metrics": spec.metrics.to_dict() if spec.metrics is not None else None}
 
 
 def variant_values(experiment_id: int, spec: ExperimentSpec) -> list[tuple[Any, ...]]:
@@ -79,6 +84,8 @@ def experiments(rows: Sequence[Sequence[Any]], variant_rows: Sequence[Sequence[A
             planned_visitors=options.get("planned_visitors"),
             crosses=tuple(tuple(pair) for pair in options.get("crosses", ())),
             reward_delay_s=options.get("reward_delay_s"),
+            metrics=experiment_metrics_from_dict(options.get("metrics")),
+            stopped_variants=tuple(json.loads(row[16])) if row[16] else (),
             variants=tuple(Variant(key=v[2], payload=json.loads(v[3]), id=v[1]) for v in variants),
         ))
     return found

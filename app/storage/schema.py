@@ -168,5 +168,32 @@ def _v5(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 5: _v5}
+def _v4(db: sqlite_utils.Database) -> None:
+    """Metrics and events: the metric catalogue, the site's events (one row per event, kept as
+    history even for unexposed visitors), guardrail actions, stopped variants, and leases.
+
+    events: unique (visitor, event_id) makes a retried event count once (NULL ids never
+    collide); (visitor, name, ts, value) covers the metric aggregate, which seeks each exposed
+    visitor's events of the metric's names in a time range.
+    """
+    db["metrics"].create({"key": str, "definition": str, "created_at": float, "updated_at": float},
+                         pk="key", not_null={"definition"})
+    db["events"].create(
+        {"id": int, "visitor": str, "name": str, "value": float, "event_id": str, "ts": float, "created_at": float},
+        pk="id", not_null={"visitor", "name", "value", "ts", "created_at"},
+    )
+    db["events"].create_index(["visitor", "event_id"], unique=True)
+    db["events"].create_index(["visitor", "name", "ts", "value"])
+    db["guardrail_actions"].create(
+        {"id": int, "experiment_id": int, "metric": str, "variant": str, "action": str, "at": float,
+         "evidence": str},
+        pk="id", foreign_keys=[("experiment_id", "experiments", "id")],
+        not_null={"experiment_id", "metric", "variant", "action", "at"},
+    )
+    db["guardrail_actions"].create_index(["experiment_id", "metric", "variant", "action"], unique=True)
+    db["leases"].create({"name": str, "holder": str, "expires_at": float}, pk="name", not_null={"expires_at"})
+    db.execute("ALTER TABLE experiments ADD COLUMN stopped_variants TEXT")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -49,6 +49,8 @@ from .base import (
     StoredAssignment,
     period_of,
 )
+from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
+from .metrics import MetricStore
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
 from .sql import Query, Rows, SqlStorage, T, Tx, maybe_audit
 from .webhooks import WebhookStore
@@ -241,7 +243,7 @@ class _SQLiteTx(Tx):
         return int(self.conn.execute(sql, params).lastrowid)
 
 
-class SQLiteStorage(AccountStore, AuditStore, WebhookStore, SqlStorage):
+class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventStore, SqlStorage):
     def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
                  background_checkpoints: bool = True) -> None:
         self.url = url
@@ -546,6 +548,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, SqlStorage):
                     self._update_model_state(conn, erased.experiment_id, erased.variant_id, update)
                 conn.execute("DELETE FROM rewards WHERE assignment_id = ?", (erased.assignment_id,))
                 conn.execute("DELETE FROM assignments WHERE id = ?", (erased.assignment_id,))
+            conn.execute(ERASE_EVENTS_SQL, (visitor,))
             _lower_watermark(conn)
             maybe_audit(_SQLiteTx(conn), audit)
         return len(rows)
@@ -556,6 +559,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, SqlStorage):
             conn.execute("DELETE FROM rewards WHERE assignment_id IN (SELECT id FROM assignments WHERE created_at < ?)",
                          (before,))
             deleted = conn.execute("DELETE FROM assignments WHERE created_at < ?", (before,)).rowcount
+            conn.execute(PRUNE_EVENTS_SQL, (before,))
             _lower_watermark(conn)
             if deleted:
                 conn.execute(

@@ -14,6 +14,7 @@ from ..domain.requests import visitor_id
 from ..service import exports, privacy
 from ..service.analysis import experiment_stats
 from ..service.experiments import create_experiment, experiment_or_404, set_status
+from ..service.metrics import update_experiment_metrics
 from ..service.permissions import (
     EVENTS_EXPORT,
     EXPERIMENTS_WRITE,
@@ -56,8 +57,13 @@ def update_experiment(key: str):
     svc = services()
     experiment = experiment_or_404(svc.storage, key)
     body = json_body()
-    if not isinstance(body, dict) or not body or set(body) - {"status", "winner"}:
-        raise ValidationError("PATCH takes status and, with status stopped, winner")
+    if not isinstance(body, dict) or not body or set(body) - {"status", "winner", "metrics"}:
+        raise ValidationError("PATCH takes status and, with status stopped, winner; or metrics")
+    if "metrics" in body:
+        if set(body) != {"metrics"}:
+            raise ValidationError("PATCH metrics on its own (secondary and guardrails; the primary stays)")
+        updated = update_experiment_metrics(svc.storage, svc.cache, experiment, body["metrics"], time.time())
+        return jsonify(updated.to_dict())
     updated = set_status(svc.storage, svc.cache, experiment, body.get("status", experiment.status),
                          body.get("winner"), time.time(), actor=current_actor())
     return jsonify(updated.to_dict())
@@ -75,7 +81,8 @@ def fresh_entry(key: str, fresh: bool = True) -> PolicyEntry:
 @require(REPORTS_READ)
 def stats(key: str):
     """Every statistic of the experiment (see README, "Statistics")."""
-    return jsonify(experiment_stats(fresh_entry(key), services().storage))
+    svc = services()
+    return jsonify(experiment_stats(fresh_entry(key), svc.storage, svc.cache))
 
 
 def describe_policy(entry: PolicyEntry) -> dict:
@@ -152,7 +159,9 @@ def _stored_visitor(visitor: str) -> str:
 @require(VISITORS_MANAGE)
 def export_visitor(visitor: str):
     """Everything Lever stores about one visitor (data-subject access)."""
-    return jsonify({"visitor": visitor, "assignments": services().storage.visitor_events(_stored_visitor(visitor))})
+    storage, stored = services().storage, _stored_visitor(visitor)
+    return jsonify({"visitor": visitor, "assignments": storage.visitor_events(stored),
+                    "events": storage.visitor_event_log(stored)})
 
 
 @bp.delete("/visitors/<path:visitor>")

@@ -18,6 +18,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..domain.requests import Limits
 from ..service.decisions import Services
+from ..service.events import EventRoutes
+from ..service.guardrails import GuardrailMonitor
 from ..service.policy_cache import LearningCache
 from ..service.privacy import VisitorIds
 from ..service.tokens import TokenSigner
@@ -26,6 +28,8 @@ from ..storage import Storage
 from . import (
     admin_api,
     db,
+    events_api,
+    metrics_api,
     openapi,
     public_api,
     report,
@@ -73,6 +77,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # One generator per worker process, seeded from OS entropy; policies receive it.
         rng=np.random.default_rng(),
     )
+    services = app.extensions["lever.services"]
+    app.extensions[events_api.ROUTES] = EventRoutes(settings["LEVER_REFRESH_MS"] / 1000.0)
+    # guardrails on a schedule: a daemon thread per worker, started by its first request (after
+    # gunicorn's fork); a database lease lets one process evaluate per interval. Not in tests.
+    monitor = GuardrailMonitor(store, services.cache, 0 if app.testing else settings["LEVER_GUARDRAIL_INTERVAL_S"])
+    app.extensions["lever.guardrails"] = monitor
+    app.before_request(monitor.ensure_started)
     if app.config["LEVER_PROXY_COUNT"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["LEVER_PROXY_COUNT"],
                                 x_proto=app.config["LEVER_PROXY_COUNT"])
@@ -82,6 +93,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(public_api.bp, url_prefix="/api/v1")  # assign, reward
     app.register_blueprint(admin_api.bp, url_prefix="/api/v1")  # experiments, stats, visitors
     app.register_blueprint(webhooks_api.bp, url_prefix="/api/v1")  # webhooks and their delivery logs
+    app.register_blueprint(metrics_api.bp, url_prefix="/api/v1")  # the metric catalogue
+    app.register_blueprint(events_api.bp, url_prefix="/api/v1")  # events
     app.register_blueprint(openapi.bp)  # GET /api/v1/openapi.json
     app.register_blueprint(snippet.bp)  # GET /lever.js, GET /demo
     app.register_blueprint(report.bp)  # report pages: /, /login, /experiments/<key>

@@ -22,6 +22,7 @@ from flask import Flask, Response, request
 from limits import RateLimitItem, parse_many, storage, strategies
 
 from .errors import error_response
+from .events_api import ENDPOINTS as EVENT_ENDPOINTS
 from .public_api import ENDPOINTS as PUBLIC_ENDPOINTS
 
 #: password guessing: failed or not, login attempts per client address
@@ -65,7 +66,7 @@ def init_rate_limits(app: Flask) -> None:
     app.extensions["lever.rate_limits"] = limits
     limits.add(LOGIN_ENDPOINT, LOGIN_LIMIT, "login", ("POST",))
     if app.config["LEVER_RATE_LIMIT"]:
-        for endpoint in PUBLIC_ENDPOINTS:
-            # one budget for assign and reward; preflights (OPTIONS) are free
+        for endpoint in PUBLIC_ENDPOINTS + EVENT_ENDPOINTS:
+            # one budget for assign, reward and events; preflights (OPTIONS) are free
             limits.add(endpoint, app.config["LEVER_RATE_LIMIT"], "public", ("POST",))
     app.before_request(limits.check)

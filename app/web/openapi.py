@@ -10,7 +10,7 @@ the running app answers as documented.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from flask import Blueprint, current_app, jsonify
 
@@ -35,25 +35,22 @@ from ..domain.experiments import (
     REWARD_TYPES,
     STATUSES,
 )
-from ..domain.requests import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
-from ..domain.webhooks import (
-    EVENT_TYPES,
-    FORMATS,
-    MAX_SECRET_CHARS,
-    MAX_URL_CHARS,
-    MIN_SECRET_CHARS,
-    URL_SCHEMES,
+from ..domain.metrics import (
+    METRIC_KEY_PATTERN,
+    REWARD_METRIC,
 )
+from ..domain.requests import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
 from ..service.permissions import (
-    ADMIN,
     EVENTS_EXPORT,
     EXPERIMENTS_WRITE,
+    METRICS_WRITE,
     REPORTS_READ,
     VISITORS_MANAGE,
 )
-from ..service.webhooks import DELIVERY_LOG_LIMIT, MAX_WEBHOOK_ID
-from ..storage.webhooks import DELIVERED, FAILED, PENDING
+from .openapi_metrics import metric_schemas
+from .openapi_schema import error, errors, json, nullable, obj, ref
 from .openapi_team import permission, team_document
+from .openapi_webhooks import webhook_paths, webhook_schemas
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -80,52 +77,17 @@ def openapi_json():
     return jsonify(current_app.extensions[EXTENSION])
 
 
-# -- helpers -----------------------------------------------------------------------------
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _obj(properties: dict[str, Any], required: tuple[str, ...] | None = None, *, closed: bool = True,
-         description: str | None = None) -> dict[str, Any]:
-    """An object schema; ``required`` defaults to every property (response records)."""
-    schema: dict[str, Any] = {"type": "object", "properties": properties,
-                              "required": list(properties if required is None else required)}
-    if closed:
-        schema["additionalProperties"] = False
-    if description:
-        schema["description"] = description
-    return schema
-
-
-def _json(schema: dict[str, Any], description: str, example: Any = None) -> dict[str, Any]:
-    content: dict[str, Any] = {"schema": schema}
-    if example is not None:
-        content["example"] = example
-    return {"description": description, "content": {"application/json": content}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return _json(_ref("Error"), description)
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): {"$ref": f"#/components/responses/{status}"} for status in statuses}
-
-
 _ERROR_RESPONSES = {
     400: "Invalid request: malformed JSON (`invalid_json`) or a field that breaks a rule (`invalid_request`, "
          "`invalid_assignment_token`, `invalid_reward_value`); the message names the field. Nothing was written.",
     401: "Missing bearer credential, or an unknown or revoked one (`unauthorized`).",
     403: "The credential's role lacks the operation's permission (`insufficient_role`; see `x-lever-permission`), "
-         "or the request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`).",
-    404: "No such experiment (`experiment_not_found`), assignment (`assignment_not_found`) or webhook "
-         "(`webhook_not_found`).",
-    409: "An experiment with this key exists already (`duplicate_key`).",
+         "or the request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`); events "
+         "without the visitor's token (`visitor_token_required`) or with one that is forged or another "
+         "visitor's (`invalid_visitor_token`).",
+    404: "No such experiment (`experiment_not_found`), assignment (`assignment_not_found`), metric "
+         "(`metric_not_found`) or webhook (`webhook_not_found`).",
+    409: "An experiment or metric with this key exists already (`duplicate_key`).",
     413: "The body is larger than `LEVER_MAX_BODY_BYTES` (`payload_too_large`).",
     422: "The reward window after the assignment has closed (`reward_window_closed`).",
     429: "Over `LEVER_RATE_LIMIT` for this client (`rate_limited`); see Retry-After.",
@@ -133,83 +95,6 @@ _ERROR_RESPONSES = {
          "Rarely (PostgreSQL): the connection dropped during COMMIT and the outcome could not be checked, "
          "so the request may or may not have been recorded (`outcome_unknown`).",
 }
-
-
-# -- webhooks ----------------------------------------------------------------------------
-
-def _webhook_schemas() -> dict[str, Any]:
-    event_type = {"enum": list(EVENT_TYPES)}
-    webhook = _obj({
-        "id": {"type": "integer"},
-        "url": {"type": "string"},
-        "events": {"type": "array", "items": event_type, "description": "Sorted."},
-        "format": {"enum": list(FORMATS)},
-        "secret_prefix": {"type": "string", "description": "The secret's first characters; never the secret."},
-        "created_at": {"type": "number"},
-    })
-    return {
-        "WebhookDefinition": {
-            **_obj({
-                "url": {"type": "string", "minLength": 1, "maxLength": MAX_URL_CHARS,
-                        "description": f"An {' or '.join(URL_SCHEMES)} URL Lever POSTs every event to "
-                                       "(its host in `LEVER_WEBHOOK_ALLOWED_HOSTS` when that is set)."},
-                "events": {"type": "array", "minItems": 1, "uniqueItems": True, "items": event_type},
-                "secret": {"type": "string", "minLength": MIN_SECRET_CHARS, "maxLength": MAX_SECRET_CHARS,
-                           "description": "Signs every delivery (`X-Lever-Signature`); stored, never shown again."},
-                "format": {"enum": list(FORMATS), "default": "json",
-                           "description": "`json`: the signed event; `slack`: `{\"text\": …}` for a Slack "
-                                          "incoming webhook."},
-            }, ("url", "events", "secret")),
-            "example": {"url": "https://hooks.example.com/lever", "events": ["srm.detected", "guardrail.failing"],
-                        "secret": "a-long-random-secret-of-yours", "format": "json"},
-        },
-        "Webhook": webhook,
-        "WebhookList": _obj({"webhooks": {"type": "array", "items": _ref("Webhook")}}),
-        "WebhookDeleted": _obj({"id": {"type": "integer"}, "deleted": {"const": True}}),
-        "DeliveryLog": _obj({"webhook": {"type": "integer"}, "deliveries": {
-            "type": "array", "maxItems": DELIVERY_LOG_LIMIT, "description": "Newest first.", "items": _obj({
-                "id": {"type": "integer"},
-                "event_id": {"type": "string", "description": "The event's id: the same on every attempt."},
-                "event_type": event_type,
-                "experiment": {"type": ["string", "null"]},
-                "status": {"enum": [PENDING, DELIVERED, FAILED]},
-                "attempts": {"type": "integer", "minimum": 0},
-                "last_status": {"type": ["integer", "null"], "description": "HTTP status of the last attempt."},
-                "last_error": {"type": ["string", "null"]},
-                "next_attempt_at": {"type": ["number", "null"], "description": "Pending deliveries only."},
-                "last_attempt_at": {"type": ["number", "null"]},
-                "delivered_at": {"type": ["number", "null"]},
-                "created_at": {"type": "number"},
-            })}}),
-    }
-
-
-def _webhook_paths(admin: list, body: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    webhook_id = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WEBHOOK_ID}, "example": 1}
-    return {
-        "/api/v1/webhooks": {
-            "post": {"summary": "Register a webhook", "operationId": "create_webhook", **permission(ADMIN), "tags": ["admin"],
-                     "security": admin, "requestBody": body("WebhookDefinition"),
-                     "responses": {"201": _json(_ref("Webhook"), "The webhook (the secret only as a prefix)."),
-                                   **_errors(400, 401, 413, 503)}},
-            "get": {"summary": "List webhooks", "operationId": "list_webhooks", **permission(ADMIN), "tags": ["admin"], "security": admin,
-                    "responses": {"200": _json(_ref("WebhookList"), "Every webhook."), **_errors(401, 503)}},
-        },
-        "/api/v1/webhooks/{webhook_id}": {
-            "parameters": [webhook_id],
-            "delete": {"summary": "Delete a webhook (pending deliveries stop)", "operationId": "delete_webhook", **permission(ADMIN),
-                       "tags": ["admin"], "security": admin,
-                       "responses": {"200": _json(_ref("WebhookDeleted"), "Deleted, with its delivery log."),
-                                     **_errors(401, 404, 503)}},
-        },
-        "/api/v1/webhooks/{webhook_id}/deliveries": {
-            "parameters": [webhook_id],
-            "get": {"summary": "A webhook's delivery log", "operationId": "webhook_deliveries", **permission(ADMIN), "tags": ["admin"],
-                    "security": admin,
-                    "responses": {"200": _json(_ref("DeliveryLog"), "Status, attempts and last error per delivery."),
-                                  **_errors(401, 404, 503)}},
-        },
-    }
 
 
 # -- the document -------------------------------------------------------------------------
@@ -221,19 +106,20 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     string_chars = config["LEVER_MAX_STRING_CHARS"]
     batch = config["LEVER_MAX_BATCH"]
     body_bytes = config["LEVER_MAX_BODY_BYTES"]
+    max_events = config["LEVER_MAX_EVENTS"]
 
     key = {"type": "string", "pattern": KEY_PATTERN.pattern, "description": "An experiment or variant key."}
     probability = {"type": "number", "minimum": 0, "maximum": 1}
-    interval = _nullable({"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+    interval = nullable({"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
                           "description": "95% interval (low, high)."})
     number_or_null = {"type": ["number", "null"]}
-    p_value = _nullable(probability)
+    p_value = nullable(probability)
     reason = {"type": ["string", "null"], "description": "Why a null number could not be computed."}
 
     feature_name = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH, "pattern": FEATURE_NAME_PATTERN}
 
     def feature(kind: str, params: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
-        return _obj({"name": feature_name, "type": {"const": kind}, **params}, ("name", "type", *required))
+        return obj({"name": feature_name, "type": {"const": kind}, **params}, ("name", "type", *required))
 
     features = {
         "categorical": feature("categorical", {"levels": {
@@ -254,26 +140,26 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     weight = {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT}
 
     schemas: dict[str, Any] = {
-        "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"}})},
+        "Error": obj({"error": obj({"code": {"type": "string"}, "message": {"type": "string"}})},
                       description="Every error: a stable `code` and a message naming the field."),
         "ContextFeature": {
             "description": "A declared context feature (see bandits/encoding.py); `name` must be unique.",
             "oneOf": [features[kind] for kind in FEATURE_TYPES]},
-        "Context": _nullable({
+        "Context": nullable({
             "type": "object", "maxProperties": context_keys,
             "propertyNames": {"minLength": 1, "maxLength": MAX_CONTEXT_KEY_CHARS},
             "additionalProperties": context_value,
             "description": "A flat object: strings, finite numbers, booleans or null.",
         }),
         "ExperimentDefinition": {
-            **_obj({
+            **obj({
                 "key": {**key, "not": {"enum": sorted(RESERVED_KEYS)},
                         "description": "The experiment key; `new` is reserved by the report pages."},
                 "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "description": "Defaults to key."},
                 "mode": {"enum": list(MODES), "default": "bandit"},
                 "variants": {"type": "array", "minItems": MIN_VARIANTS, "maxItems": MAX_VARIANTS,
                              "description": "Variant keys must be unique.",
-                             "items": {"anyOf": [key, _obj({"key": key, "payload": {"type": "object"}}, ("key",))]}},
+                             "items": {"anyOf": [key, obj({"key": key, "payload": {"type": "object"}}, ("key",))]}},
                 "control": {**key, "description": "One of the variant keys; defaults to the first."},
                 "holdout": {"type": "number", "minimum": 0, "maximum": MAX_HOLDOUT, "default": 0.1},
                 "min_share": {"type": "number", "minimum": 0, "maximum": 1 / MIN_VARIANTS, "default": 0.01,
@@ -285,47 +171,48 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                 "weights": {"description": "Mode ab only: one non-negative number per variant (not all zero).",
                             "anyOf": [{"type": "object", "additionalProperties": weight},
                                       {"type": "array", "items": weight}, {"type": "null"}]},
-                "context": _nullable({"type": "array", "maxItems": MAX_FEATURES,
-                                      "items": {"anyOf": [_ref("ContextFeature"),
+                "context": nullable({"type": "array", "maxItems": MAX_FEATURES,
+                                      "items": {"anyOf": [ref("ContextFeature"),
                                                           {"type": "string", "minLength": 1,
                                                            "maxLength": MAX_NAME_LENGTH}]},
                                       "description": "Required (non-empty) for mode contextual. A name alone is "
                                                      "the short form: known names (device, hour, weekday, "
                                                      "returning, visits, source) get their encoding, any other "
                                                      "name is hashed into 16 buckets."}),
-                "decay": _nullable({**_obj({"half_life_s": {"type": "number", "minimum": MIN_HALF_LIFE_S,
+                "decay": nullable({**obj({"half_life_s": {"type": "number", "minimum": MIN_HALF_LIFE_S,
                                                             "maximum": MAX_HALF_LIFE_S}}),
                                     "description": "Mode contextual only."}),
                 "allowed_origins": {"type": "array", "items": {"type": "string", "maxLength": MAX_ORIGIN_CHARS}},
                 "crosses": {"type": "array", "maxItems": 8, "description": "Mode contextual only: pairs of declared "
                             "features whose combinations the policy learns, e.g. [[\"device\", \"hour\"]].",
                             "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}}},
-                "reward_delay_s": _nullable({"type": "number", "minimum": 1, "maximum": MAX_REWARD_WINDOW_S,
+                "reward_delay_s": nullable({"type": "number", "minimum": 1, "maximum": MAX_REWARD_WINDOW_S,
                                              "description": "Mode contextual only: typical seconds from assignment "
                                                             "to conversion; recent decisions are not yet counted "
                                                             "as failures."}),
-                "planned_visitors": _nullable({"type": "integer", "minimum": 4, "maximum": MAX_PLANNED_VISITORS,
+                "planned_visitors": nullable({"type": "integer", "minimum": 4, "maximum": MAX_PLANNED_VISITORS,
                                                "description": "Mode ab only: total visitors planned before "
                                                               "launch (GET /api/v1/sample-size); the fixed-horizon "
                                                               "test then decides at that size and not before."}),
+                "metrics": nullable(ref("ExperimentMetrics")),
             }, ("key", "variants")),
             "example": {"key": "homepage-hero", "name": "Homepage hero", "mode": "bandit",
                         "variants": [{"key": "control", "payload": {"headline": "A"}},
                                      {"key": "b", "payload": {"headline": "B"}}],
                         "control": "control", "holdout": 0.1},
         },
-        "Experiment": _obj({
+        "Experiment": obj({
             "key": key,
             "name": {"type": "string"},
             "mode": {"enum": list(MODES)},
             "reward": {"enum": list(REWARD_TYPES)},
-            "variants": {"type": "array", "items": _obj({"key": key, "payload": {"type": "object"}})},
+            "variants": {"type": "array", "items": obj({"key": key, "payload": {"type": "object"}})},
             "control": key,
             "holdout": {"type": "number"},
             "min_share": {"type": "number"},
             "reward_window_s": {"type": "integer"},
             "sticky": {"type": "boolean"},
-            "weights": _nullable({"type": "object", "additionalProperties": {"type": "number"},
+            "weights": nullable({"type": "object", "additionalProperties": {"type": "number"},
                                   "description": "Normalised weights (mode ab)."}),
             "context": {"type": "array", "items": {"type": "object"}},
             "decay_half_life_s": number_or_null,
@@ -333,96 +220,105 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "planned_visitors": {"type": ["integer", "null"]},
             "crosses": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
             "reward_delay_s": number_or_null,
+            "metrics": nullable(ref("ExperimentMetrics")),
+            "stopped_variants": {"type": "array", "items": key,
+                                 "description": "Variants a stop_variant guardrail took out of allocation."},
             "status": {"enum": list(STATUSES)},
             "winner": {"type": ["string", "null"]},
             "created_at": {"type": "number"},
             "updated_at": {"type": "number"},
         }),
-        "ExperimentList": _obj({"experiments": {"type": "array", "items": _ref("Experiment")}}),
-        "ExperimentUpdate": {**_obj({"status": {"enum": list(STATUSES)}, "winner": {"type": ["string", "null"]}}, ()),
+        "ExperimentList": obj({"experiments": {"type": "array", "items": ref("Experiment")}}),
+        "ExperimentUpdate": {**obj({"status": {"enum": list(STATUSES)}, "winner": {"type": ["string", "null"]},
+                                     "metrics": ref("ExperimentMetrics")}, ()),
                              "minProperties": 1,
-                             "description": "A winner must be a variant key and goes with status stopped."},
+                             "description": "A winner must be a variant key and goes with status stopped; metrics "
+                                            "comes alone and keeps the primary metric."},
         "AssignRequest": {"oneOf": [
-            _obj({"experiment": key, "visitor": visitor, "context": _ref("Context")}, ("experiment", "visitor")),
-            _obj({"experiments": {"type": "array", "minItems": 1, "maxItems": batch, "uniqueItems": True,
+            obj({"experiment": key, "visitor": visitor, "context": ref("Context")}, ("experiment", "visitor")),
+            obj({"experiments": {"type": "array", "minItems": 1, "maxItems": batch, "uniqueItems": True,
                                   "items": key},
-                  "visitor": visitor, "context": _ref("Context")}, ("experiments", "visitor")),
+                  "visitor": visitor, "context": ref("Context")}, ("experiments", "visitor")),
         ]},
-        "Assignment": _obj({
+        "Assignment": obj({
             "assignment": {"type": ["string", "null"],
                            "description": "Signed token for rewards; null when the experiment is not running."},
             "experiment": key,
             "variant": key,
             "payload": {"type": "object"},
-            "propensity": _nullable({**probability, "exclusiveMinimum": 0}),
+            "propensity": nullable({**probability, "exclusiveMinimum": 0}),
             "holdout": {"type": "boolean"},
             "model_version": {"type": ["integer", "null"], "minimum": 0},
             "status": {"enum": list(STATUSES)},
             "sticky": {"type": "boolean", "description": "True when a stored assignment came back."},
             "control": {**key, "description": "The experiment's control: what a client serves when it cannot "
                                               "reach Lever."},
-            "explanation": _obj({
+            "explanation": obj({
                 "predicted": {"type": "object", "additionalProperties": {"type": "number"}},
                 "uncertainty": {"type": "object", "additionalProperties": {"type": "number"}},
                 "ignored_context_keys": {"type": "array", "items": {"type": "string"}},
             }, (), closed=False, description="Contextual mode, new assignments only."),
+            "visitor_token": ref("VisitorToken"),
         }, ("assignment", "experiment", "variant", "payload", "propensity", "holdout", "model_version", "status",
-            "sticky", "control")),
-        "BatchAssignment": _obj({"visitor": {"type": "string"},
-                                 "assignments": {"type": "array", "items": _ref("Assignment")}}),
+            "sticky", "control", "visitor_token")),
+        "BatchAssignment": obj({"visitor": {"type": "string"}, "visitor_token": ref("VisitorToken"),
+                                 "assignments": {"type": "array", "items": ref("Assignment")}}),
+        "VisitorToken": {"type": "string", "description": "Signed, bound to the visitor id: send it with the "
+                                                          "visitor's events (POST /api/v1/events)."},
+        **metric_schemas(key, number_or_null, p_value, interval, reason, visitor, max_events),
         "RewardRequest": {"oneOf": [
-            _obj({"assignment": {"type": "string", "minLength": 1, "description": "The token from assign."},
-                  "value": {"type": "number", "default": 1}, "event_id": _ref("EventId")}, ("assignment",)),
-            _obj({"experiment": key, "visitor": visitor,
-                  "value": {"type": "number", "default": 1}, "event_id": _ref("EventId")}, ("experiment", "visitor")),
+            obj({"assignment": {"type": "string", "minLength": 1, "description": "The token from assign."},
+                  "value": {"type": "number", "default": 1}, "event_id": ref("EventId")}, ("assignment",)),
+            obj({"experiment": key, "visitor": visitor,
+                  "value": {"type": "number", "default": 1}, "event_id": ref("EventId")}, ("experiment", "visitor")),
         ], "description": "Binary experiments take value 1 or 0; numeric ones any finite number."},
         "EventId": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_EVENT_ID_CHARS,
                     "description": "Makes retries safe: one event id is counted once."},
-        "RewardResult": _obj({
+        "RewardResult": obj({
             "experiment": key,
             "assignment_id": {"type": "integer"},
             "counted": {"type": "boolean"},
             "reason": {"enum": [None, "duplicate", "zero_value"]},
             "reward_total": {"type": "number", "description": "Absent for a binary value 0 (nothing recorded)."},
         }, ("experiment", "assignment_id", "counted", "reason")),
-        "Uplift": _nullable(_obj({
+        "Uplift": nullable(obj({
             "absolute": number_or_null, "ci_absolute": interval, "relative": number_or_null, "ci_relative": interval,
             "p_value": p_value, "p_value_adjusted": p_value, "always_valid_p_value": p_value,
             "se_absolute": number_or_null, "se_relative": number_or_null, "test": {"type": ["string", "null"]},
             "reason": reason,
         }, ("absolute", "ci_absolute", "relative", "ci_relative", "p_value", "p_value_adjusted",
             "always_valid_p_value", "reason"), closed=False)),
-        "Estimate": _obj({"value": number_or_null, "ci": interval, "se": number_or_null,
+        "Estimate": obj({"value": number_or_null, "ci": interval, "se": number_or_null,
                           "method": {"type": ["string", "null"]}, "reason": reason},
                          ("value", "ci", "reason"), closed=False),
-        "ArmSummary": _obj({"key": {"type": "string"}, "visitors": {"type": "integer", "minimum": 0},
-                            "conversions": {"type": "integer", "minimum": 0}, "rate": _nullable(probability),
+        "ArmSummary": obj({"key": {"type": "string"}, "visitors": {"type": "integer", "minimum": 0},
+                            "conversions": {"type": "integer", "minimum": 0}, "rate": nullable(probability),
                             "mean": number_or_null, "ci": interval},
                            ("visitors", "conversions", "rate", "mean", "ci"), closed=False),
-        "VariantStats": _obj({
+        "VariantStats": obj({
             "key": key,
             "visitors": {"type": "integer", "minimum": 0},
             "conversions": {"type": "integer", "minimum": 0},
-            "rate": _nullable(probability),
+            "rate": nullable(probability),
             "mean": number_or_null,
             "ci": interval,
-            "uplift": _ref("Uplift"),
+            "uplift": ref("Uplift"),
             "chance_to_be_best": p_value,
             "expected_loss": number_or_null,
             "credible_interval_relative": interval,
             "allocation": p_value,
             "visitors_total": {"type": "integer", "minimum": 0},
             "conversions_total": {"type": "integer", "minimum": 0},
-            "ips": _ref("Estimate"),
-            "snips": _ref("Estimate"),
-            "dr": _ref("Estimate"),
+            "ips": ref("Estimate"),
+            "snips": ref("Estimate"),
+            "dr": ref("Estimate"),
             "reason": reason,
         }, closed=False),
-        "PolicyValue": _obj({"value": number_or_null, "ci": interval, "se": number_or_null,
-                             "method": {"type": "string"}, "ips": _ref("Estimate"), "snips": _ref("Estimate"),
-                             "dr": _ref("Estimate"), "reason": reason}, ("value", "ci", "ips", "snips", "dr"),
+        "PolicyValue": obj({"value": number_or_null, "ci": interval, "se": number_or_null,
+                             "method": {"type": "string"}, "ips": ref("Estimate"), "snips": ref("Estimate"),
+                             "dr": ref("Estimate"), "reason": reason}, ("value", "ci", "ips", "snips", "dr"),
                             closed=False),
-        "Stats": _obj({
+        "Stats": obj({
             "experiment": key,
             "mode": {"enum": list(MODES)},
             "reward": {"enum": list(REWARD_TYPES)},
@@ -430,66 +326,75 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "status": {"enum": list(STATUSES)},
             "model_version": {"type": "integer", "minimum": 0},
             "analysis_slice": {"enum": ["all", "holdout"]},
-            "variants": {"type": "array", "items": _ref("VariantStats")},
-            "srm": _nullable(_obj({
+            "variants": {"type": "array", "items": ref("VariantStats")},
+            "srm": nullable(obj({
                 "p_value": p_value, "ok": {"type": ["boolean", "null"]},
                 "expected": {"type": "object", "additionalProperties": {"type": "number"}},
                 "observed": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "method": {"type": "string"}, "reason": reason,
             }, ("p_value", "ok", "expected", "observed", "method"), closed=False)),
-            "personalisation": _nullable(_obj({
-                "policy": _ref("ArmSummary"), "holdout": _ref("ArmSummary"), "control_holdout": _ref("ArmSummary"),
-                "vs_holdout": _ref("Uplift"), "vs_control_holdout": _ref("Uplift"), "reason": reason,
+            "personalisation": nullable(obj({
+                "policy": ref("ArmSummary"), "holdout": ref("ArmSummary"), "control_holdout": ref("ArmSummary"),
+                "vs_holdout": ref("Uplift"), "vs_control_holdout": ref("Uplift"), "reason": reason,
             }, ("vs_holdout", "vs_control_holdout"), closed=False)),
-            "off_policy": _nullable(_obj({
-                "uniform_random": _ref("PolicyValue"),
-                "variants": {"type": "object", "additionalProperties": _ref("PolicyValue")},
-                "current_policy": _ref("PolicyValue"),
+            "off_policy": nullable(obj({
+                "uniform_random": ref("PolicyValue"),
+                "variants": {"type": "object", "additionalProperties": ref("PolicyValue")},
+                "current_policy": ref("PolicyValue"),
                 "decisions": {"type": "integer", "minimum": 0},
                 "reason": reason,
             }, ("uniform_random", "variants", "current_policy"), closed=False)),
-            "segments": {"type": "array", "items": _obj({
+            "segments": {"type": "array", "items": obj({
                 "feature": {"type": "string"}, "level": {"type": "string"},
-                "variants": {"type": "array", "items": _obj({
+                "variants": {"type": "array", "items": obj({
                     "key": key, "visitors": {"type": "integer", "minimum": 0},
-                    "conversions": {"type": "integer", "minimum": 0}, "rate": _nullable(probability),
-                    "mean": number_or_null, "ci": interval, "uplift": _ref("Uplift"),
+                    "conversions": {"type": "integer", "minimum": 0}, "rate": nullable(probability),
+                    "mean": number_or_null, "ci": interval, "uplift": ref("Uplift"),
                 }, closed=False)},
             }, closed=False)},
             "bayesian": {"type": "object"},
             "allocation_source": {"type": ["string", "null"]},
-            "warnings": {"type": "array", "items": _obj({"code": {"type": "string"}, "message": {"type": "string"}})},
+            "warnings": {"type": "array", "items": obj({"code": {"type": "string"}, "message": {"type": "string"}})},
+            "metrics": {"type": "array", "items": ref("MetricResult"),
+                        "description": f"Per metric (without metrics: the implicit `{REWARD_METRIC}`)."},
+            "personalisation_guardrails": {"type": "array", "items": {"type": "object"},
+                                           "description": "Policy traffic against the holdout, primary metric "
+                                                          "and guardrails."},
+            "guardrail_actions": {"type": "array", "items": ref("GuardrailAction")},
+            "stopped_variants": {"type": "array", "items": key},
             "reason": reason,
         }, ("experiment", "mode", "reward", "control", "status", "model_version", "analysis_slice", "variants",
             "srm", "personalisation", "off_policy", "segments", "warnings"), closed=False,
             description="Every statistic of the experiment (README, Statistics). Numbers that cannot be "
                         "computed are null beside a reason code; nothing is NaN."),
-        "Policy": _obj({
+        "Policy": obj({
             "experiment": key,
             "mode": {"enum": list(MODES)},
             "worker": {"type": "integer"},
             "model_version": {"type": "integer", "minimum": 0},
             "refreshed_at": {"type": "number"},
-            "allocation": _nullable({"type": "object", "additionalProperties": probability}),
-            "posterior": _nullable({"type": "object", "additionalProperties": _obj({
+            "allocation": nullable({"type": "object", "additionalProperties": probability}),
+            "posterior": nullable({"type": "object", "additionalProperties": obj({
                 "mean": {"type": "number"},
                 "interval": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}})}),
             "contextual": {"type": "object", "description": "Contextual mode: average_allocation and predicted "
                            "outcome over the last 500 contexts, coefficients per variant with 95% intervals, and "
                            "the learned combinations ({segment, variant, versus, lift_pp, share, contexts, text})."},
         }, ("experiment", "mode", "worker", "model_version", "refreshed_at", "allocation", "posterior")),
-        "VisitorEvents": _obj({"visitor": {"type": "string"}, "assignments": {"type": "array", "items": _obj({
+        "VisitorEvents": obj({"visitor": {"type": "string"}, "assignments": {"type": "array", "items": obj({
             "id": {"type": "integer"}, "experiment": key, "variant": key, "context": {"type": "object"},
             "propensity": number_or_null, "holdout": {"type": "boolean"}, "model_version": {"type": ["integer", "null"]},
             "created_at": {"type": "number"}, "reward_total": {"type": "number"},
             "reward_count": {"type": "integer", "minimum": 0},
-            "rewards": {"type": "array", "items": _obj({"value": {"type": "number"},
+            "rewards": {"type": "array", "items": obj({"value": {"type": "number"},
                                                         "event_id": {"type": ["string", "null"]},
                                                         "created_at": {"type": "number"}})},
-        }, closed=False)}}),
-        "VisitorErased": _obj({"visitor": {"type": "string"}, "erased_assignments": {"type": "integer", "minimum": 0}}),
-        "Health": _obj({"status": {"const": "ok"}, "worker": {"type": "integer"}}),
-        **_webhook_schemas(),
+        }, closed=False)}, "events": {"type": "array", "items": obj({
+            "name": {"type": "string"}, "value": {"type": "number"}, "event_id": {"type": ["string", "null"]},
+            "ts": {"type": "number"}, "created_at": {"type": "number"}})}}),
+        "VisitorErased": obj({"visitor": {"type": "string"}, "erased_assignments": {"type": "integer", "minimum": 0}}),
+        "Health": obj({"status": {"const": "ok"}, "worker": {"type": "integer"}}),
+        **webhook_schemas(),
     }
 
     admin = [{"bearerAuth": []}]
@@ -498,7 +403,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         "Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers")}
 
     def body(schema_name: str, example: Any = None) -> dict[str, Any]:
-        content: dict[str, Any] = {"schema": _ref(schema_name)}
+        content: dict[str, Any] = {"schema": ref(schema_name)}
         if example is not None:
             content["example"] = example
         return {"required": True, "content": {"application/json": content},
@@ -513,27 +418,27 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         "/api/v1/experiments": {
             "post": {"summary": "Create an experiment", "operationId": "create_experiment", **permission(EXPERIMENTS_WRITE), "tags": ["admin"],
                      "security": admin, "requestBody": body("ExperimentDefinition"),
-                     "responses": {"201": _json(_ref("Experiment"), "The stored experiment."),
-                                   **_errors(400, 401, 403, 409, 413, 503)}},
+                     "responses": {"201": json(ref("Experiment"), "The stored experiment."),
+                                   **errors(400, 401, 403, 409, 413, 503)}},
             "get": {"summary": "List experiments", "operationId": "list_experiments", **permission(REPORTS_READ), "tags": ["admin"],
                     "security": admin,
-                    "responses": {"200": _json(_ref("ExperimentList"), "Every experiment."), **_errors(401, 403, 503)}},
+                    "responses": {"200": json(ref("ExperimentList"), "Every experiment."), **errors(401, 403, 503)}},
         },
         "/api/v1/experiments/{key}": {
             "parameters": [key_param],
             "get": {"summary": "One experiment", "operationId": "get_experiment", **permission(REPORTS_READ), "tags": ["admin"], "security": admin,
-                    "responses": {"200": _json(_ref("Experiment"), "The experiment."), **_errors(401, 403, 404, 503)}},
+                    "responses": {"200": json(ref("Experiment"), "The experiment."), **errors(401, 403, 404, 503)}},
             "patch": {"summary": "Change status (and winner)", "operationId": "update_experiment", **permission(EXPERIMENTS_WRITE), "tags": ["admin"],
                       "security": admin,
                       "requestBody": body("ExperimentUpdate", {"status": "stopped", "winner": "b"}),
-                      "responses": {"200": _json(_ref("Experiment"), "The updated experiment."),
-                                    **_errors(400, 401, 403, 404, 413, 503)}},
+                      "responses": {"200": json(ref("Experiment"), "The updated experiment."),
+                                    **errors(400, 401, 403, 404, 413, 503)}},
         },
         "/api/v1/experiments/{key}/stats": {
             "parameters": [key_param],
             "get": {"summary": "Every statistic of the experiment", "operationId": "experiment_stats", **permission(REPORTS_READ),
                     "tags": ["admin"], "security": admin,
-                    "responses": {"200": _json(_ref("Stats"), "The statistics."), **_errors(401, 403, 404, 503)}},
+                    "responses": {"200": json(ref("Stats"), "The statistics."), **errors(401, 403, 404, 503)}},
         },
         "/api/v1/sample-size": {
             "get": {"summary": "Visitors needed to detect a minimum effect", "operationId": "sample_size",
@@ -551,42 +456,42 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                             ("alpha", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5,
                                        "default": 0.05}, ""),
                             ("power", {"type": "number", "minimum": 0.5, "exclusiveMaximum": 1, "default": 0.8}, ""))],
-                    "responses": {"200": _json({"type": "object"}, "Per rule (fixed_horizon, anytime_valid): "
+                    "responses": {"200": json({"type": "object"}, "Per rule (fixed_horizon, anytime_valid): "
                                                "visitors per variant and in total; planned_visitors to declare."),
-                                  **_errors(400, 401, 503)}},
+                                  **errors(400, 401, 503)}},
         },
         "/api/v1/experiments/{key}/policy": {
             "parameters": [key_param],
             "get": {"summary": "This worker's policy", "operationId": "policy", **permission(REPORTS_READ), "tags": ["admin"], "security": admin,
-                    "responses": {"200": _json(_ref("Policy"), "Model version, allocation and posterior."),
-                                  **_errors(401, 403, 404, 503)}},
+                    "responses": {"200": json(ref("Policy"), "Model version, allocation and posterior."),
+                                  **errors(401, 403, 404, 503)}},
         },
         "/api/v1/experiments/{key}/events.csv": {
             "parameters": [key_param],
             "get": {"summary": "Events export", "operationId": "events_csv", **permission(EVENTS_EXPORT), "tags": ["admin"], "security": admin,
                     "responses": {"200": {"description": "One row per assignment with its reward total and count.",
                                           "content": {"text/csv": {"schema": {"type": "string"}}}},
-                                  **_errors(401, 403, 404, 503)}},
+                                  **errors(401, 403, 404, 503)}},
         },
         "/api/v1/visitors/{visitor}": {
             "parameters": [{"name": "visitor", "in": "path", "required": True, "schema": visitor, "example": "v-42"}],
             "get": {"summary": "Everything stored about one visitor", "operationId": "export_visitor", **permission(VISITORS_MANAGE),
                     "tags": ["admin"], "security": admin,
-                    "responses": {"200": _json(_ref("VisitorEvents"), "The visitor's assignments and rewards."),
-                                  **_errors(400, 401, 403, 503)}},
+                    "responses": {"200": json(ref("VisitorEvents"), "The visitor's assignments and rewards."),
+                                  **errors(400, 401, 403, 503)}},
             "delete": {"summary": "Erase a visitor everywhere, counters included", "operationId": "erase_visitor", **permission(VISITORS_MANAGE),
                        "tags": ["admin"], "security": admin,
-                       "responses": {"200": _json(_ref("VisitorErased"), "How many assignments were erased."),
-                                     **_errors(400, 401, 403, 503)}},
+                       "responses": {"200": json(ref("VisitorErased"), "How many assignments were erased."),
+                                     **errors(400, 401, 403, 503)}},
         },
         "/api/v1/assign": {
             "post": {"summary": "Assign a visitor", "operationId": "assign", "tags": ["public"], "security": [],
                      "requestBody": body("AssignRequest", {"experiment": "homepage-hero", "visitor": "v-123",
                                                            "context": {"device": "mobile", "hour": 14}}),
-                     "responses": {"200": {**_json({"oneOf": [_ref("Assignment"), _ref("BatchAssignment")]},
+                     "responses": {"200": {**json({"oneOf": [ref("Assignment"), ref("BatchAssignment")]},
                                                    "One assignment, or {visitor, assignments} for `experiments`."),
                                            "headers": cors_headers},
-                                   **_errors(400, 403, 404, 413, 429, 503)}},
+                                   **errors(400, 403, 404, 413, 429, 503)}},
             "options": preflight("assign preflight"),
         },
         "/api/v1/reward": {
@@ -597,24 +502,56 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                                     "so nobody can forge conversions for a guessed visitor id.",
                      "requestBody": body("RewardRequest", {"experiment": "homepage-hero", "visitor": "v-123",
                                                            "value": 1}),
-                     "responses": {"202": {**_json(_ref("RewardResult"), "Accepted (or a duplicate, not counted)."),
+                     "responses": {"202": {**json(ref("RewardResult"), "Accepted (or a duplicate, not counted)."),
                                            "headers": cors_headers},
-                                   **_errors(400, 401, 403, 404, 413, 422, 429, 503)}},
+                                   **errors(400, 401, 403, 404, 413, 422, 429, 503)}},
             "options": preflight("reward preflight"),
         },
-        **_webhook_paths(admin, body),
+        **webhook_paths(admin, body),
+        "/api/v1/metrics": {
+            "post": {"summary": "Define a metric", "operationId": "create_metric", **permission(METRICS_WRITE), "tags": ["admin"],
+                     "security": admin, "requestBody": body("MetricDefinition"),
+                     "responses": {"201": json(ref("Metric"), "The stored metric."),
+                                   **errors(400, 401, 409, 413, 503)}},
+            "get": {"summary": "The metric catalogue", "operationId": "list_metrics", **permission(REPORTS_READ), "tags": ["admin"],
+                    "security": admin,
+                    "responses": {"200": json(obj({"metrics": {"type": "array", "items": ref("Metric")}}),
+                                               "Every metric."), **errors(401, 503)}},
+        },
+        "/api/v1/metrics/{key}": {
+            "parameters": [{"name": "key", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": METRIC_KEY_PATTERN.pattern}, "example": "revenue"}],
+            "get": {"summary": "One metric", "operationId": "get_metric", **permission(REPORTS_READ), "tags": ["admin"], "security": admin,
+                    "responses": {"200": json(ref("Metric"), "The metric."), **errors(401, 404, 503)}},
+            "patch": {"summary": "Change a metric's name, window, delay, cap, direction or CUPED window",
+                      "operationId": "update_metric", **permission(METRICS_WRITE), "tags": ["admin"], "security": admin,
+                      "requestBody": body("MetricUpdate", {"cap": 500}),
+                      "responses": {"200": json(ref("Metric"), "The updated metric."),
+                                    **errors(400, 401, 404, 413, 503)}},
+        },
+        "/api/v1/events": {
+            "post": {"summary": "Record a visitor's events", "operationId": "events", "tags": ["public"],
+                     "security": [], "description": "Pages send the visitor_token of their assign response; "
+                     "server-side callers with the admin bearer token send none and may set ts.",
+                     "requestBody": body("EventsRequest", {"visitor": "v-123", "visitor_token": "…", "events": [
+                         {"name": "purchase", "value": 49.9, "event_id": "order-991"}]}),
+                     "responses": {"202": {**json(ref("EventsResult"), "Stored (duplicates counted once)."),
+                                           "headers": cors_headers},
+                                   **errors(400, 403, 413, 429, 503)}},
+            "options": preflight("events preflight"),
+        },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "operationId": "openapi", "tags": ["meta"], "security": [],
-                    "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")}},
+                    "responses": {"200": json({"type": "object"}, "The OpenAPI document.")}},
         },
         "/healthz": {
             "get": {"summary": "Health check (database)", "operationId": "healthz", "tags": ["meta"], "security": [],
-                    "responses": {"200": _json(_ref("Health"), "The database answers."),
-                                  "503": _error("The database does not answer (`database_unavailable`).")}},
+                    "responses": {"200": json(ref("Health"), "The database answers."),
+                                  "503": error("The database does not answer (`database_unavailable`).")}},
         },
     }
 
-    team_schemas, team_paths = team_document({"obj": _obj, "ref": _ref, "json": _json, "errors": _errors,
+    team_schemas, team_paths = team_document({"obj": obj, "ref": ref, "json": json, "errors": errors,
                                               "body": body})
     schemas.update(team_schemas)
     paths.update(team_paths)
@@ -634,7 +571,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "responses": {str(status): _error(text) for status, text in _ERROR_RESPONSES.items()},
+            "responses": {str(status): error(text) for status, text in _ERROR_RESPONSES.items()},
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
                                                "description": "An API key (lever_sk_…) or LEVER_ADMIN_TOKEN"}},
         },

@@ -23,7 +23,7 @@ _CORS_HEADERS = (("Access-Control-Allow-Methods", "POST, OPTIONS"), ("Access-Con
 
 
 @bp.after_request
-def _cors(response: Response) -> Response:
+def cors(response: Response) -> Response:
     """Public endpoints may be called from any page (admin endpoints never get CORS headers)."""
     headers = response.headers
     headers["Access-Control-Allow-Origin"] = request.headers.get("Origin") or "*"
@@ -39,7 +39,8 @@ def assign():
     parsed = parse_assign(json_body(), limits())
     results = decisions.assign(parsed, request_info(), services(), check_origin)
     if parsed.batched:
-        return jsonify({"visitor": parsed.visitor, "assignments": results})
+        return jsonify({"visitor": parsed.visitor, "visitor_token": results[0]["visitor_token"],
+                        "assignments": results})
     return jsonify(results[0])
 
 

@@ -11,7 +11,8 @@ from flask import Blueprint, current_app, jsonify
 
 from ..domain.webhooks import parse_allowed_hosts, parse_webhook
 from ..service import webhooks
-from .auth import admin_required
+from ..service.permissions import SETTINGS_MANAGE
+from .auth import require
 from .http import json_body, services
 
 bp = Blueprint("webhooks", __name__)
@@ -22,7 +23,7 @@ def allowed_hosts() -> frozenset[str]:
 
 
 @bp.post("/webhooks")
-@admin_required
+@require(SETTINGS_MANAGE)
 def create():
     spec = parse_webhook(json_body(), allowed_hosts())
     webhook = webhooks.create_webhook(services().storage, spec, time.time())
@@ -30,13 +31,13 @@ def create():
 
 
 @bp.get("/webhooks")
-@admin_required
+@require(SETTINGS_MANAGE)
 def list_webhooks():
     return jsonify({"webhooks": [webhooks.webhook_json(w) for w in services().storage.list_webhooks()]})
 
 
 @bp.delete("/webhooks/<webhook_id>")
-@admin_required
+@require(SETTINGS_MANAGE)
 def delete(webhook_id: str):
     number = webhooks.webhook_id_of(webhook_id)
     webhooks.delete_webhook(services().storage, number)
@@ -44,7 +45,7 @@ def delete(webhook_id: str):
 
 
 @bp.get("/webhooks/<webhook_id>/deliveries")
-@admin_required
+@require(SETTINGS_MANAGE)
 def deliveries(webhook_id: str):
     """Newest first, at most ``DELIVERY_LOG_LIMIT``."""
     number = webhooks.webhook_id_of(webhook_id)

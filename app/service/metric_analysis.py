@@ -1,0 +1,136 @@
+"""From SQL aggregates to the metric statistics: the ``metrics`` list of the stats JSON.
+
+The storage sums each metric per (variant, slice) over the experiment's exposed visitors
+in one statement (``MetricStore.metric_sums``); this module relabels variant ids as keys,
+builds ``stats.MetricSpec`` / ``stats.MetricAggregate`` and runs the pure engine
+(``stats.analyse_metrics``). An experiment without ``metrics`` has one implicit primary
+metric, ``reward``, built from today's reward counters (binary → conversion, numeric →
+sum per assignment), so its stats list it like any other metric.
+
+Personalisation: for bandit and contextual experiments with a holdout, the primary metric
+and every guardrail also run the guardrail test with the policy's traffic as "treatment"
+and the uniform holdout as "control": a failing one means personalisation is hurting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import stats
+from stats import (
+    GuardrailResult,
+    MetricAggregate,
+    MetricResult,
+    MetricSlice,
+    MetricSpec,
+    guardrail_check,
+)
+from stats.metric_inputs import pick
+
+from ..domain.experiments import Experiment
+from ..domain.metrics import REWARD_METRIC, MetricDefinition
+from ..storage import ArmTotals, MetricSums, Storage
+from .policy_cache import PolicyEntry
+
+#: modes whose policy traffic is compared with the holdout
+PERSONALISED_MODES = ("bandit", "contextual")
+
+
+@dataclass(frozen=True)
+class MetricsReport:
+    """Everything the metric part of an experiment's stats needs, computed once."""
+
+    specs: tuple[MetricSpec, ...]
+    aggregates: tuple[MetricAggregate, ...]
+    results: tuple[MetricResult, ...]
+    #: (spec, policy-vs-holdout guardrail result) for the primary metric and each guardrail
+    personalisation: tuple[tuple[MetricSpec, GuardrailResult], ...]
+
+
+def metric_specs(experiment: Experiment, catalogue: dict[str, MetricDefinition]) -> tuple[MetricSpec, ...]:
+    """The experiment's metrics as the engine's specs, in primary, secondary, guardrail order."""
+    metrics = experiment.metrics
+    if metrics is None:
+        return (MetricSpec(key=REWARD_METRIC, type="conversion" if experiment.reward == "binary" else "sum",
+                           role="primary"),)
+    specs = [MetricSpec(key=metrics.primary, type=catalogue[metrics.primary].type,
+                        higher_is_better=catalogue[metrics.primary].higher_is_better, role="primary")]
+    specs += [MetricSpec(key=k, type=catalogue[k].type, higher_is_better=catalogue[k].higher_is_better,
+                         role="secondary") for k in metrics.secondary]
+    specs += [MetricSpec(key=g.metric, type=catalogue[g.metric].type,
+                         higher_is_better=catalogue[g.metric].higher_is_better, role="guardrail",
+                         max_regression=g.max_regression, action=g.action) for g in metrics.guardrails]
+    return tuple(specs)
+
+
+def _reward_slice(key: str, totals: ArmTotals, binary: bool) -> MetricSlice:
+    """The implicit metric per assignment from the reward counters."""
+    if binary:
+        return MetricSlice(variant=key, holdout=totals.holdout, visitors=totals.assignments,
+                           value_sum=float(totals.conversions), value_sumsq=float(totals.conversions))
+    return MetricSlice(variant=key, holdout=totals.holdout, visitors=totals.assignments,
+                       value_sum=totals.reward_sum, value_sumsq=totals.reward_sumsq)
+
+
+def _sums_slice(key: str, sums: MetricSums) -> MetricSlice:
+    fields = {name: getattr(sums, name) for name in MetricSlice.__dataclass_fields__ if name != "variant"}
+    return MetricSlice(variant=key, **fields)
+
+
+def metric_aggregates(entry: PolicyEntry, storage: Storage,
+                      catalogue: dict[str, MetricDefinition]) -> tuple[MetricAggregate, ...]:
+    experiment = entry.experiment
+    keys = {v.id: v.key for v in experiment.variants}
+
+    def aggregate(metric: str, slices: list[MetricSlice]) -> MetricAggregate:
+        return MetricAggregate(metric=metric, mode=experiment.mode, control=experiment.control,
+                               variants=experiment.variant_keys, slices=tuple(slices))
+
+    if experiment.metrics is None:
+        binary = experiment.reward == "binary"
+        return (aggregate(REWARD_METRIC, [_reward_slice(keys[t.variant_id], t, binary)
+                                          for t in entry.snapshot.totals if t.variant_id in keys]),)
+    definitions = [catalogue[key] for key in experiment.metrics.keys]
+    sums = storage.metric_sums(experiment, definitions)  # type: ignore[attr-defined]
+    return tuple(aggregate(key, [_sums_slice(keys[s.variant_id], s) for s in rows if s.variant_id in keys])
+                 for key, rows in sums.items())
+
+
+def _personalisation(experiment: Experiment, specs: tuple[MetricSpec, ...],
+                     aggregates: tuple[MetricAggregate, ...]) -> tuple[tuple[MetricSpec, GuardrailResult], ...]:
+    if experiment.mode not in PERSONALISED_MODES or experiment.holdout <= 0:
+        return ()
+    by_key = {a.metric: a for a in aggregates}
+    checks = []
+    for spec in specs:
+        if spec.role == "secondary" or spec.key not in by_key:
+            continue
+        policy, policy_problem = pick(by_key[spec.key].slices, None, "policy", spec.type)
+        holdout, holdout_problem = pick(by_key[spec.key].slices, None, "holdout", spec.type)
+        if policy_problem or holdout_problem:
+            continue
+        as_guardrail = MetricSpec(key=spec.key, type=spec.type, higher_is_better=spec.higher_is_better,
+                                  role="guardrail", max_regression=spec.max_regression, action="alert")
+        checks.append((spec, guardrail_check(as_guardrail, holdout, policy)))
+    return tuple(checks)
+
+
+def analyse(entry: PolicyEntry, storage: Storage) -> MetricsReport:
+    experiment = entry.experiment
+    catalogue = {}
+    if experiment.metrics is not None:
+        # catalogue entries are never deleted, so every key the experiment names is there
+        catalogue = {d.key: d for d in storage.list_metrics(list(experiment.metrics.keys))}  # type: ignore[attr-defined]
+    specs = metric_specs(experiment, catalogue)
+    aggregates = metric_aggregates(entry, storage, catalogue)
+    results = stats.analyse_metrics(specs, aggregates)
+    return MetricsReport(specs, aggregates, results, _personalisation(experiment, specs, aggregates))
+
+
+def personalisation_json(report: MetricsReport) -> list[dict[str, Any]]:
+    return [{"metric": spec.key, "role": spec.role, **result.to_dict()} for spec, result in report.personalisation]
+
+
+def hurting(report: MetricsReport) -> list[str]:
+    """Metrics on which the policy's traffic is significantly worse than the holdout."""
+    return [spec.key for spec, result in report.personalisation if result.status == "failing"]

@@ -1,0 +1,267 @@
+"""The metric catalogue, per-metric aggregates, guardrail actions and leases, written once
+for both backends (``MetricStore`` is a base of ``SQLiteStorage`` and ``PostgresStorage``).
+
+The aggregate (``metric_sums``) is one statement for every metric of an experiment:
+
+    exposures e      the visitor's first assignment in the experiment (sticky experiments
+                     have one row per visitor; otherwise the lowest id per visitor), with
+                     its variant, slice and time t0
+    LEFT JOIN events the visitor's events of the metrics' names with
+                     t0 - max(cuped_window_s) <= ts <= t0 + max(delay_s + window_s)
+                     (the (visitor, name, ts, value) index answers each seek)
+    GROUP BY e       one row per exposed visitor: per metric its value y (conversion:
+                     any event in the window; count; sum of values; ratio: the numerator a
+                     and denominator b), capped with the scalar minimum, and its CUPED
+                     pre-period value x (the same metric over [t0 - cuped_window_s, t0))
+    GROUP BY slice   n, Σy, Σy², Σx, Σx², Σxy (ratio: Σa, Σa², Σb, Σb², Σab) per
+                     (variant, holdout)
+
+so no event ever reaches Python. The only dialect difference is the name of the
+two-argument scalar minimum (SQLite ``MIN``, PostgreSQL ``LEAST``): ``_SCALAR_MIN``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ..domain.experiments import Experiment
+from ..domain.metrics import (
+    ExperimentMetrics,
+    MetricDefinition,
+    RatioPart,
+    metric_from_dict,
+)
+from .base import DuplicateKey
+from .sql import Tx
+
+#: the five sums per metric, in row order after (variant_id, holdout, visitors)
+SUM_FIELDS = ("value_sum", "value_sumsq", "pre_sum", "pre_sumsq", "pre_cross_sum")
+RATIO_FIELDS = ("numerator_sum", "numerator_sumsq", "denominator_sum", "denominator_sumsq", "cross_sum")
+
+
+@dataclass(frozen=True)
+class MetricSums:
+    """Sums over the exposed visitors of one variant in one slice, for one metric
+    (the fields of ``stats.metric_inputs.MetricSlice``; unused ones stay 0)."""
+
+    variant_id: int
+    holdout: bool
+    visitors: int
+    value_sum: float = 0.0
+    value_sumsq: float = 0.0
+    numerator_sum: float = 0.0
+    numerator_sumsq: float = 0.0
+    denominator_sum: float = 0.0
+    denominator_sumsq: float = 0.0
+    cross_sum: float = 0.0
+    pre_sum: float = 0.0
+    pre_sumsq: float = 0.0
+    pre_cross_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class GuardrailAction:
+    experiment_id: int
+    metric: str
+    variant: str
+    action: str
+    at: float
+    evidence: dict[str, Any]
+
+
+def _capped(expression: str, cap: float | None, scalar_min: str, params: list[Any]) -> str:
+    if cap is None:
+        return expression
+    params.append(cap)
+    return f"{scalar_min}({expression}, ?)"
+
+
+def _window_sum(name: str, amount: str, low: str, high: str, params: list[Any], bounds: Sequence[float]) -> str:
+    """SUM over the joined events of ``name`` with t0 + bounds[0] <= ts ``high`` t0 + bounds[1]."""
+    params.extend((name, *bounds))
+    return f"SUM(CASE WHEN ev.name = ? AND ev.ts {low} e.t0 + ? AND ev.ts {high} e.t0 + ? THEN {amount} ELSE 0 END)"
+
+
+def _value(definition: MetricDefinition, event: str, amount: str, pre: bool, scalar_min: str,
+           params: list[Any]) -> str:
+    """A visitor's value of one event stream: in the window after t0, or (pre) the CUPED pre-period."""
+    if pre:
+        bounds, high = (-float(definition.cuped_window_s), 0.0), "<"
+    else:
+        bounds, high = (float(definition.delay_s), float(definition.delay_s + definition.window_s)), "<="
+    if definition.type == "conversion":
+        params.extend((event, *bounds))
+        return f"MAX(CASE WHEN ev.name = ? AND ev.ts >= e.t0 + ? AND ev.ts {high} e.t0 + ? THEN 1 ELSE 0 END)"
+    return _capped(_window_sum(event, amount, ">=", high, params, bounds), definition.cap, scalar_min, params)
+
+
+def _part(definition: MetricDefinition, part: RatioPart, scalar_min: str, params: list[Any]) -> str:
+    amount = "ev.value" if part.aggregate == "sum" else "1"
+    return _value(definition, part.event, amount, False, scalar_min, params)
+
+
+def metric_sums_sql(experiment: Experiment, definitions: Sequence[MetricDefinition],
+                    scalar_min: str) -> tuple[str, list[Any]]:
+    """The one aggregate statement (``?`` placeholders) and its parameters (module docstring)."""
+    inner: list[str] = []
+    inner_params: list[Any] = []
+    outer: list[str] = []
+    for index, definition in enumerate(definitions):
+        if definition.type == "ratio":
+            assert definition.numerator is not None and definition.denominator is not None
+            a = _part(definition, definition.numerator, scalar_min, inner_params)
+            b = _part(definition, definition.denominator, scalar_min, inner_params)
+            inner += [f"{a} AS a{index}", f"{b} AS b{index}"]
+            outer += [f"SUM(a{index})", f"SUM(a{index} * a{index})", f"SUM(b{index})", f"SUM(b{index} * b{index})",
+                      f"SUM(a{index} * b{index})"]
+            continue
+        amount = "1" if definition.type == "count" else "ev.value"
+        y = _value(definition, definition.event or "", amount, False, scalar_min, inner_params)
+        x = _value(definition, definition.event or "", amount, True, scalar_min, inner_params)
+        inner += [f"{y} AS y{index}", f"{x} AS x{index}"]
+        outer += [f"SUM(y{index})", f"SUM(y{index} * y{index})", f"SUM(x{index})", f"SUM(x{index} * x{index})",
+                  f"SUM(x{index} * y{index})"]
+    names = sorted({name for definition in definitions for name in definition.events})
+    before = float(max(d.cuped_window_s for d in definitions))
+    after = float(max(d.delay_s + d.window_s for d in definitions))
+    if experiment.sticky:  # one assignment per visitor: it is the exposure
+        exposures = ("SELECT id, visitor, variant_id, holdout, created_at AS t0 FROM assignments "
+                     "WHERE experiment_id = ?")
+        exposure_params: list[Any] = [experiment.id]
+    else:  # the visitor's first assignment decides variant, slice and t0
+        exposures = ("SELECT a.id, a.visitor, a.variant_id, a.holdout, a.created_at AS t0 FROM assignments a "
+                     "JOIN (SELECT MIN(id) AS first_id FROM assignments WHERE experiment_id = ? GROUP BY visitor) f "
+                     "ON f.first_id = a.id")
+        exposure_params = [experiment.id]
+    sql = (
+        f"SELECT v, h, COUNT(*), {', '.join(outer)} FROM ("
+        f"SELECT e.variant_id AS v, e.holdout AS h, {', '.join(inner)} FROM ({exposures}) e "
+        f"LEFT JOIN events ev ON ev.visitor = e.visitor AND ev.name IN ({', '.join('?' for _ in names)}) "
+        "AND ev.ts >= e.t0 - ? AND ev.ts <= e.t0 + ? "
+        "GROUP BY e.id, e.variant_id, e.holdout, e.t0) per_visitor GROUP BY v, h ORDER BY v, h"
+    )
+    return sql, [*inner_params, *exposure_params, *names, before, after]
+
+
+class MetricStore:
+    """Mixin: needs the backend's ``_read``, ``_transact`` and ``_SCALAR_MIN``."""
+
+    _SCALAR_MIN = "MIN"
+
+    # -- the catalogue --------------------------------------------------------------------
+    @staticmethod
+    def _definition_json(definition: MetricDefinition) -> str:
+        data = definition.to_dict()
+        data.pop("created_at")
+        data.pop("updated_at")
+        return json.dumps(data, sort_keys=True)
+
+    def create_metric(self, definition: MetricDefinition, now: float) -> MetricDefinition:
+        def body(tx: Tx) -> int:
+            return tx.execute("INSERT INTO metrics (key, definition, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                              "ON CONFLICT (key) DO NOTHING",
+                              (definition.key, self._definition_json(definition), now, now)).rowcount
+
+        if self._transact(body, idempotent=False) == 0:  # type: ignore[attr-defined]
+            raise DuplicateKey(definition.key)
+        created = self.get_metric(definition.key)
+        assert created is not None
+        return created
+
+    def update_metric(self, definition: MetricDefinition, now: float) -> MetricDefinition | None:
+        def body(tx: Tx) -> int:
+            return tx.execute("UPDATE metrics SET definition = ?, updated_at = ? WHERE key = ?",
+                              (self._definition_json(definition), now, definition.key)).rowcount
+
+        if self._transact(body, idempotent=True) == 0:  # type: ignore[attr-defined]
+            return None
+        return self.get_metric(definition.key)
+
+    @staticmethod
+    def _metrics(rows: Sequence[Sequence[Any]]) -> list[MetricDefinition]:
+        return [metric_from_dict({**json.loads(definition), "created_at": created, "updated_at": updated})
+                for _key, definition, created, updated in rows]
+
+    def get_metric(self, key: str) -> MetricDefinition | None:
+        found = self._metrics(self._read(  # type: ignore[attr-defined]
+            "SELECT key, definition, created_at, updated_at FROM metrics WHERE key = ?", (key,)))
+        return found[0] if found else None
+
+    def list_metrics(self, keys: Sequence[str] | None = None) -> list[MetricDefinition]:
+        if keys is None:
+            return self._metrics(self._read(  # type: ignore[attr-defined]
+                "SELECT key, definition, created_at, updated_at FROM metrics ORDER BY key"))
+        if not keys:
+            return []
+        return self._metrics(self._read(  # type: ignore[attr-defined]
+            "SELECT key, definition, created_at, updated_at FROM metrics WHERE key IN "
+            f"({', '.join('?' for _ in keys)}) ORDER BY key", tuple(keys)))
+
+    # -- an experiment's metrics ----------------------------------------------------------
+    def set_experiment_metrics(self, experiment_id: int, metrics: ExperimentMetrics, now: float) -> None:
+        """Replace the experiment's ``metrics`` (kept in its options JSON), in one transaction."""
+        def body(tx: Tx) -> None:
+            row = tx.execute("SELECT options FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+            options = json.loads(row[0]) if row and row[0] else {}
+            options["metrics"] = metrics.to_dict()
+            tx.execute("UPDATE experiments SET options = ?, updated_at = ? WHERE id = ?",
+                       (json.dumps(options), now, experiment_id))
+
+        self._transact(body, idempotent=True)  # type: ignore[attr-defined]
+
+    def metric_sums(self, experiment: Experiment,
+                    definitions: Sequence[MetricDefinition]) -> dict[str, list[MetricSums]]:
+        """Per metric key: the sums of every (variant, slice) with exposed visitors (one statement)."""
+        if not definitions:
+            return {}
+        sql, params = metric_sums_sql(experiment, definitions, self._SCALAR_MIN)
+        rows = self._read(sql, params)  # type: ignore[attr-defined]
+        found: dict[str, list[MetricSums]] = {d.key: [] for d in definitions}
+        for row in rows:
+            variant_id, holdout, visitors = row[0], bool(row[1]), int(row[2])
+            for index, definition in enumerate(definitions):
+                values = [float(v or 0.0) for v in row[3 + 5 * index: 8 + 5 * index]]
+                names = RATIO_FIELDS if definition.type == "ratio" else SUM_FIELDS
+                found[definition.key].append(MetricSums(variant_id, holdout, visitors, **dict(zip(names, values))))
+        return found
+
+    # -- guardrail actions ----------------------------------------------------------------
+    def record_guardrail_action(self, experiment_id: int, metric: str, variant: str, action: str, at: float,
+                                evidence: dict[str, Any]) -> bool:
+        """Record an action once per (experiment, metric, variant, action); ``stop_variant`` also adds the
+        variant to the experiment's stopped variants, in the same transaction. True when new."""
+        def body(tx: Tx) -> bool:
+            inserted = tx.execute(
+                "INSERT INTO guardrail_actions (experiment_id, metric, variant, action, at, evidence) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (experiment_id, metric, variant, action) DO NOTHING",
+                (experiment_id, metric, variant, action, at, json.dumps(evidence, allow_nan=False)),
+            ).rowcount
+            if inserted and action == "stop_variant":
+                row = tx.execute("SELECT stopped_variants FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+                stopped = json.loads(row[0]) if row and row[0] else []
+                if variant not in stopped:
+                    tx.execute("UPDATE experiments SET stopped_variants = ?, updated_at = ? WHERE id = ?",
+                               (json.dumps(stopped + [variant]), at, experiment_id))
+            return bool(inserted)
+
+        return self._transact(body, idempotent=True)  # type: ignore[attr-defined]
+
+    def guardrail_actions(self, experiment_id: int) -> list[GuardrailAction]:
+        rows = self._read(  # type: ignore[attr-defined]
+            "SELECT experiment_id, metric, variant, action, at, evidence FROM guardrail_actions "
+            "WHERE experiment_id = ? ORDER BY id", (experiment_id,))
+        return [GuardrailAction(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else {}) for r in rows]
+
+    # -- leases ---------------------------------------------------------------------------
+    def take_lease(self, name: str, holder: str, now: float, ttl_s: float) -> bool:
+        """True when ``holder`` now holds lease ``name`` until now + ttl_s (it was free or expired):
+        one process per interval, across workers and instances, runs what the lease guards."""
+        def body(tx: Tx) -> int:
+            return tx.execute(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET holder = excluded.holder, expires_at = excluded.expires_at WHERE leases.expires_at <= ?",
+                (name, holder, now + ttl_s, now),
+            ).rowcount
+
+        return self._transact(body, idempotent=True) > 0  # type: ignore[attr-defined]

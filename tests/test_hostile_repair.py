@@ -70,6 +70,13 @@ def assert_counters_match_the_log(database_url: str) -> None:
     assert sums == pytest.approx(log)
 
 
+def test_rebuild_stats_points_to_the_repair(runner, poisoned):
+    result = runner.invoke(args=["rebuild-stats", "num"])
+    assert result.exit_code != 0 and "repair-values num" in result.output
+    assert runner.invoke(args=["repair-values", "num"]).exit_code == 0
+    assert runner.invoke(args=["rebuild-stats", "num"]).exit_code == 0
+
+
 def test_dry_run_reports_and_changes_nothing(runner, poisoned, database_url, caplog):
     before = reward_values(database_url), totals(database_url)
     caplog.set_level(logging.INFO, logger="lever.audit")

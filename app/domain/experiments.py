@@ -240,3 +240,9 @@ def check_value(experiment: ExperimentSpec, value: float) -> float:
 
 def with_status(experiment: Experiment, status: str, winner: str | None) -> Experiment:
     return replace(experiment, status=status, winner=winner)
+
+
+def value_bound(experiment: ExperimentSpec, global_bound: float) -> float:
+    """The bound on |reward value| that holds for the experiment: the tighter of LEVER_MAX_ABS_VALUE
+    (``global_bound``) and its own ``max_abs_value``."""
+    return min(global_bound, experiment.max_abs_value) if experiment.max_abs_value is not None else global_bound

@@ -78,6 +78,7 @@ from .base import (
     period_of,
 )
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
+from .repair import RepairStore
 from .sql import Query, Rows, SqlStorage, Tx
 
 log = logging.getLogger("lever.storage")
@@ -209,7 +210,7 @@ class _PostgresTx(Tx):
         return row_id
 
 
-class PostgresStorage(SqlStorage):
+class PostgresStorage(RepairStore, SqlStorage):
     def __init__(self, url: str, min_size: int = 1, max_size: int = 4, timeout_s: float = 5.0) -> None:
         self.url = url
         self.conninfo = _normalise_url(url)

@@ -47,6 +47,7 @@ from .base import (
 )
 from .base import PERIOD_SECONDS
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
+from .repair import RepairStore
 from .sql import Query, Rows, SqlStorage, T, Tx
 
 @functools.lru_cache(maxsize=64)
@@ -236,7 +237,7 @@ class _SQLiteTx(Tx):
         return int(self.conn.execute(sql, params).lastrowid)
 
 
-class SQLiteStorage(SqlStorage):
+class SQLiteStorage(RepairStore, SqlStorage):
     def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
                  background_checkpoints: bool = True) -> None:
         self.url = url

@@ -91,6 +91,12 @@ def test_dry_run_reports_and_changes_nothing(runner, poisoned, database_url, cap
 def test_clamp_repairs_the_log_and_the_counters(runner, client, admin, poisoned, database_url, caplog):
     erase = client.delete("/api/v1/visitors/v1", headers=admin)
     assert_error(erase, 409, "non_finite_counters")  # before the repair: refused, not a 500
+    stats = client.get("/api/v1/experiments/num/stats", headers=admin)
+    assert stats.status_code == 200 and strict_json(stats)["reason"] == "non_finite_input"
+    policy = client.get("/api/v1/experiments/num/policy", headers=admin)
+    assert policy.status_code in (200, 500) and strict_json(policy)  # never NaN in the body
+    assigned = client.post("/api/v1/assign", json={"experiment": "num", "visitor": "new"})
+    assert assigned.status_code in (200, 409), assigned.get_data(as_text=True)
     caplog.set_level(logging.INFO, logger="lever.audit")
     result = runner.invoke(args=["repair-values", "num", "--clamp"])
     assert result.exit_code == 0, result.output

@@ -46,7 +46,12 @@ class StrictJSONProvider(DefaultJSONProvider):
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         kwargs.setdefault("allow_nan", False)
-        return super().dumps(obj, **kwargs)
+        try:
+            return super().dumps(obj, **kwargs)
+        except ValueError:
+            log.error("refused to write NaN or Infinity as JSON (counters holding values an older version "
+                      "recorded? see flask repair-values)")
+            raise
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:

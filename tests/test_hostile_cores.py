@@ -11,7 +11,7 @@ import json
 import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import stats
@@ -66,7 +66,7 @@ def test_statistics_never_raise_or_emit_non_finite(mode_reward, rows):
 
 @pytest.mark.xfail(strict=True, reason="bandits/: the Thompson fit turns an overflowing (finite) sum into a NaN "
                                        "allocation; the core defence belongs to the bandits helper")
-@CORES
+@settings(CORES, phases=[Phase.explicit, Phase.generate])  # no shrinking while it is a known failure
 @given(mode_reward=MODES, rows=st.lists(totals(), max_size=6))
 def test_the_policy_never_raises_or_emits_non_finite(mode_reward, rows):
     found = experiment(*mode_reward)

@@ -170,22 +170,30 @@ class Batch:
                 assert_still_works(client, ADMIN, key, value=1)
 
 
-def test_assign_bodies(backends_apps):
-    batch = Batch(backends_apps)
+def fuzz_bodies(apps: list[tuple[str, Any]], path: str, bodies: st.SearchStrategy,
+                known: list[tuple[dict[str, Any], str | None]]) -> None:
+    """POST ``bodies`` (one number maybe replaced by a raw literal) to ``path``; ``known``: (body,
+    literal) examples that always run first (the reported defects)."""
+    batch = Batch(apps)
 
-    @FUZZ
-    @given(body=assign_bodies, literal=st.none() | st.sampled_from(LITERALS))
-    @example(body={"experiment": "num", "visitor": "a\x00b"}, literal=None)  # the reported defect (PostgreSQL)
-    @example(body={"experiment": "ctx", "visitor": "v", "context": {"price": 0.123456789}}, literal="1e308")
-    def run(body, literal):
-        batch.post("/api/v1/assign", _raw(body, literal))
+    def run(body: dict[str, Any], literal: str | None) -> None:
+        batch.post(path, _raw(body, literal))
 
-    run()
+    test = given(body=bodies, literal=st.none() | st.sampled_from(LITERALS))(run)
+    for body, literal in known:
+        test = example(body=body, literal=literal)(test)
+    FUZZ(test)()
     batch.all_still_work()
 
 
+def test_assign_bodies(backends_apps):
+    fuzz_bodies(backends_apps, "/api/v1/assign", assign_bodies, [
+        ({"experiment": "num", "visitor": "a\x00b"}, None),  # the reported defect (PostgreSQL)
+        ({"experiment": "ctx", "visitor": "v", "context": {"price": 0.123456789}}, "1e308"),
+    ])
+
+
 def test_reward_bodies(backends_apps):
-    batch = Batch(backends_apps)
     tokens = st.integers(0, 2 * len(EXPERIMENTS) - 1).map(lambda i: f"@@token{i}@@")
     reward_bodies = st.one_of(
         _optional(assignment=tokens | texts | values, value=numbers | values, event_id=texts | values,
@@ -196,16 +204,10 @@ def test_reward_bodies(backends_apps):
         st.fixed_dictionaries({"experiment": st.sampled_from(list(EXPERIMENTS)), "visitor": st.sampled_from(["t1", "t2"]),
                                "value": numbers | st.just(0.123456789)}, optional={"event_id": texts}),
     )
-
-    @FUZZ
-    @given(body=reward_bodies, literal=st.none() | st.sampled_from(LITERALS))
-    @example(body={"experiment": "num", "visitor": "t1", "value": 0.123456789}, literal="1e308")  # the reported defect
-    @example(body={"experiment": "num", "visitor": "t2", "value": 1, "event_id": "e\x00"}, literal=None)
-    def run(body, literal):
-        batch.post("/api/v1/reward", _raw(body, literal))
-
-    run()
-    batch.all_still_work()
+    fuzz_bodies(backends_apps, "/api/v1/reward", reward_bodies, [
+        ({"experiment": "num", "visitor": "t1", "value": 0.123456789}, "1e308"),  # the reported defect
+        ({"experiment": "num", "visitor": "t2", "value": 1, "event_id": "e\x00"}, None),
+    ])
 
 
 def test_raw_request_texts(backends_apps):

@@ -73,6 +73,14 @@ def _database_url(text: str) -> str:
     return text
 
 
+def _host_list(text: str) -> str:
+    hosts = [host.strip().lower() for host in text.split(",") if host.strip()]
+    if any(not host.replace("-", "").replace(".", "").replace(":", "").replace("[", "").replace("]", "").isalnum()
+           for host in hosts):
+        raise ValueError("must be comma-separated host names, e.g. hooks.slack.com,alerts.example.com")
+    return ",".join(hosts)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -116,6 +124,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Store visitor ids as keyed hashes (HMAC with LEVER_SECRET_KEY) instead of as sent. Set before collecting data."),
     Setting("LEVER_RETENTION_DAYS", 0, _non_negative_int,
             "Prune raw events older than this many days (flask prune-events); 0 keeps them. Totals are kept."),
+    Setting("LEVER_MONITOR_INTERVAL_S", 60, _positive_int,
+            "How often (s) the webhook worker (flask deliver) evaluates running experiments for webhook events."),
+    Setting("LEVER_WEBHOOK_ALLOWED_HOSTS", "", _host_list,
+            "Comma-separated host names webhooks may call (checked at registration and at each delivery); empty allows any."),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}

@@ -32,6 +32,15 @@ present but unusable (a nested object, NaN, a string that is not a number) is en
 exactly like a missing one and reported separately in ``EncodedContext.invalid``.
 Keys the schema does not declare are ignored and reported in ``unknown_keys``.
 Encoding never raises on a context and never yields NaN or infinity.
+
+Crosses. ``from_schema(features, crosses=[["device", "hour"], ["returning", "source"]])``
+adds, after the features' blocks, one block per declared pair: the outer product of
+the two features' columns (width w_a * w_b), e.g. ``device=mobile*hour:sin``. A linear
+model on a categorical x cyclic cross fits one daily curve per device, on a
+categorical x categorical cross one coefficient per combination: "mobile visitors in
+the evening" and "new visitors from social" become learnable by a linear policy.
+A missing value zeroes the cross block (the product of an all-zero block), so the
+missing case is again fitted by the main effects alone.
 """
 from __future__ import annotations
 
@@ -53,6 +62,7 @@ MAX_WIDTH = 256  # encoded columns, intercept included
 MAX_LEVELS = 64  # declared levels of one categorical feature
 MAX_BUCKETS = 128  # buckets of one hashed feature
 MAX_NAME_LENGTH = 64
+MAX_CROSSES = 8  # declared interaction pairs
 _NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _MAX_LEVEL_LENGTH = 200
 
@@ -421,26 +431,62 @@ class EncodedContext:
     invalid: tuple[str, ...] = ()
 
 
-class ContextEncoder:
-    """A validated feature schema and the fixed-width encoding it defines."""
+def _check_crosses(crosses: Any, features: Sequence[_Feature]) -> tuple[tuple[str, str], ...]:
+    """Validate declared crosses: pairs of two different declared features, each pair once."""
+    if crosses is None:
+        return ()
+    if not isinstance(crosses, (list, tuple)):
+        raise PolicyConfigError('crosses must be a list of feature-name pairs, e.g. [["device", "hour"]]')
+    if len(crosses) > MAX_CROSSES:
+        raise PolicyConfigError(f"{len(crosses)} crosses declared, at most {MAX_CROSSES} allowed")
+    names = {f.name for f in features}
+    pairs: list[tuple[str, str]] = []
+    seen: set[frozenset] = set()
+    for position, pair in enumerate(crosses):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(n, str) for n in pair):
+            raise PolicyConfigError(f"cross #{position} must be a pair of feature names, got {pair!r}")
+        a, b = pair
+        for name in (a, b):
+            if name not in names:
+                raise PolicyConfigError(f"cross #{position} ({a!r}, {b!r}): {name!r} is not a declared feature")
+        if a == b:
+            raise PolicyConfigError(f"cross #{position} crosses {a!r} with itself")
+        if frozenset(pair) in seen:
+            raise PolicyConfigError(f"cross #{position} ({a!r}, {b!r}) is declared twice")
+        seen.add(frozenset(pair))
+        pairs.append((a, b))
+    return tuple(pairs)
 
-    def __init__(self, features: Sequence[_Feature]) -> None:
+
+class ContextEncoder:
+    """A validated feature schema (and its crosses) and the fixed-width encoding it defines."""
+
+    def __init__(self, features: Sequence[_Feature], crosses: Sequence[tuple[str, str]] = ()) -> None:
         self.features = tuple(features)
         self._slices: list[tuple[_Feature, slice]] = []
         start = 1
         for feature in self.features:
             self._slices.append((feature, slice(start, start + feature.width)))
             start += feature.width
+        self.main_width = start
+        by_name = {feature.name: block for feature, block in self._slices}
+        self.crosses = tuple((a, b) for a, b in crosses)
+        self._cross_slices: list[tuple[slice, slice, slice]] = []
+        for a, b in self.crosses:
+            width = (by_name[a].stop - by_name[a].start) * (by_name[b].stop - by_name[b].start)
+            self._cross_slices.append((by_name[a], by_name[b], slice(start, start + width)))
+            start += width
         self.width = start
         self._names = frozenset(f.name for f in self.features)
 
     @classmethod
-    def from_schema(cls, schema: Sequence[Mapping[str, Any]]) -> "ContextEncoder":
-        """Validate a schema (list of feature dicts) and build its encoder.
+    def from_schema(cls, schema: Sequence[Mapping[str, Any]], crosses: Sequence[Sequence[str]] | None = ()) -> "ContextEncoder":
+        """Validate a schema (list of feature dicts) and its crosses, and build the encoder.
 
         Raises :class:`PolicyConfigError` naming the offending feature for an unknown
         type, missing or bad parameters, duplicate names, more than ``MAX_FEATURES``
-        features or more than ``MAX_WIDTH`` encoded columns.
+        features or more than ``MAX_WIDTH`` encoded columns (crosses included), and
+        naming the cross for a pair that is not two different declared features.
         """
         if not isinstance(schema, (list, tuple)):
             raise PolicyConfigError("a context schema is a list of feature objects")
@@ -468,12 +514,12 @@ class ContextEncoder:
                 known = ", ".join(sorted(FEATURE_TYPES))
                 raise PolicyConfigError(f"feature {name!r}: unknown type {kind!r} (known: {known})")
             features.append(feature_cls.from_spec(name, spec))
-        encoder = cls(features)
+        encoder = cls(features, _check_crosses(crosses, features))
         if encoder.width > MAX_WIDTH:
             widest = max(features, key=lambda f: f.width)
             raise PolicyConfigError(
                 f"the context encodes to {encoder.width} columns, at most {MAX_WIDTH} allowed"
-                f" (widest feature: {widest.name!r} with {widest.width})"
+                f" (widest feature: {widest.name!r} with {widest.width}; crosses add {encoder.width - encoder.main_width})"
             )
         return encoder
 
@@ -495,6 +541,8 @@ class ContextEncoder:
                 missing.append(feature.name)
             elif status == _INVALID:
                 invalid.append(feature.name)
+        for block_a, block_b, block in self._cross_slices:
+            vector[block] = np.multiply.outer(vector[block_a], vector[block_b]).ravel()
         unknown = tuple(sorted(str(k) for k in context if k not in self._names))
         return EncodedContext(vector, unknown, tuple(missing), tuple(invalid))
 
@@ -512,9 +560,27 @@ class ContextEncoder:
     def columns(self) -> list[str]:
         """Name of every encoded column, in order (column 0 is the intercept)."""
         names = [INTERCEPT]
+        by_name = {}
         for feature in self.features:
             names.extend(feature.columns())
+            by_name[feature.name] = feature.columns()
+        for a, b in self.crosses:
+            names.extend(f"{left}*{right}" for left in by_name[a] for right in by_name[b])
         return names
+
+    def column_groups(self) -> list[int]:
+        """Block id per column (0 = intercept, then 1.. per feature and per cross), for
+        :class:`~bandits.linear.LinearThompson`'s ``column_groups``."""
+        groups = [0] * self.width
+        for group, (_, _, block) in enumerate(self.column_blocks(), start=1):
+            groups[block] = [group] * (block.stop - block.start)
+        return groups
+
+    def column_blocks(self) -> list[tuple[str, tuple[str, ...], slice]]:
+        """(label, feature names, columns) per block: each feature, then each cross ("device*hour")."""
+        blocks = [(f.name, (f.name,), block) for f, block in self._slices]
+        blocks += [(f"{a}*{b}", (a, b), block) for (a, b), (_, _, block) in zip(self.crosses, self._cross_slices)]
+        return blocks
 
     def schema(self) -> list[dict]:
         """The normalised schema: what :meth:`from_schema` accepts to rebuild this encoder."""
@@ -526,4 +592,5 @@ class ContextEncoder:
             "width": self.width,
             "columns": self.columns(),
             "features": [f.describe() for f in self.features],
+            "crosses": [list(pair) for pair in self.crosses],
         }

@@ -26,203 +26,70 @@ effects such as "tablets convert less"), and needs data only for its own deviati
 That is the shared part of a hybrid model at the price of one extra factorisation;
 with ``pool_prior=False`` m0 is (prior_mean or 0, 0, ..., 0).
 
-Prior precision. With ``adaptive_prior=True`` (default) D is empirical Bayes too, per
-feature: a feature whose effect does not differ between arms gets a very strong
-prior (its arms share the pooled coefficient), one that changes which arm is best a
-weak one (see :meth:`LinearThompson._adapted_precision`). Without this, a per-arm model
-with d columns explores as if it had to learn d numbers per arm even when the context
-is irrelevant: its posterior spread at x is ~sqrt(d) times the non-contextual one.
-While arms have little data nothing is detected yet, so a new experiment behaves like
-non-contextual Thompson sampling, and it becomes contextual where the data says so.
+Prior precision. With ``adaptive_prior=True`` (default) D is empirical Bayes too: a
+feature whose effect does not differ between arms gets a very strong prior (its arms
+share the pooled coefficient), one that changes which arm is best a weak one (see
+:meth:`LinearThompson._adapted_precision`). ``column_groups`` (the encoder's
+``column_groups()``) estimates one precision per feature block instead of per column,
+and a block is freed only on evidence beyond chance (``evidence_z``). Without this, a
+per-arm model with d columns explores as if it had to learn d numbers per arm even
+when the context is irrelevant. Cross columns (after ``main_columns``) are tested on
+their slope *given* the main effects, so a cross of an important feature is not freed
+just because its parent is. A new experiment therefore behaves like non-contextual
+Thompson sampling and becomes contextual where the data says so.
+
+Exploration. The sampled spread is ``exploration`` times the posterior's (0.5 by
+default: measured in benchmarks/bandits_bench.py; the Bernoulli s2 and the d per-arm
+coefficients make the unshrunk posterior explore more than the traffic needs).
 
 Decisions. For one context the arms' sampled values x . theta_a are independent
-1-D normals N(x . mu_a, s2 * |L_a^-1 x|^2), so a decision draws ``draws`` values per
-arm in one vectorised call, takes the share of draws each arm wins
-(:func:`~bandits.base.win_probabilities`), applies the floor and samples the served
-arm from that allocation: the logged propensity is exactly the probability with
-which the arm was served. The inverse factors L_a^-1 (triangular, computed by LAPACK's
-triangular inversion, well conditioned because A_a >= D) are cached per refresh.
+1-D normals N(x . mu_a, s2 x' A_a^-1 x). A fit stores one matrix stacking the means
+and the covariances C_a = s2 A_a^-1, so mean and variance for x are two small BLAS
+products, and a fixed (draws, K) matrix of standard normals Z seeded by a digest of
+the statistics (:meth:`LinearThompson._standard_draws`). The allocation for x is the
+share of rows of mean + sd * Z each arm wins, with the floor: a deterministic function
+of the fitted model and x (every worker that fitted the same statistics allocates
+identically), memoised per fit; the served arm is drawn from it with one uniform, so
+the logged propensity is exactly the probability with which the arm was served.
 
-Delayed rewards and storage. The service stores :class:`LinearArmState` per arm and
-applies :func:`add_decision` when a variant is served (y = 0 so far) and
-:func:`add_reward` when its conversion arrives, possibly hours later; the result is
-identical to an immediate update. With a half-life h, an event at time t weighs
-2^-((now - t)/h) at time ``now``; see :func:`decay_to`.
+Delayed rewards and storage: see :mod:`bandits.arm_state` (decisions count at once,
+rewards however late, and the pending-reward correction ``reward_delay_s``). Absurd
+statistics (e.g. rewards of 1e308) never produce a non-finite output: the fit falls
+back to the prior and says so in :attr:`LinearThompson.reason`.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-import struct
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, special
 from scipy.linalg import lapack
 
-from .base import Decision, PolicyConfigError, apply_floor, decide, win_probabilities
+from .arm_state import (  # noqa: F401  (re-exported: the service imports them from here)
+    LinearArmState,
+    _vector,
+    add_decision,
+    add_reward,
+    decay_to,
+    remove_decision,
+)
+from .base import Decision, PolicyConfigError
 from .encoding import ContextEncoder, EncodedContext
+from .schema import normalise_schema
 
-_MAGIC = b"LAS1"
-_HEADER = struct.Struct("<4sI")  # magic, d
+#: Largest magnitude a fitted coefficient or inverse-factor entry may have. Contexts are
+#: bounded (|x_j| <= 1, d <= 256), so with this bound x . mu and |L^-1 x|^2 stay far from
+#: overflow. A fit that exceeds it (absurd stored statistics) falls back to the prior.
+_MAX_FITTED = 1e100
 
+#: Reason codes of :attr:`LinearThompson.reason` (None when the fit used the data).
+REASON_NON_FINITE_FIT = "non_finite_fit"
 
-# -- sufficient statistics -------------------------------------------------------------
-@dataclass(frozen=True)
-class LinearArmState:
-    """Decayed sufficient statistics of one arm, as plain arrays.
-
-    ``precision_increment`` = sum_i w_i x_i x_i' (d, d), ``target`` = sum_i w_i x_i y_i
-    (d,), ``decisions`` = sum_i w_i, where w_i = 2^-((reference_time - t_i)/h) is the
-    weight of event i at ``reference_time`` (1 without decay). Arrays are read-only:
-    the update functions return new states.
-    """
-
-    precision_increment: np.ndarray
-    target: np.ndarray
-    decisions: float = 0.0
-    reference_time: float = 0.0
-
-    def __post_init__(self) -> None:
-        p = np.array(self.precision_increment, dtype=np.float64)
-        b = np.array(self.target, dtype=np.float64)
-        if b.ndim != 1 or p.shape != (b.size, b.size) or b.size < 1:
-            raise PolicyConfigError(f"arm state shapes do not match: {p.shape} and {b.shape}")
-        if not (np.isfinite(p).all() and np.isfinite(b).all()):
-            raise PolicyConfigError("arm state contains NaN or infinity")
-        if not (math.isfinite(self.decisions) and self.decisions >= 0 and math.isfinite(self.reference_time)):
-            raise PolicyConfigError("arm state needs finite decisions >= 0 and a finite reference_time")
-        # Outer products are exactly symmetric, so this is an identity for any state the
-        # update functions built; it makes the packed (upper-triangle) storage lossless.
-        p = 0.5 * (p + p.T)
-        p.flags.writeable = False
-        b.flags.writeable = False
-        object.__setattr__(self, "precision_increment", p)
-        object.__setattr__(self, "target", b)
-        object.__setattr__(self, "decisions", float(self.decisions))
-        object.__setattr__(self, "reference_time", float(self.reference_time))
-
-    @property
-    def dim(self) -> int:
-        return self.target.size
-
-    @classmethod
-    def empty(cls, dim: int, reference_time: float = 0.0) -> "LinearArmState":
-        return cls(np.zeros((dim, dim)), np.zeros(dim), 0.0, reference_time)
-
-    def to_bytes(self) -> bytes:
-        """Little-endian: b"LAS1", uint32 d, then float64 decisions, reference_time,
-        target (d) and the upper triangle of precision_increment row by row (d(d+1)/2).
-        """
-        upper = self.precision_increment[np.triu_indices(self.dim)]
-        body = np.concatenate([[self.decisions, self.reference_time], self.target, upper]).astype("<f8")
-        return _HEADER.pack(_MAGIC, self.dim) + body.tobytes()
-
-    @classmethod
-    def from_bytes(cls, blob: bytes) -> "LinearArmState":
-        if len(blob) < _HEADER.size:
-            raise PolicyConfigError("arm state blob is truncated")
-        magic, dim = _HEADER.unpack_from(blob)
-        expected = _HEADER.size + 8 * (2 + dim + dim * (dim + 1) // 2)
-        if magic != _MAGIC or len(blob) != expected or dim < 1:
-            raise PolicyConfigError("not a LinearArmState blob (bad magic or length)")
-        body = np.frombuffer(blob, dtype="<f8", offset=_HEADER.size).astype(np.float64)
-        decisions, reference_time = float(body[0]), float(body[1])
-        target = body[2 : 2 + dim]
-        p = np.zeros((dim, dim))
-        p[np.triu_indices(dim)] = body[2 + dim :]
-        p = p + np.triu(p, 1).T
-        return cls(p, target.copy(), decisions, reference_time)
-
-    def to_dict(self) -> dict:
-        return {
-            "precision_increment": self.precision_increment.tolist(),
-            "target": self.target.tolist(),
-            "decisions": self.decisions,
-            "reference_time": self.reference_time,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LinearArmState":
-        return cls(
-            np.asarray(data["precision_increment"], dtype=float),
-            np.asarray(data["target"], dtype=float),
-            float(data["decisions"]),
-            float(data["reference_time"]),
-        )
-
-
-def _decay_factor(elapsed: float, half_life: float | None) -> float:
-    """2^-(elapsed / h): the weight left after ``elapsed`` seconds (1 without decay)."""
-    if half_life is None or elapsed <= 0:
-        return 1.0
-    return math.exp(-math.log(2.0) * elapsed / half_life)
-
-
-def decay_to(state: LinearArmState, t: float, half_life: float | None) -> LinearArmState:
-    """The same statistics expressed at a later time t.
-
-    Each stored weight w_i = 2^-((r - t_i)/h) becomes 2^-((t - t_i)/h) = w_i * 2^-((t - r)/h),
-    so the whole state is multiplied by one factor and r moves to t. The reference time
-    only moves forward: every factor is <= 1, so nothing can overflow, however long
-    the experiment runs. Without a half-life only the reference time moves.
-    """
-    if t <= state.reference_time:
-        return state
-    factor = _decay_factor(t - state.reference_time, half_life)
-    return LinearArmState(
-        state.precision_increment * factor, state.target * factor, state.decisions * factor, float(t)
-    )
-
-
-def _vector(x: np.ndarray, dim: int) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape != (dim,) or not np.isfinite(x).all():
-        raise PolicyConfigError(f"context must be a finite vector of shape ({dim},), got shape {x.shape}")
-    return x
-
-
-def add_decision(state: LinearArmState, x: np.ndarray, t: float, half_life: float | None = None) -> LinearArmState:
-    """Count one decision of this arm for context x at time t (reward 0 until one arrives).
-
-    The state first moves to max(t, reference_time); the event then enters with weight
-    2^-((reference_time - t)/h), which is 1 unless it is older than the state.
-    """
-    x = _vector(x, state.dim)
-    state = decay_to(state, t, half_life)
-    w = _decay_factor(state.reference_time - t, half_life)
-    return LinearArmState(
-        state.precision_increment + w * np.outer(x, x),
-        state.target,
-        state.decisions + w,
-        state.reference_time,
-    )
-
-
-def add_reward(
-    state: LinearArmState,
-    x: np.ndarray,
-    value: float,
-    decided_at: float,
-    t: float,
-    half_life: float | None = None,
-) -> LinearArmState:
-    """Add a reward that arrived at time t for a decision made at ``decided_at``.
-
-    The decision's x x' entered the state with the weight of time ``decided_at``; its
-    reward enters ``target`` with that same weight, so a delayed reward leaves exactly
-    the statistics an immediate one would have (up to rounding). t only advances the
-    reference time.
-    """
-    x = _vector(x, state.dim)
-    if not math.isfinite(value):
-        raise PolicyConfigError(f"reward must be finite, got {value!r}")
-    state = decay_to(state, max(t, decided_at), half_life)
-    w = _decay_factor(state.reference_time - decided_at, half_life)
-    return LinearArmState(
-        state.precision_increment, state.target + (w * value) * x, state.decisions, state.reference_time
-    )
-
+#: Contexts whose allocation a fit memoises (a pure function of fit and context).
+_CACHE_SIZE = 4096
 
 # -- the policy --------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -267,6 +134,10 @@ class LinearThompson:
         min_share: float = 0.0,
         draws: int = 256,
         half_life_s: float | None = None,
+        main_columns: int | None = None,
+        column_groups: Sequence[int] | None = None,
+        evidence_z: float = 1.0,
+        exploration: float = 0.5,
     ) -> None:
         if isinstance(n_arms, bool) or not isinstance(n_arms, int) or n_arms < 1:
             raise PolicyConfigError("a policy needs at least one arm")
@@ -292,6 +163,23 @@ class LinearThompson:
         self.min_share = float(min_share)
         self.draws = draws
         self.half_life_s = None if half_life_s is None else _positive(half_life_s, "half_life_s")
+        if main_columns is None:
+            main_columns = n_features
+        if isinstance(main_columns, bool) or not isinstance(main_columns, int) or not 1 <= main_columns <= n_features:
+            raise PolicyConfigError(f"main_columns must be an integer in [1, {n_features}] (ContextEncoder.main_width)")
+        self.main_columns = main_columns
+        self._groups = None
+        if column_groups is not None:
+            groups = np.asarray(column_groups)
+            if groups.shape != (n_features,) or not np.issubdtype(groups.dtype, np.integer):
+                raise PolicyConfigError(f"column_groups must be {n_features} integers (a block id per column)")
+            labels, inverse = np.unique(groups[1:], return_inverse=True)
+            self._groups = (labels.size, inverse)
+        self.column_groups = None if column_groups is None else [int(g) for g in column_groups]
+        if isinstance(evidence_z, bool) or not isinstance(evidence_z, (int, float)) or not 0 <= evidence_z <= 10:
+            raise PolicyConfigError(f"evidence_z must be a number in [0, 10], got {evidence_z!r}")
+        self.evidence_z = float(evidence_z)
+        self.exploration = _positive(exploration, "exploration")
         self._prior_diag = np.full(n_features, self.prior_precision)
         self._prior_diag[0] = self.intercept_precision
         self.fit([LinearArmState.empty(n_features) for _ in range(n_arms)], now=0.0)
@@ -309,6 +197,10 @@ class LinearThompson:
             "min_share": self.min_share,
             "draws": self.draws,
             "half_life_s": self.half_life_s,
+            "main_columns": self.main_columns,
+            "column_groups": self.column_groups,
+            "evidence_z": self.evidence_z,
+            "exploration": self.exploration,
         }
 
     # -- refresh -------------------------------------------------------------------
@@ -316,6 +208,9 @@ class LinearThompson:
         """Replace the statistics (what the service does on each refresh) and factorise.
 
         Every state is decayed to ``now`` (a state newer than ``now`` stays as it is).
+        The fitted model is a pure function of the decayed statistics, including the
+        normal draws its allocations use (see :meth:`allocation_for`): two workers that
+        fit the same stored states allocate identically.
         """
         if len(arm_states) != self.n_arms:
             raise PolicyConfigError(f"expected statistics for {self.n_arms} arms, got {len(arm_states)}")
@@ -417,6 +312,8 @@ class LinearThompson:
         sum_xx = np.diagonal(s, axis1=1, axis2=2)[:, 1:]
         sxx = sum_xx - sum_x * sum_x / n  # centred sum of squares of x_j within the arm
         sxy = b[:, 1:] - sum_x * b[:, :1] / n  # centred cross-product with y
+        if self.main_columns < self.n_features:
+            sxx, sxy = self._partial_cross_products(s, b, sxx, sxy)
         varies = sxx > 1e-9 * sum_xx + tiny
         weights = np.where(varies, sxx, 0.0) / s2
         slopes = np.where(varies, sxy / np.maximum(sxx, tiny), 0.0)
@@ -424,26 +321,118 @@ class LinearThompson:
         safe_total = np.maximum(total, tiny)
         centre = (weights * slopes).sum(axis=0) / safe_total
         q = (weights * (slopes - centre) ** 2).sum(axis=0)
-        dof = np.maximum(varies.sum(axis=0) - 1, 0)
+        dof = np.maximum(varies.sum(axis=0) - 1, 0).astype(float)
         denominator = total - (weights * weights).sum(axis=0) / safe_total
-        tau2 = np.where(denominator > tiny, np.maximum(q - dof, 0.0) / np.maximum(denominator, tiny), 0.0)
+        if self._groups is not None:  # one tau^2 per feature block: sum the moments over the block
+            groups, inverse = self._groups
+            q, dof, denominator = (np.bincount(inverse, weights=v, minlength=groups)[inverse] for v in (q, dof, denominator))
+        # Q ~ chi2(dof) when the arms do not differ: Q - dof alone exceeds 0 about half the
+        # time, so every tested block would be freed by chance every other refit. The
+        # excess over dof + z sqrt(2 dof) (a one-sided test at about 16% for z = 1) is
+        # what counts as evidence.
+        excess = np.maximum(q - dof - self.evidence_z * np.sqrt(2.0 * dof), 0.0)
+        tau2 = np.where(denominator > tiny, excess / np.maximum(denominator, tiny), 0.0)
         # s2 / tau2, with tau2 = 0 mapping to max_precision
         precision = s2 / np.maximum(tau2, s2 / self.max_precision)
         return np.concatenate([[self.intercept_precision], np.clip(precision, self.prior_precision, self.max_precision)])
 
+    def _partial_cross_products(self, s: np.ndarray, b: np.ndarray, sxx: np.ndarray, sxy: np.ndarray):
+        """Cross columns: slopes *given the main effects* instead of marginal slopes.
+
+        A cross column such as device=mobile*hour:sin is correlated with its parents
+        (device=mobile), so its marginal slope differs between arms whenever the
+        device's main effect does, and the marginal test would free every cross of a
+        feature that matters. For a cross column j the slope of y on x_j after the
+        main-effect columns M (intercept included) is, from the sufficient statistics,
+
+            t_aj = (b_j - S_jM beta_M) / (S_jj - S_jM S_MM^-1 S_Mj),   beta_M = S_MM^-1 b_M,
+
+        with the prior's ridge on S_MM (so that an arm with no data has no slope). Arms then differ in t_aj only through a real
+        interaction, and the cross keeps a strong prior when there is none.
+        """
+        m, tiny = self.main_columns, 1e-300
+        s_mm = s[:, :m, :m] + np.diag(self._prior_diag[:m])
+        s_mc = s[:, :m, m:]
+        solved = np.linalg.solve(s_mm, np.concatenate([b[:, :m, None], s_mc], axis=2))
+        beta_m, projection = solved[:, :, 0], solved[:, :, 1:]  # (K, m), (K, m, d - m)
+        residual_xy = b[:, m:] - np.einsum("kmc,km->kc", s_mc, beta_m)
+        residual_xx = np.diagonal(s, axis1=1, axis2=2)[:, m:] - np.einsum("kmc,kmc->kc", s_mc, projection)
+        sxx, sxy = sxx.copy(), sxy.copy()
+        sxx[:, m - 1:] = np.maximum(residual_xx, tiny)  # columns 1.. of sxx: index m-1 is column m
+        sxy[:, m - 1:] = residual_xy
+        return sxx, sxy
+
     def _refresh(self) -> None:
-        """Prior, posterior means and cached inverse factors from the current states."""
-        s = np.stack([state.precision_increment for state in self._states])
+        """Prior, posterior means, cached factors and the allocation draws from the states."""
+        # exposure = precision_increment - pending: decisions whose rewards may still come
+        # count only with the share that had time to arrive (see bandits.arm_state).
+        s = np.stack([state.exposure() for state in self._states])
         b = np.stack([state.target for state in self._states])
-        m0 = self._pooled_prior_mean(s, b)
-        s2 = self._noise(s, b)
-        prior_diag = self._prior_diag
-        if self.adaptive_prior and self.n_arms > 1:
-            prior_diag = self._adapted_precision(s, b, s2)
-        self._means, self._inv_factors = self._posterior(s, b, prior_diag, m0)
-        self._noise_variance = s2
-        self._prior_mean_vector = m0
-        self._effective_prior = prior_diag
+        self.reason = None
+        with np.errstate(all="ignore"):
+            fitted = self._fit_arrays(s, b)
+        if fitted is None:  # absurd statistics (e.g. rewards of 1e308): decide from the prior
+            self.reason = REASON_NON_FINITE_FIT
+            s, b = np.zeros_like(s), np.zeros_like(b)
+            fitted = self._fit_arrays(s, b)
+        self._means, self._inv_factors, self._noise_variance, self._prior_mean_vector, self._effective_prior = fitted
+        self._fit_statistics = (s, b)
+        self._decision_arrays: tuple[np.ndarray, np.ndarray] | None = None  # built at the first decision
+        self._floor = (self.min_share, 1.0 - self.n_arms * self.min_share)
+        self._cache: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _decision_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(stacked means and covariances, standard draws) of this fit, built once.
+
+        One matrix for a decision: rows 0..K-1 give x . mu_a, the next K*d rows C_a x with
+        C_a = s2 A_a^-1 = s2 R_a' R_a the posterior covariance, so that x' C_a x (the
+        predictive variance) is one more small product. Lazy, so that in-process
+        learning (:meth:`update` refits after every event) pays for it only when deciding.
+        """
+        if self._decision_arrays is None:
+            k, d = self.n_arms, self.n_features
+            spread = self._noise_variance * self.exploration**2  # posterior inflation (> 1) or shrinkage (< 1)
+            covariances = spread * np.einsum("kji,kjl->kil", self._inv_factors, self._inv_factors)
+            stacked = np.ascontiguousarray(np.vstack([self._means, covariances.reshape(k * d, d)]))
+            self._decision_arrays = (stacked, self._standard_draws(*self._fit_statistics))
+        return self._decision_arrays
+
+    def _fit_arrays(self, s: np.ndarray, b: np.ndarray) -> tuple | None:
+        """(means, inverse factors, s2, m0, prior diag), or None when anything is non-finite."""
+        try:
+            m0 = self._pooled_prior_mean(s, b)
+            s2 = self._noise(s, b)
+            prior_diag = self._prior_diag
+            if self.adaptive_prior and self.n_arms > 1:
+                prior_diag = self._adapted_precision(s, b, s2)
+            means, inv_factors = self._posterior(s, b, prior_diag, m0)
+        except (np.linalg.LinAlgError, PolicyConfigError, ValueError, FloatingPointError):
+            return None
+        arrays = (means, inv_factors, m0, prior_diag, np.array([s2]))
+        if not all(np.isfinite(a).all() and np.abs(a).max(initial=0.0) <= _MAX_FITTED for a in arrays) or s2 <= 0:
+            return None
+        return means, inv_factors, float(s2), m0, prior_diag
+
+    def _standard_draws(self, s: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(n, K) standard normals for the win probabilities, seeded by a digest of the statistics.
+
+        The same statistics give the same draws in every worker and process, so the
+        allocation is a deterministic function of (model, context). Construction
+        ("rotation sampling"): n = ``draws`` rounded up to a multiple of K, one normal
+        quantile u_j from each of n equal-probability strata in a random order, and
+        Z[i, a] = u[(i + a n / K) mod n]. Every column holds all n strata (stratified
+        marginals: about 40% less Monte-Carlo error than independent draws at equal
+        cost), and arm a's column is arm 0's shifted by a n / K rows, so arms with equal
+        posteriors win exactly n / K rows each: a new experiment allocates exactly
+        uniformly.
+        """
+        digest = hashlib.blake2b(s.tobytes() + b.tobytes(), digest_size=16).digest()
+        rng = np.random.default_rng(int.from_bytes(digest, "little"))
+        k = self.n_arms
+        n = k * -(-self.draws // k)
+        u = special.ndtri((rng.permutation(n) + rng.random(n)) / n)
+        rows = (np.arange(n)[:, None] + (n // k) * np.arange(k)[None, :]) % n
+        return np.ascontiguousarray(u[rows])
 
     # -- in-process learning ---------------------------------------------------------
     def update(self, arm: int, x: np.ndarray, reward: float, t: float = 0.0) -> None:
@@ -470,31 +459,87 @@ class LinearThompson:
     # -- decisions -------------------------------------------------------------------
     def predict(self, context: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of x . theta_a for every arm."""
-        x = _vector(context, self.n_features)
-        mean = self._means @ x
-        # |L_a^-1 x|^2 = x' A_a^-1 x, a sum of squares: never negative.
-        projected = self._inv_factors @ x
-        sd = np.sqrt(self._noise_variance * np.einsum("ij,ij->i", projected, projected))
-        return mean, sd
+        return self._predict(_vector(context, self.n_features))
 
-    def allocation(self, rng: np.random.Generator, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(probabilities with the floor, posterior means, predictive sds, draws) for a context."""
-        mean, sd = self.predict(context)
-        samples = mean + sd * rng.standard_normal((self.draws, self.n_arms))
-        probabilities = apply_floor(win_probabilities(samples), self.min_share)
-        return probabilities, mean, sd, samples
+    def _predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        projected = self._decision_matrices()[0] @ x  # one BLAS call for the means and every C_a x
+        k = self.n_arms
+        # x' C_a x >= 0 in exact arithmetic (C_a is positive definite); clip the rounding.
+        variance = projected[k:].reshape(k, self.n_features) @ x
+        return projected[:k], np.sqrt(np.maximum(variance, 0.0))
+
+    def allocation_for(self, context: np.ndarray) -> np.ndarray:
+        """P(serve arm a | context) under the fitted model, floor included (sums to 1).
+
+        Thompson sampling's probability that arm a has the highest sampled value, by
+        Monte Carlo over the model's fixed draws: mean + sd * Z for the (draws, K)
+        standard normals Z of this fit. A deterministic function of the fitted model
+        and the context; :meth:`select` samples the served arm from exactly this vector,
+        so the logged propensity is exact.
+        """
+        return self._allocate(_vector(context, self.n_features))[0]
+
+    def _allocate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        mean, sd = self._predict(x)
+        samples = self._decision_matrices()[1] * sd
+        samples += mean
+        low, scale = self._floor
+        wins = np.bincount(samples.argmax(axis=1), minlength=self.n_arms) * (scale / samples.shape[0]) + low
+        return wins, mean, sd, samples
+
+    def _cached_allocation(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(allocation, means, sds) for x, memoised per fit: contexts repeat (device x hour...).
+
+        The allocation is a pure function of the fit and x, so the cache changes no
+        decision; it is cleared on every refit and bounded in size.
+        """
+        key = x.tobytes()
+        hit = self._cache.get(key)
+        if hit is None:
+            wins, mean, sd, _ = self._allocate(x)
+            hit = (wins, mean, sd)
+            if len(self._cache) < _CACHE_SIZE:
+                self._cache[key] = hit
+        return hit
+
+    def allocation(self, rng: np.random.Generator | None, context: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities with the floor, posterior means, predictive sds, draws) for a context.
+
+        ``rng`` is not used (the draws are the fit's, see :meth:`allocation_for`); it is
+        kept for callers of the previous signature.
+        """
+        return self._allocate(_vector(context, self.n_features))
 
     def select(self, rng: np.random.Generator, context: np.ndarray) -> ContextualDecision:
-        probabilities, mean, sd, samples = self.allocation(rng, context)
-        chosen = decide(probabilities, rng, scores=mean)
+        """Serve an arm for one encoded context: one uniform from ``rng``, exact propensity.
+
+        The arm is drawn from :meth:`allocation_for` (by inverse CDF on one uniform), so
+        ``propensity`` is exactly its probability; ``samples`` is None (the draws are
+        the fit's, see :meth:`allocation`).
+        """
+        probabilities, mean, sd = self._cached_allocation(_vector(context, self.n_features))
+        u = rng.random()  # the vector sums to 1 up to rounding; the else-branch takes the rest
+        arm, cumulative = 0, 0.0
+        for arm, p in enumerate(probabilities.tolist()):
+            cumulative += p
+            if u < cumulative and p > 0.0:
+                break
+        else:  # rounding put u past the last edge: the last arm with positive probability
+            arm = int(np.flatnonzero(probabilities > 0)[-1])
         return ContextualDecision(
-            arm=chosen.arm,
-            propensity=chosen.propensity,
+            arm=arm,
+            propensity=float(probabilities[arm]),
             probabilities=probabilities,
             scores=mean,
-            samples=samples,
             predictive_sd=sd,
         )
+
+    def posterior_sd(self) -> np.ndarray:
+        """(arms, d) posterior standard deviations of the coefficients: sqrt(s2 diag(A_a^-1)).
+
+        A_a^-1 = R_a' R_a with R_a = L_a^-1, so diag(A_a^-1)_j = sum_i (R_a)_ij^2.
+        """
+        return np.sqrt(self._noise_variance * np.einsum("kij,kij->kj", self._inv_factors, self._inv_factors))
 
     def posterior_means(self) -> np.ndarray:
         """(arms, d) posterior mean coefficients, e.g. to explain what the model learnt."""
@@ -548,7 +593,8 @@ class ContextualPolicy:
     """Encoder + contextual policy for one experiment, usable without the service.
 
     ``from_definition({"variants": ["a", "b"], "context": [...schema...],
-    "min_share": 0.05, "decay": {"half_life_s": 604800}})``; an optional
+    "crosses": [["device", "hour"]], "min_share": 0.05, "decay": {"half_life_s": 604800}})``;
+    the schema may use the short form (``["device", "hour"]``, see :mod:`bandits.schema`); an optional
     ``"policy"`` names an entry of :data:`CONTEXTUAL_POLICIES` and ``"params"`` passes
     further hyperparameters to it.
     """
@@ -565,7 +611,7 @@ class ContextualPolicy:
         if not isinstance(definition, Mapping):
             raise PolicyConfigError("an experiment definition is an object")
         variants = _variant_names(definition.get("variants"))
-        encoder = ContextEncoder.from_schema(definition.get("context", []))
+        encoder = ContextEncoder.from_schema(normalise_schema(definition.get("context", [])), definition.get("crosses"))
         policy_name = definition.get("policy", LinearThompson.name)
         policy_cls = CONTEXTUAL_POLICIES.get(policy_name) if isinstance(policy_name, str) else None
         if policy_cls is None:
@@ -579,6 +625,8 @@ class ContextualPolicy:
         if decay.get("half_life_s") is not None:
             params["half_life_s"] = decay["half_life_s"]
         try:
+            params.setdefault("main_columns", encoder.main_width)
+            params.setdefault("column_groups", encoder.column_groups())
             policy = policy_cls(len(variants), encoder.width, **params)
         except TypeError as exc:
             raise PolicyConfigError(f"bad policy parameters: {exc}") from None
@@ -594,34 +642,16 @@ class ContextualPolicy:
         self.policy.update(arm, self.encoder.encode(context).vector, reward, t)
 
     def state(self) -> dict:
-        return {"variants": self.variants, "context": self.encoder.schema(), "policy": self.policy.state()}
+        return {
+            "variants": self.variants,
+            "context": self.encoder.schema(),
+            "crosses": [list(pair) for pair in self.encoder.crosses],
+            "policy": self.policy.state(),
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "ContextualPolicy":
-        encoder = ContextEncoder.from_schema(state["context"])
+        encoder = ContextEncoder.from_schema(state["context"], state.get("crosses", ()))
         policy_state = state["policy"]
         policy = CONTEXTUAL_POLICIES[policy_state["policy"]].from_state(policy_state)
         return cls(list(state["variants"]), encoder, policy)
-
-
-def remove_decision(
-    state: LinearArmState,
-    x: np.ndarray,
-    decided_at: float,
-    reward_total: float,
-    half_life: float | None = None,
-) -> LinearArmState:
-    """Take one decision (and its rewards) back out of the statistics: erasure of a visitor.
-
-    The decision entered with the weight w = 2^-((r - t_d)/h) it has at the state's
-    reference time r, so subtracting w x x' from the precision and w x y from the target
-    leaves exactly the statistics that never saw it (up to rounding).
-    """
-    x = _vector(x, state.dim)
-    w = _decay_factor(state.reference_time - decided_at, half_life)
-    return LinearArmState(
-        state.precision_increment - w * np.outer(x, x),
-        state.target - (w * reward_total) * x,
-        max(state.decisions - w, 0.0),
-        state.reference_time,
-    )

@@ -102,14 +102,15 @@ def test_propensities_sum_to_one_and_match_selection_frequency():
     counts = np.bincount([d.arm for d in decisions], minlength=4) / n
     expected = probabilities.mean(axis=0)
     assert np.all(np.abs(counts - expected) <= 4 * np.sqrt(expected * (1 - expected) / n) + 1e-3)
-    # ... and the allocation is Thompson sampling's: P(arm is best) under the posterior.
+    # ... and the allocation is Thompson sampling's: P(arm is best) under the posterior,
+    # up to the Monte-Carlo error of the fit's fixed 256 stratified draws.
     mean, sd = policy.predict(x)
-    np.testing.assert_allclose(expected, exact_win_probabilities(mean, sd), atol=0.01)
+    np.testing.assert_allclose(expected, exact_win_probabilities(mean, sd), atol=0.03)
 
 
 def test_one_dimensional_predictive_equals_full_posterior_sampling():
     """Sampling x.theta from N(x.mu, s2 x'A^-1 x) is sampling theta from N(mu, s2 A^-1)."""
-    policy, xs = trained_policy(k=3, n=200)
+    policy, xs = trained_policy(k=3, n=200, exploration=1.0)  # the posterior itself, not shrunk
     x = xs[3]
     rng = np.random.default_rng(3)
     wins = np.zeros(3)
@@ -131,7 +132,10 @@ def test_min_share_floor_and_sampled_values_exposed():
     policy, xs = trained_policy(k=3, n=2000, min_share=0.05)
     decision = policy.select(np.random.default_rng(0), xs[0])
     assert decision.probabilities.min() >= 0.05 - 1e-12
-    assert decision.samples.shape == (256, 3)
+    samples = policy.allocation(None, xs[0])[3]
+    assert samples.shape == (258, 3)  # 256 draws rounded up to a multiple of the 3 arms
+    np.testing.assert_array_equal(np.bincount(samples.argmax(axis=1), minlength=3) / 258 * 0.85 + 0.05,
+                                  decision.probabilities)
     assert decision.predictive_sd.shape == (3,) and np.all(decision.predictive_sd > 0)
     np.testing.assert_allclose(decision.scores, policy.predict(xs[0])[0])
 

@@ -234,7 +234,8 @@ def test_fallback_when_lever_is_stopped_is_fast_uses_the_control_and_logs_once(t
         client = Lever(base, ADMIN_TOKEN, timeout=0.5, flush_at=5, max_queue=10)
         live = client.assign("hero", "v-down")
         assert not live.fallback
-        wait_until(lambda: client.control("hero") == "control")
+        assert client.control("hero") == "control"  # named by the assign response itself
+        wait_until(lambda: client.control_payload("hero") == PAYLOADS["control"])  # looked up with the key
     with caplog.at_level(logging.WARNING, logger="lever_client"):
         answers, durations = [], []
         for i in range(20):
@@ -257,6 +258,13 @@ def test_fallback_when_lever_is_stopped_is_fast_uses_the_control_and_logs_once(t
     assert stats.dropped >= 30 - 2 * 10  # the queue holds 10, the sender has taken at most one batch
     assert client.stats().dropped == 30 and client.stats().sent == 0  # close gave up on the rest
     assert len([r for r in caplog.records if "queue full" in r.getMessage()]) == 1
+
+
+def test_a_client_without_a_key_learns_the_control_from_the_assign_response(lever):
+    client = Lever(lever, None)
+    live = client.assign("hero", "v-keyless")
+    assert not live.fallback and live.control == "control" and client.control("hero") == "control"
+    client.close()
 
 
 def test_close_is_idempotent_and_the_interpreter_exit_flushes(lever):

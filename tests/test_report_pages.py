@@ -167,6 +167,22 @@ def test_create_form_creates_an_experiment(session, admin):
     assert "Created experiment pricing-cta" in client.get("/experiments/pricing-cta").get_data(as_text=True)
 
 
+def test_create_form_plans_the_sample_size_and_declares_it(session, admin):
+    client, csrf = session
+    page = client.get("/experiments/new?baseline_rate=0.1&mde=0.1&variants=2").get_data(as_text=True)
+    assert 'id="sample-size-result"' in page and "14,749" in page and "29,498" in page  # fixed: per arm, total
+    assert "is out of range" in client.get("/experiments/new?baseline_rate=2&mde=0.1").get_data(as_text=True)
+    response = client.post("/experiments/new", data={
+        "csrf_token": csrf, "key": "planned", "variants": "control\nb", "mode": "ab", "reward": "binary",
+        "holdout": "0", "planned_visitors": "29498"})
+    assert response.status_code == 303
+    assert client.get("/api/v1/experiments/planned", headers=admin).get_json()["planned_visitors"] == 29498
+    refused = client.post("/experiments/new", data={
+        "csrf_token": csrf, "key": "planned-bandit", "variants": "control\nb", "mode": "bandit", "reward": "binary",
+        "holdout": "0.1", "planned_visitors": "1000"})
+    assert refused.status_code == 400 and "applies only to mode ab" in refused.get_data(as_text=True)
+
+
 def test_create_form_accepts_variants_as_json_with_payloads(session, admin):
     client, csrf = session
     variants = '[{"key": "control", "payload": {"cta": "Sign up"}}, {"key": "b", "payload": {"cta": "Go"}}]'

@@ -1,5 +1,6 @@
 """The report's words and numbers as pure functions of the stats dict: formats, sample
-sizes (hard-coded textbook values), verdict sentences, summaries."""
+sizes (hard-coded textbook values), verdict sentences, summaries. The verdict follows
+``uplift.decision`` only: a small fixed-horizon p without a decision is never a winner."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from app.reporting import verdict as v
+from stats import power
 
 
 def variant(key, visitors, conversions, *, uplift=None, total=None, ci=None, chance=None):
@@ -15,11 +17,12 @@ def variant(key, visitors, conversions, *, uplift=None, total=None, ci=None, cha
             "visitors_total": total if total is not None else visitors, "conversions_total": conversions}
 
 
-def uplift(relative, ci_relative, p_adj, absolute=None, p=None, always_valid=None, reason=None):
+def uplift(relative, ci_relative, p_adj, absolute=None, p=None, always_valid=None, reason=None,
+           decision="inconclusive", rule="anytime_valid", adaptive=None):
     return {"absolute": absolute if absolute is not None else relative / 100, "ci_absolute": [-0.01, 0.03],
             "relative": relative, "ci_relative": ci_relative, "p_value": p if p is not None else p_adj,
             "p_value_adjusted": p_adj, "always_valid_p_value": always_valid if always_valid is not None else p_adj,
-            "reason": reason}
+            "reason": reason, "decision": decision, "decision_rule": rule, "adaptive": adaptive}
 
 
 def stats(variants, mode="ab", reward="binary", **extra):
@@ -90,6 +93,14 @@ def test_sample_size_needed_from_observed_rates():
                     "about 3,841 visitors: roughly 5,682 more visitors and about 626 more conversions.")
 
 
+def test_sample_size_under_the_always_valid_rule():
+    body = stats([variant("control", 1000, 100), variant("b", 1000, 120, uplift=uplift(0.2, [-0.05, 0.45], 0.16))],
+                 decision_rule="anytime_valid")
+    need = v.sample_size_needed(body)
+    expected = power.required_visitors(0.02, baseline_rate=0.10, rule="anytime_valid", relative=False).per_variant
+    assert need.per_arm == expected and expected > 3841  # the fixed test needs 3,841 per arm
+
+
 def test_sample_size_scales_up_from_the_holdout_and_uses_a_minimum_effect():
     # bandit: only the holdout (10% of traffic) is analysed; a 1% observed difference is sized as 5%
     body = stats([variant("control", 100, 10, total=1000), variant("b", 100, 10, total=1000,
@@ -112,45 +123,78 @@ def test_no_sample_size_without_conversions():
 
 # -- verdicts ------------------------------------------------------------------------------------
 
-def test_verdict_names_the_winner_with_interval_and_adjusted_p():
+def test_verdict_names_the_winner_the_always_valid_rule_decided():
     body = stats([variant("control", 5000, 500),
-                  variant("b", 5000, 560, uplift=uplift(0.12, [0.03, 0.21], 0.004, always_valid=0.01))],
-                 mode="bandit",
+                  variant("b", 5000, 560, uplift=uplift(0.12, [0.03, 0.21], 0.004, always_valid=0.01,
+                                                        decision="better"))],
                  personalisation={"vs_holdout": {"relative": 0.08, "ci_relative": [0.02, 0.14], "p_value": 0.01,
-                                                 "reason": None}})
+                                                 "reason": None, "decision": "better"}}, mode="bandit")
     result = v.verdict(body)
     assert result.tone == "positive" and result.winner == "b"
-    assert result.headline == "Variant b converts 12.0% better than control (95% CI +3.0% to +21.0%, p = 0.004, adjusted)."
+    assert result.headline == ("Variant b converts 12.0% better than control (95% CI +3.0% to +21.0%; "
+                               "always-valid test, safe to check any time).")
     assert result.sentences == ("Personalisation earns +8.0% over the random holdout (95% CI +2.0% to +14.0%, p = 0.010).",)
     assert result.cautions == ()
+
+
+def test_bandit_verdict_quotes_the_all_traffic_estimate_it_decided_on():
+    adaptive = {"absolute": 0.012, "ci_always_valid": [0.003, 0.021]}
+    body = stats([variant("control", 500, 50, total=5000),
+                  variant("b", 500, 56, total=5000, uplift=uplift(0.12, [-0.2, 0.5], 0.6, decision="better",
+                                                                  rule="adaptive_anytime_valid", adaptive=adaptive))],
+                 mode="bandit")
+    result = v.verdict(body)
+    assert result.winner == "b"
+    assert result.headline == ("Variant b converts 1.20 pp better than control (every visitor counted; always-valid "
+                               "95% CI +0.30 pp to +2.10 pp, safe to check any time).")
+
+
+def test_fixed_horizon_rule_decides_only_at_the_planned_size():
+    decided = stats([variant("control", 5000, 500),
+                     variant("b", 5000, 560, uplift=uplift(0.12, [0.03, 0.21], 0.004, decision="better",
+                                                           rule="fixed_horizon"))],
+                    decision_rule="fixed_horizon", horizon_reached=True)
+    assert v.verdict(decided).headline == ("Variant b converts 12.0% better than control (95% CI +3.0% to +21.0%, "
+                                           "p = 0.004 at the planned sample size).")
+    waiting = stats([variant("control", 500, 50),
+                     variant("b", 500, 80, uplift=uplift(0.6, [0.1, 1.1], 0.004, rule="fixed_horizon"))],
+                    decision_rule="fixed_horizon", horizon_reached=False)
+    result = v.verdict(waiting)
+    assert result.winner is None
+    assert result.headline.startswith("No decision yet: the planned sample size has not been reached")
 
 
 def test_personalisation_sentence_when_the_policy_loses():
     body = stats([variant("control", 100, 10), variant("b", 100, 10)], mode="bandit",
                  personalisation={"vs_holdout": {"relative": -0.012, "ci_relative": [-0.607, 0.584], "p_value": 0.97,
-                                                 "reason": None}})
+                                                 "reason": None, "decision": "inconclusive"}})
     assert v.verdict(body).sentences[-1] == ("Personalisation does 1.2% worse than the random holdout "
-                                              "(95% CI −60.7% to +58.4%, p = 0.970, not significant yet).")
+                                              "(95% CI −60.7% to +58.4%, p = 0.970, not decided yet).")
 
 
-def test_verdict_warns_about_peeking_and_srm():
+def test_a_small_fixed_p_alone_is_no_winner_while_watching():
+    # what peeking at a fixed-horizon p would call significant: the always-valid rule has not decided
     body = stats([variant("control", 5000, 500),
                   variant("b", 5000, 560, uplift=uplift(0.12, [0.03, 0.21], 0.0004, always_valid=0.2))],
                  srm={"ok": False, "p_value": 0.00001})
     result = v.verdict(body)
-    assert result.headline.endswith("(95% CI +3.0% to +21.0%, p < 0.001, adjusted).")
+    assert result.winner is None and result.tone in ("waiting", "neutral")
+    assert result.headline == "No decided difference between the variants yet."
+    assert result.sentences[0].startswith("Variant b looks better (p < 0.001 at a single look), but that is not yet "
+                                          "safe to call")
     assert result.cautions[0].startswith("Sample-ratio mismatch (p < 0.001)")
-    assert "always-valid p-value, which allows for peeking, is 0.200" in result.cautions[1]
+    assert v.summary(body).badge == "no_difference"
 
 
 def test_verdict_for_a_losing_variant_and_numeric_rewards():
     body = stats([variant("control", 5000, 500),
-                  variant("b", 5000, 400, uplift=uplift(-0.2, [-0.3, -0.1], 0.001))], reward="numeric")
+                  variant("b", 5000, 400, uplift=uplift(-0.2, [-0.3, -0.1], 0.001, decision="worse"))],
+                 reward="numeric")
     result = v.verdict(body)
     assert result.tone == "negative" and result.winner is None
     assert result.headline == ("Variant b earns 20.0% less per visitor than control "
-                               "(95% CI −30.0% to −10.0%, p = 0.001, adjusted).")
-    assert result.sentences[0] == "Keep the control: every variant does significantly worse."
+                               "(95% CI −30.0% to −10.0%; always-valid test, safe to check any time).")
+    assert result.sentences[0] == "Keep the control: every variant does worse."
 
 
 def test_verdict_without_data():
@@ -163,9 +207,10 @@ def test_verdict_without_data():
 
 def test_summary_and_leader():
     body = stats([variant("control", 5000, 500, chance=0.01),
-                  variant("b", 5000, 560, chance=0.99, uplift=uplift(0.12, [0.03, 0.21], 0.004))])
+                  variant("b", 5000, 560, chance=0.99, uplift=uplift(0.12, [0.03, 0.21], 0.004, decision="better"))])
     summary = v.summary(body)
     assert (summary.visitors, summary.leader, summary.badge, summary.srm_ok) == (10000, "b", "winner", True)
+    assert summary.badge_text == "Decided: b wins"
     assert v.summary(stats([variant("control", 0, 0), variant("b", 0, 0)])).badge == "no_data"
 
 

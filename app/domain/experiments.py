@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 from bandits import ContextEncoder, PolicyConfigError
+from bandits.schema import normalise_schema
 
 from .bounds import MAX_ABS_VALUE_CEILING, bounded, identifier, valid_bound
 from .errors import ValidationError
@@ -52,6 +53,12 @@ class ExperimentSpec:
     context: tuple[Mapping[str, Any], ...] = ()
     decay_half_life_s: float | None = None  # contextual only
     allowed_origins: tuple[str, ...] = ()  # CORS allow-list for public endpoints; empty = any origin
+    #: ab only: total visitors planned before launch; the fixed-horizon test then decides at that size
+    planned_visitors: int | None = None
+    #: contextual only: pairs of context features whose combinations the policy learns
+    crosses: tuple[tuple[str, str], ...] = ()
+    #: contextual only: typical seconds from assignment to conversion (recent decisions are not yet failures)
+    reward_delay_s: float | None = None
     #: bound on |reward value| tighter than LEVER_MAX_ABS_VALUE (None: that setting alone)
     max_abs_value: float | None = None
 
@@ -77,6 +84,7 @@ class Experiment(ExperimentSpec):
         data["weights"] = dict(zip(self.variant_keys, self.weights)) if self.weights else None
         data["context"] = [dict(feature) for feature in self.context]
         data["allowed_origins"] = list(self.allowed_origins)
+        data["crosses"] = [list(pair) for pair in self.crosses]
         data.pop("id")
         return data
 
@@ -158,27 +166,40 @@ def _weights(raw: Any, keys: tuple[str, ...]) -> tuple[float, ...]:
     return tuple(v / total for v in values)
 
 
-def _context(raw: Any, mode: str) -> tuple[Mapping[str, Any], ...]:
+def _context(raw: Any, crosses: Any, mode: str) -> tuple[tuple[Mapping[str, Any], ...], tuple[tuple[str, str], ...]]:
+    """The full feature definitions (the short form ``["device", "hour"]`` expanded) and the crosses."""
     if raw is None:
         raw = []
-    _require(isinstance(raw, list), "context must be a list of feature definitions")
-    _require(all(isinstance(item, dict) for item in raw), "each context feature must be an object")
+    _require(isinstance(raw, list), 'context must be a list of feature names or definitions, e.g. ["device", "hour"]')
     for text in _strings(raw):  # names and levels become segment labels, stored and reported
         identifier(text, "context")
+    try:
+        features = normalise_schema(raw)
+    except PolicyConfigError as error:
+        raise ValidationError(f"context: {error}") from None
     if mode == "contextual":
-        _require(len(raw) > 0, "a contextual experiment must declare at least one context feature")
-    if raw:  # every mode: the report's segments are built from the declared features (the encoder owns the rules)
+        _require(len(features) > 0, "a contextual experiment must declare at least one context feature")
+    pairs: tuple[tuple[str, str], ...] = ()
+    if crosses is not None:
+        _require(mode == "contextual", "crosses apply only to mode contextual")
+        _require(isinstance(crosses, list) and all(isinstance(c, list) and len(c) == 2
+                                                   and all(isinstance(n, str) for n in c) for c in crosses),
+                 'crosses must be a list of feature-name pairs, e.g. [["device", "hour"]]')
+        pairs = tuple((c[0], c[1]) for c in crosses)
+    if features:  # every mode: the report's segments are built from the declared features (the encoder owns the rules)
         try:
-            ContextEncoder.from_schema(raw)
+            ContextEncoder.from_schema(features, pairs)
         except PolicyConfigError as error:
             raise ValidationError(f"context: {error}") from None
-    return tuple(raw)
+    return tuple(features), pairs
 
 
 _FIELDS = {
     "key", "name", "mode", "variants", "control", "holdout", "min_share", "reward", "reward_window_s",
-    "sticky", "weights", "context", "decay", "allowed_origins", "max_abs_value",
+    "sticky", "weights", "context", "decay", "allowed_origins", "planned_visitors", "crosses", "reward_delay_s",
+    "max_abs_value",
 }
+MAX_PLANNED_VISITORS = 10**9
 
 
 def parse_experiment(body: Any) -> ExperimentSpec:
@@ -221,11 +242,23 @@ def parse_experiment(body: Any) -> ExperimentSpec:
     _require(max_abs_value is None or valid_bound(max_abs_value),
              f"max_abs_value must be a number above 0 and at most {MAX_ABS_VALUE_CEILING:g}")
     _require(max_abs_value is None or reward == "numeric", "max_abs_value applies only to reward numeric")
+    delay = body.get("reward_delay_s")
+    if delay is not None:
+        _require(mode == "contextual", "reward_delay_s applies only to mode contextual")
+        delay = _number(delay, "reward_delay_s", 1.0, float(MAX_REWARD_WINDOW_S))
+    context, crosses = _context(body.get("context"), body.get("crosses"), mode)
+    planned = body.get("planned_visitors")
+    if planned is not None:
+        _require(mode == "ab", "planned_visitors applies only to mode ab (bandits decide on every visitor, "
+                               "always-valid)")
+        _require(isinstance(planned, int) and not isinstance(planned, bool)
+                 and len(keys) * 2 <= planned <= MAX_PLANNED_VISITORS,
+                 f"planned_visitors must be an integer from {len(keys) * 2} to {MAX_PLANNED_VISITORS}")
     return ExperimentSpec(
         key=key, name=name, mode=mode, reward=reward, variants=variants, control=control,
         holdout=holdout, min_share=min_share, reward_window_s=window, sticky=sticky, weights=weights,
-        context=_context(body.get("context"), mode), decay_half_life_s=half_life,
-        allowed_origins=tuple(o.rstrip("/") for o in origins),
+        context=context, crosses=crosses, reward_delay_s=delay, decay_half_life_s=half_life,
+        allowed_origins=tuple(o.rstrip("/") for o in origins), planned_visitors=planned,
         max_abs_value=None if max_abs_value is None else float(max_abs_value),
     )
 

@@ -5,8 +5,12 @@ see README "Statistics") and plain numbers: no Flask, no storage, no clock. The 
 templates only display what these functions return, so the sentences on the page and
 the JSON never disagree.
 
-Decision rule (the same one the README documents for the tests): a variant is called
-better or worse than control when its Holm-adjusted two-sided p-value is below 0.05.
+Decision rule (README "Statistics"): a variant is called better or worse than control
+only when the stats JSON says so in its ``uplift.decision`` — an always-valid confidence
+sequence (safe to look at any time), in bandit modes on every visitor (adaptive
+doubly-robust estimate), or, when a sample size was planned, the fixed-horizon test at
+that horizon. The verdict, the list badges and the segment table never apply a p-value
+threshold of their own.
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Iterable, Mapping, Sequence
+
+from stats import power as planning
 
 ALPHA = 0.05
 POWER = 0.8
@@ -157,7 +163,9 @@ def sample_size_needed(stats: Mapping[str, Any], daily_visitors: float | None = 
 
     The candidate is the variant whose observed outcome differs most from control. Its
     observed difference (at least ``MIN_RELATIVE_EFFECT`` of control) is sized at
-    α = 0.05 / (K − 1) (Bonferroni, a conservative stand-in for Holm) and 80% power.
+    α = 0.05 / (K − 1) (Bonferroni, a conservative stand-in for Holm) and 80% power, for the
+    rule in force: the fixed-horizon test, or the always-valid confidence sequence
+    (``stats.power``, rule ``anytime_valid``), which needs roughly twice the visitors.
     Arms grow together, so every arm of the analysed slice needs the per-arm count;
     the analysed slice is a share of all traffic (the holdout, for bandits).
     Returns None when nothing can be sized (no control data, no outcomes at all).
@@ -182,23 +190,38 @@ def sample_size_needed(stats: Mapping[str, Any], daily_visitors: float | None = 
         basis = "minimum"
     if observed == 0:
         return None
+    rule = stats.get("decision_rule") or "fixed_horizon"
+    anytime = rule != "fixed_horizon"
     if numeric:
         sds = [sd_from_interval(v["ci"], v["visitors"]) for v in (control, candidate)
                if v.get("ci") and v.get("visitors", 0) >= 2]
         if len(sds) < 2:
             return None
-        per_arm = two_mean_sample_size(sds[0], sds[1], observed, alpha)
+        if anytime:
+            plan = planning.required_visitors(observed, baseline_mean=base, sd=math.sqrt((sds[0]**2 + sds[1]**2) / 2),
+                                              alpha=alpha, rule="anytime_valid", relative=False)
+            per_arm = plan.per_variant
+        else:
+            per_arm = two_mean_sample_size(sds[0], sds[1], observed, alpha)
     else:
         target = min(max(base + observed, 0.0), 1.0)
         if target == base:
             return None
-        per_arm = two_proportion_sample_size(base, target, alpha)
+        if anytime:
+            plan = planning.required_visitors(observed, baseline_rate=base, alpha=alpha, rule="anytime_valid",
+                                              relative=False)
+            per_arm = plan.per_variant
+        else:
+            per_arm = two_proportion_sample_size(base, target, alpha)
+    if per_arm is None:
+        return None
     have = min(control["visitors"], candidate["visitors"])
     more_per_arm = max(0, per_arm - have)
     more_analysed = more_per_arm * len(variants)
     analysed = sum(v.get("visitors") or 0 for v in variants)
     total = sum(v.get("visitors_total") or 0 for v in variants)
-    share = analysed / total if total and analysed else 1.0
+    # the adaptive rule counts every visitor; the others test only the analysed slice (bandits: the holdout)
+    share = analysed / total if total and analysed and rule != "adaptive_anytime_valid" else 1.0
     more_total = math.ceil(more_analysed / share)
     more_conversions = None
     if not numeric:
@@ -231,28 +254,62 @@ class Verdict:
     cautions: tuple[str, ...] = field(default_factory=tuple)  # shown prominently (SRM, peeking)
 
 
-def _significant(uplift: Mapping[str, Any] | None) -> bool:
-    return bool(uplift) and uplift.get("reason") is None and _finite(uplift.get("p_value_adjusted")) \
-        and uplift["p_value_adjusted"] < ALPHA
+DECIDED = ("better", "worse")
+
+
+def decision(uplift: Mapping[str, Any] | None) -> str | None:
+    """"better" / "worse" when the stats engine decided, else None (inconclusive, thin data)."""
+    if not uplift or uplift.get("reason") is not None:
+        return None
+    return uplift.get("decision") if uplift.get("decision") in DECIDED else None
+
+
+def _p_phrase(p: Any) -> str:
+    text = fmt_p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def _effect_phrase(variant: Mapping[str, Any], numeric: bool) -> str:
-    """'converts 12.0% better than control (95% CI +3.0% to +21.0%, p = 0.004, adjusted)'."""
+    """'converts 12.0% better than control (95% CI +3.0% to +21.0%; always-valid test, safe to check any time)'.
+
+    The numbers are those the decision stood on: under a bandit the all-traffic adaptive
+    estimate with its always-valid interval, otherwise the analysed slice's estimate."""
     up = variant["uplift"]
-    better = (up.get("absolute") or 0) > 0
+    better = up.get("decision") == "better"
     if numeric:
         verb = "earns {} more per visitor than" if better else "earns {} less per visitor than"
     else:
         verb = "converts {} better than" if better else "converts {} worse than"
+    absolute_fmt = (lambda v: fmt_num(v, signed=True)) if numeric else fmt_pp
+    adaptive = up.get("adaptive") or {}
+    rule = up.get("decision_rule")
+    if rule == "adaptive_anytime_valid" and _finite(adaptive.get("absolute")):
+        size = fmt_num(abs(adaptive["absolute"])) if numeric else fmt_pp(abs(adaptive["absolute"])).lstrip("+")
+        interval = fmt_range(adaptive.get("ci_always_valid"), absolute_fmt)
+        return (f"{verb.format(size)} control (every visitor counted; always-valid 95% CI {interval}, "
+                "safe to check any time)")
     if _finite(up.get("relative")):
         size = fmt_rel(abs(up["relative"])).lstrip("+")
         interval = fmt_range(up.get("ci_relative"), fmt_rel)
     else:  # control at zero: relative change undefined, say it in absolute terms
         size = (fmt_num(abs(up["absolute"])) if numeric else fmt_pp(abs(up["absolute"])).lstrip("+"))
-        interval = fmt_range(up.get("ci_absolute"), (lambda v: fmt_num(v, signed=True)) if numeric else fmt_pp)
-    p_text = fmt_p(up.get("p_value_adjusted"))
-    p_text = f"p {p_text}" if p_text.startswith("<") else f"p = {p_text}"
-    return f"{verb.format(size)} control (95% CI {interval}, {p_text}, adjusted)"
+        interval = fmt_range(up.get("ci_absolute"), absolute_fmt)
+    if rule == "fixed_horizon":
+        return f"{verb.format(size)} control (95% CI {interval}, {_p_phrase(up.get('p_value_adjusted'))} " \
+               "at the planned sample size)"
+    return f"{verb.format(size)} control (95% CI {interval}; always-valid test, safe to check any time)"
+
+
+def _promising(variants: Sequence[Mapping[str, Any]]) -> str | None:
+    """A fixed-horizon p below 0.05 that the always-valid rule has not confirmed: say so, plainly."""
+    for v in variants:
+        up = v.get("uplift") or {}
+        if decision(up) is None and up.get("reason") is None and _finite(up.get("p_value_adjusted")) \
+                and up["p_value_adjusted"] < ALPHA and up.get("decision_rule") != "fixed_horizon":
+            return (f"Variant {v['key']} looks {'better' if (up.get('absolute') or 0) > 0 else 'worse'} "
+                    f"({_p_phrase(up['p_value_adjusted'])} at a single look), but that is not yet safe to call "
+                    "while the report is being watched: the always-valid test needs more data.")
+    return None
 
 
 def _personalisation_sentence(stats: Mapping[str, Any]) -> str | None:
@@ -263,15 +320,11 @@ def _personalisation_sentence(stats: Mapping[str, Any]) -> str | None:
     if not lift or lift.get("reason") or not _finite(lift.get("relative")):
         return "Personalisation vs the random holdout: not enough data yet."
     rel = lift["relative"]
-    p = lift.get("p_value")
-    p_text = fmt_p(p)
-    p_text = f"p {p_text}" if p_text.startswith("<") else f"p = {p_text}"
     interval = fmt_range(lift.get("ci_relative"), fmt_rel)
-    significant = _finite(p) and p < ALPHA
-    tail = "" if significant else ", not significant yet"
+    tail = "" if decision(lift) else ", not decided yet"
     effect = f"earns {fmt_rel(rel)} over" if rel >= 0 else f"does {fmt_rel(abs(rel)).lstrip('+')} worse than"
     return f"Personalisation {effect} the random holdout " \
-           f"(95% CI {interval}, {p_text}{tail})."
+           f"(95% CI {interval}, {_p_phrase(lift.get('p_value'))}{tail})."
 
 
 def _sample_size_sentence(need: SampleSizeNeed | None, stats: Mapping[str, Any]) -> str | None:
@@ -328,10 +381,13 @@ def verdict(stats: Mapping[str, Any], daily_visitors: float | None = None) -> Ve
             headline = "No verdict yet: no visitors so far."
         return Verdict("waiting", headline, tuple(tail), cautions=tuple(cautions))
 
-    significant = [v for v in variants if _significant(v.get("uplift"))]
-    winners = sorted((v for v in significant if v["uplift"]["absolute"] > 0),
-                     key=lambda v: v["uplift"]["absolute"], reverse=True)
-    losers = sorted((v for v in significant if v["uplift"]["absolute"] < 0), key=lambda v: v["uplift"]["absolute"])
+    def effect(v: Mapping[str, Any]) -> float:
+        up = v["uplift"]
+        adaptive = up.get("adaptive") or {}
+        return adaptive["absolute"] if _finite(adaptive.get("absolute")) else (up.get("absolute") or 0.0)
+
+    winners = sorted((v for v in variants if decision(v.get("uplift")) == "better"), key=effect, reverse=True)
+    losers = sorted((v for v in variants if decision(v.get("uplift")) == "worse"), key=effect)
     sentences: list[str] = []
     if winners or losers:
         for v in winners[1:] + losers[(0 if winners else 1):]:
@@ -345,12 +401,8 @@ def verdict(stats: Mapping[str, Any], daily_visitors: float | None = None) -> Ve
             headline = f"Variant {top['key']} {_effect_phrase(top, numeric)}."
             all_worse = len(losers) == len(variants) - 1
             if all_worse:
-                sentences.insert(0, "Keep the control: every variant does significantly worse.")
+                sentences.insert(0, "Keep the control: every variant does worse.")
             tone, winner = "negative", None
-        avp = top["uplift"].get("always_valid_p_value")
-        if _finite(avp) and avp >= ALPHA:
-            cautions.append(f"If you have been checking this report repeatedly, wait: the always-valid p-value, "
-                            f"which allows for peeking, is {fmt_p(avp)}.")
         return Verdict(tone, headline, tuple(sentences + tail), winner=winner, cautions=tuple(cautions))
 
     need = sample_size_needed(stats, daily_visitors)
@@ -361,9 +413,12 @@ def verdict(stats: Mapping[str, Any], daily_visitors: float | None = None) -> Ve
                "control_mean_zero": "the control has no conversions yet"}
         reason_text = ", ".join(why.get(r, r.replace("_", " ")) for r in sorted(reasons))
         headline = f"No verdict yet: {reason_text}."
+    elif stats.get("decision_rule") == "fixed_horizon" and not stats.get("horizon_reached"):
+        headline = ("No decision yet: the planned sample size has not been reached (the fixed-horizon test "
+                    "decides once, at that size).")
     else:
-        headline = "No significant difference between the variants yet."
-    sentences = [s for s in (_sample_size_sentence(need, stats),) if s]
+        headline = "No decided difference between the variants yet."
+    sentences = [s for s in (_promising(variants), _sample_size_sentence(need, stats)) if s]
     return Verdict("waiting" if need and need.more_per_arm else "neutral", headline, tuple(sentences + tail),
                    sample_size=need, cautions=tuple(cautions))
 
@@ -394,13 +449,13 @@ def summary(stats: Mapping[str, Any]) -> Summary:
     result = verdict(stats)
     visitors = sum(v.get("visitors_total") or 0 for v in stats.get("variants") or [])
     if result.winner:
-        badge, text = "winner", f"Significant: {result.winner} wins"
+        badge, text = "winner", f"Decided: {result.winner} wins"
     elif result.tone == "negative":
-        badge, text = "loser", "Significant: control better"
+        badge, text = "loser", "Decided: control better"
     elif sum(v.get("visitors") or 0 for v in stats.get("variants") or []) == 0:
         badge, text = "no_data", "No data yet"
     else:
-        badge, text = "no_difference", "Not significant yet"
+        badge, text = "no_difference", "Not decided yet"
     return Summary(visitors, leader(stats), badge, text, (stats.get("srm") or {}).get("ok"))
 
 
@@ -411,7 +466,7 @@ class SegmentWinner:
     variant: str | None
     value: float | None
     visitors: int
-    significant: bool  # better than control in this segment at BH-adjusted p < 0.05
+    significant: bool  # better than control in this segment (exploratory: BH-adjusted p < 0.05 across segments)
 
 
 def segment_winners(stats: Mapping[str, Any]) -> list[SegmentWinner]:
@@ -424,7 +479,9 @@ def segment_winners(stats: Mapping[str, Any]) -> list[SegmentWinner]:
         best = max(scored, key=lambda v: v[field_name]) if scored else None
         if best is not None and sum(v[field_name] == best[field_name] for v in scored) > 1:
             best = None  # a tie (e.g. no conversions anywhere yet): no winner
-        significant = bool(best) and _significant(best.get("uplift")) and best["uplift"]["absolute"] > 0
+        up = (best or {}).get("uplift") or {}
+        significant = bool(best) and up.get("reason") is None and _finite(up.get("p_value_adjusted")) \
+            and up["p_value_adjusted"] < ALPHA and (up.get("absolute") or 0) > 0
         rows.append(SegmentWinner(segment["feature"], segment["level"], best["key"] if best else None,
                                   best[field_name] if best else None, visitors, significant))
     return rows

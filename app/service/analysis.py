@@ -10,10 +10,15 @@ from typing import Any
 
 import stats
 from stats import ExperimentAggregate, SegmentAggregate, SliceAggregate
+from stats.inputs import PeriodAggregate
 
 from ..domain.experiments import Experiment
 from ..storage import ArmTotals, Storage
 from .policy_cache import PolicyEntry
+
+
+#: modes whose traffic is allocated adaptively (their decisions use every visitor, period by period)
+ADAPTIVE_MODES = frozenset({"bandit", "contextual"})
 
 
 def _slice(key: str, totals: ArmTotals) -> SliceAggregate:
@@ -41,11 +46,16 @@ def build_aggregate(experiment: Experiment, entry: PolicyEntry, storage: Storage
     allocation = None
     if entry.allocation is not None:
         allocation = tuple(float(p) for p in entry.allocation)
+    periods: tuple[PeriodAggregate, ...] = ()
+    if experiment.mode in ADAPTIVE_MODES:  # the adaptive estimators weight each hour by what was known before it
+        periods = tuple(
+            PeriodAggregate(period, tuple(_slice(keys[t.variant_id], t) for t in totals if t.variant_id in keys))
+            for period, totals in storage.period_totals(experiment.id))
     return ExperimentAggregate(
         key=experiment.key, mode=experiment.mode, reward=experiment.reward, control=experiment.control,
         variants=experiment.variant_keys, slices=slices, weights=experiment.weights,
         holdout_share=experiment.holdout, current_allocation=allocation, segments=tuple(segments),
-        seed=experiment.id,
+        seed=experiment.id, periods=periods, planned_visitors=experiment.planned_visitors,
     )
 
 

@@ -75,6 +75,7 @@ def _response(experiment: Experiment, assignment: StoredAssignment, signer: Toke
         "model_version": assignment.model_version,
         "status": experiment.status,
         "sticky": assignment.existing,
+        "control": experiment.control,
     }
     if explanation is not None:
         body["explanation"] = explanation
@@ -88,6 +89,7 @@ def _not_running(experiment: Experiment) -> dict[str, Any]:
     return {
         "assignment": None, "experiment": experiment.key, "variant": variant.key, "payload": dict(variant.payload),
         "propensity": None, "holdout": False, "model_version": None, "status": experiment.status, "sticky": False,
+        "control": experiment.control,
     }
 
 

@@ -48,9 +48,12 @@ class PolicyEntry:
         """P(variant) over the policy slice (None for contextual: it depends on the context)."""
         return self.policy.allocation
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, storage: Storage) -> dict[str, Any]:
+        """The policy in numbers (and, for contextual policies, words) for ``GET /policy`` and the report."""
+        wanted = self.policy.describe_contexts
+        contexts = storage.recent_contexts(self.experiment.id, wanted) if wanted else ()
         return {"model_version": self.model_version, "refreshed_at": self.refreshed_at,
-                **self.policy.describe(self.experiment)}
+                **self.policy.describe(self.experiment, contexts)}
 
 
 def build_entry(experiment: Experiment, snapshot: LearningSnapshot, draws: int) -> PolicyEntry:

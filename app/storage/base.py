@@ -261,6 +261,10 @@ class Storage(abc.ABC):
         reported total) are kept. Rebuilding counters from the log is refused afterwards."""
 
     @abc.abstractmethod
+    def period_totals(self, experiment_id: int) -> list[tuple[int, tuple[ArmTotals, ...]]]:
+        """Every counter per (hour period, variant, slice), oldest period first."""
+
+    @abc.abstractmethod
     def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
         """Per (segment feature, level, variant, slice) sums from the segment counters."""
 

@@ -80,6 +80,7 @@ from .base import (
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
 from .repair import RepairStore
 from .sql import Query, Rows, SqlStorage, Tx
+from .webhooks import WebhookStore
 
 log = logging.getLogger("lever.storage")
 
@@ -210,7 +211,7 @@ class _PostgresTx(Tx):
         return row_id
 
 
-class PostgresStorage(RepairStore, SqlStorage):
+class PostgresStorage(RepairStore, WebhookStore, SqlStorage):
     def __init__(self, url: str, min_size: int = 1, max_size: int = 4, timeout_s: float = 5.0) -> None:
         self.url = url
         self.conninfo = _normalise_url(url)

@@ -49,6 +49,9 @@ def experiment_values(spec: ExperimentSpec, now: float) -> tuple[Any, ...]:
             spec.reward_window_s, int(spec.sticky), json.dumps(list(spec.context)),
             json.dumps({"decay_half_life_s": spec.decay_half_life_s,
                         "allowed_origins": list(spec.allowed_origins),
+                        "planned_visitors": spec.planned_visitors,
+                        "crosses": [list(pair) for pair in spec.crosses],
+                        "reward_delay_s": spec.reward_delay_s,
                         "max_abs_value": spec.max_abs_value}), now, now)
 
 
@@ -76,6 +79,9 @@ def experiments(rows: Sequence[Sequence[Any]], variant_rows: Sequence[Sequence[A
             context=tuple(json.loads(row[10])), status=row[12], winner=row[13], created_at=row[14],
             updated_at=row[15], weights=weights, decay_half_life_s=options.get("decay_half_life_s"),
             allowed_origins=tuple(options.get("allowed_origins", ())),
+            planned_visitors=options.get("planned_visitors"),
+            crosses=tuple(tuple(pair) for pair in options.get("crosses", ())),
+            reward_delay_s=options.get("reward_delay_s"),
             max_abs_value=options.get("max_abs_value"),
             variants=tuple(Variant(key=v[2], payload=json.loads(v[3]), id=v[1]) for v in variants),
         ))

@@ -91,5 +91,39 @@ def _v2(db: sqlite_utils.Database) -> None:
                [FOLDED_THROUGH_KEY])
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2}
+def _v5(db: sqlite_utils.Database) -> None:
+    """Webhooks: subscriptions, the outbox of events, one delivery row per (event, webhook),
+    and the monitor's last known state per (experiment, condition, subject)."""
+    db["webhooks"].create(
+        {"id": int, "url": str, "secret": str, "format": str, "created_at": float},
+        pk="id", not_null={"url", "secret", "format", "created_at"},
+    )
+    db["webhook_subscriptions"].create(
+        {"webhook_id": int, "event_type": str}, pk=("webhook_id", "event_type"),
+        foreign_keys=[("webhook_id", "webhooks", "id")],
+    )
+    db["webhook_subscriptions"].create_index(["event_type"])
+    db["webhook_events"].create(
+        {"id": int, "event_id": str, "type": str, "experiment_key": str, "payload": str, "created_at": float},
+        pk="id", not_null={"event_id", "type", "payload", "created_at"},
+    )
+    db["webhook_events"].create_index(["event_id"], unique=True)
+    db["webhook_deliveries"].create(
+        {"id": int, "event_id": int, "webhook_id": int, "status": str, "attempts": int, "next_attempt_at": float,
+         "last_status": int, "last_error": str, "claimed_by": str, "claimed_until": float, "created_at": float,
+         "last_attempt_at": float, "delivered_at": float},
+        pk="id", foreign_keys=[("event_id", "webhook_events", "id"), ("webhook_id", "webhooks", "id")],
+        not_null={"event_id", "webhook_id", "status", "attempts", "next_attempt_at", "created_at"},
+        defaults={"attempts": 0},
+    )
+    db["webhook_deliveries"].create_index(["event_id", "webhook_id"], unique=True)
+    db["webhook_deliveries"].create_index(["status", "next_attempt_at"])
+    db["webhook_deliveries"].create_index(["webhook_id"])
+    db["monitor_state"].create(
+        {"experiment_id": int, "condition": str, "subject": str, "state": str, "updated_at": float},
+        pk=("experiment_id", "condition", "subject"), not_null={"state", "updated_at"},
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 5: _v5}
 SCHEMA_VERSION = max(MIGRATIONS)

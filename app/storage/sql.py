@@ -14,6 +14,7 @@ package, and both backends inherit it.
 from __future__ import annotations
 
 import abc
+import json
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -43,7 +44,7 @@ class Tx(abc.ABC):
 
 from ..domain.experiments import Experiment
 from . import records
-from .base import LearningSnapshot, SegmentTotals, Storage, StoredAssignment, TimeBucket
+from .base import ArmTotals, LearningSnapshot, SegmentTotals, Storage, StoredAssignment, TimeBucket
 
 Query = tuple[str, Sequence[Any]]
 
@@ -117,6 +118,12 @@ class SqlStorage(Storage):
         )
         return records.assignment(rows[0]) if rows else None
 
+    def recent_contexts(self, experiment_id: int, limit: int) -> list[dict[str, Any]]:
+        """The logged (enriched) contexts of the experiment's newest ``limit`` assignments."""
+        rows = self._read("SELECT context FROM assignments WHERE experiment_id = ? ORDER BY id DESC LIMIT ?",
+                          (experiment_id, limit))
+        return [json.loads(row[0]) for row in rows]
+
     def visit_count(self, visitor: str) -> int:
         return int(self._read("SELECT COUNT(*) FROM assignments WHERE visitor = ?", (visitor,))[0][0])
 
@@ -130,6 +137,19 @@ class SqlStorage(Storage):
         ))
         return LearningSnapshot(totals=records.arm_totals(rows),
                                 model_states={row[0]: bytes(row[1]) for row in states if row[1] is not None})
+
+    def period_totals(self, experiment_id: int) -> list[tuple[int, tuple[ArmTotals, ...]]]:
+        """Every counter per hour period, variant and slice (summed over shards), oldest period first:
+        what the adaptive estimators weight period by period."""
+        self._counters_current()
+        rows = self._read(
+            f"SELECT period, variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
+            "GROUP BY period, variant_id, holdout ORDER BY period, variant_id, holdout", (experiment_id,)
+        )
+        by_period: dict[int, list[Sequence[Any]]] = {}
+        for row in rows:
+            by_period.setdefault(int(row[0]), []).append(row[1:])
+        return [(period, records.arm_totals(cells)) for period, cells in by_period.items()]
 
     def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
         self._counters_current()

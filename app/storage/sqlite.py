@@ -49,6 +49,7 @@ from .base import PERIOD_SECONDS
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
 from .repair import RepairStore
 from .sql import Query, Rows, SqlStorage, T, Tx
+from .webhooks import WebhookStore
 
 @functools.lru_cache(maxsize=64)
 def _counter_increment_sql(rows: int = 1) -> str:
@@ -237,7 +238,7 @@ class _SQLiteTx(Tx):
         return int(self.conn.execute(sql, params).lastrowid)
 
 
-class SQLiteStorage(RepairStore, SqlStorage):
+class SQLiteStorage(RepairStore, WebhookStore, SqlStorage):
     def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
                  background_checkpoints: bool = True) -> None:
         self.url = url

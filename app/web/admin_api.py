@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from flask import Blueprint, Response, jsonify, stream_with_context
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from ..domain.errors import NotFound, ValidationError
 from ..domain.experiments import parse_experiment
@@ -13,6 +13,7 @@ from ..domain.requests import visitor_id
 from ..service import exports
 from ..service.analysis import experiment_stats
 from ..service.experiments import create_experiment, experiment_or_404, set_status
+from ..service.planning import PlanRequest, plan
 from ..service.policy_cache import PolicyEntry
 from ..service.privacy import model_removal
 from .auth import admin_required
@@ -72,7 +73,7 @@ def stats(key: str):
 
 def describe_policy(entry: PolicyEntry) -> dict:
     return {"experiment": entry.experiment.key, "mode": entry.experiment.mode, "worker": os.getpid(),
-            **entry.describe()}
+            **entry.describe(services().storage)}
 
 
 @bp.get("/experiments/<key>/policy")
@@ -93,6 +94,45 @@ def events_csv_response(key: str) -> Response:
 @admin_required
 def events_csv(key: str):
     return events_csv_response(key)
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+_PLAN_FIELDS = {"mde": float, "baseline_rate": float, "baseline_mean": float, "sd": float, "variants": int,
+                "alpha": float, "power": float}
+
+
+def plan_request(args) -> PlanRequest:
+    """Query parameters of the sample-size calculator (shared by the API and the create form)."""
+    values: dict = {}
+    for name, kind in _PLAN_FIELDS.items():
+        raw = args.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValidationError(f"{name} must be a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValidationError(f"{name} must be a finite number")
+        values[name] = value
+    if "mde" not in values:
+        raise ValidationError("mde (the minimum detectable effect) is required")
+    relative = args.get("relative", "true").strip().lower() not in ("false", "0", "no")
+    checks = (("mde", values["mde"] > 0), ("variants", 2 <= values.get("variants", 2) <= 50),
+              ("alpha", 0 < values.get("alpha", 0.05) < 0.5), ("power", 0.5 <= values.get("power", 0.8) < 1),
+              ("baseline_rate", 0 < values.get("baseline_rate", 0.5) < 1))
+    for name, ok in checks:
+        if not ok:
+            raise ValidationError(f"{name} is out of range (see the API documentation)")
+    return PlanRequest(relative=relative, **values)
+
+
+@bp.get("/sample-size")
+@admin_required
+def sample_size():
+    """Visitors needed to detect a minimum effect, fixed-horizon and always-valid."""
+    return jsonify(plan(plan_request(request.args)))
 
 
 # -- visitors (privacy) ------------------------------------------------------------------------

@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import random
+import signal
+import socket
 import sys
+import threading
 import time
 
 import click
@@ -12,11 +18,14 @@ from flask.cli import with_appcontext
 
 from ..domain.errors import LeverError
 from ..domain.experiments import parse_experiment, value_bound
+from ..domain.webhooks import parse_allowed_hosts
 from ..service.demo import DEMO_EXPERIMENT
 from ..service.experiments import create_experiment as create
 from ..service.modes import MODES
+from ..service.monitor import evaluate
 from ..service.privacy import retention_cutoff
 from ..service.repair import repair_values as repair
+from ..service.webhooks import CLAIM_BATCH, HttpSender, deliver_due
 from ..storage import PrunedLog
 from .db import get_storage
 
@@ -184,8 +193,68 @@ def repair_values(key: str, max_abs: float | None, action: str, dry_run: bool) -
     click.echo(f"repair-values {report.summary()}")
 
 
+# -- the webhook worker ------------------------------------------------------------------------
+
+log = logging.getLogger("lever.worker")
+DELIVERY_POLL_S = 1.0  # how often the worker looks for due deliveries
+
+
+def _send_due(services, send: HttpSender, worker: str, rng: random.Random) -> int:
+    """Send every delivery due now (batch after batch); returns how many were attempted."""
+    attempted = 0
+    while True:
+        report = deliver_due(services.storage, send, time.time, worker, rng)
+        attempted += report.attempted
+        if report.attempted < CLAIM_BATCH:
+            return attempted
+
+
+def _guarded(step, *args):
+    """One step of the worker loop; a failure is logged and the loop goes on (the database
+    may be restarting, an experiment's stats may fail): the next tick tries again."""
+    try:
+        return step(*args)
+    except Exception:  # the worker's last line of defence, like the web app's 500 handler
+        log.exception("webhook worker: %s failed", step.__name__)
+        return None
+
+
+@click.command("deliver")
+@with_appcontext
+@click.option("--once", is_flag=True, help="Evaluate the monitor once, send what is due, and exit.")
+def deliver(once: bool) -> None:
+    """The webhook worker: evaluate running experiments every LEVER_MONITOR_INTERVAL_S, send due deliveries
+    every second (retries with backoff for 24 h). Instances may run side by side: each delivery is leased
+    to one of them."""
+    services = current_app.extensions["lever.services"]
+    send = HttpSender(parse_allowed_hosts(current_app.config["LEVER_WEBHOOK_ALLOWED_HOSTS"]))
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    rng = random.Random()
+    if once:
+        report = evaluate(services, time.time())
+        sent = _send_due(services, send, worker, rng)
+        click.echo(f"evaluated {report.experiments} experiments, raised {len(report.raised)} events, "
+                   f"attempted {sent} deliveries")
+        return
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    interval = current_app.config["LEVER_MONITOR_INTERVAL_S"]
+    click.echo(f"webhook worker {worker}: monitor every {interval} s, deliveries every {DELIVERY_POLL_S:g} s")
+    next_monitor = 0.0
+    while not stopping.is_set():
+        if time.monotonic() >= next_monitor:
+            next_monitor = time.monotonic() + interval
+            report = _guarded(evaluate, services, time.time())
+            if report is not None and report.raised:
+                click.echo(f"monitor raised {', '.join(e.type for e in report.raised)}")
+        _guarded(_send_due, services, send, worker, rng)
+        stopping.wait(DELIVERY_POLL_S)
+    click.echo(f"webhook worker {worker} stopped")
+
+
 COMMANDS = (init_db, prune_events, create_experiment, seed_demo, show_urls, simulate, export, rebuild_stats,
-            repair_values)
+            repair_values, deliver)
 
 
 def register_cli(app: Flask) -> None:

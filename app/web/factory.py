@@ -24,7 +24,7 @@ from ..service.privacy import VisitorIds
 from ..service.tokens import TokenSigner
 from ..settings import SETTINGS_BY_NAME, SettingsError, load_settings
 from ..storage import Storage
-from . import admin_api, db, openapi, public_api, report, snippet
+from . import admin_api, db, openapi, public_api, report, snippet, webhooks_api
 from .cli import register_cli
 from .db import get_storage
 from .errors import error_response, register_error_handlers
@@ -88,6 +88,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(public_api.bp, url_prefix="/api/v1")  # assign, reward
     app.register_blueprint(admin_api.bp, url_prefix="/api/v1")  # experiments, stats, visitors
+    app.register_blueprint(webhooks_api.bp, url_prefix="/api/v1")  # webhooks and their delivery logs
     app.register_blueprint(openapi.bp)  # GET /api/v1/openapi.json
     app.register_blueprint(snippet.bp)  # GET /lever.js, GET /demo
     app.register_blueprint(report.bp)  # report pages: /, /login, /experiments/<key>

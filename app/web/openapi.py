@@ -10,7 +10,7 @@ the running app answers as documented.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from flask import Blueprint, current_app, jsonify
 
@@ -20,6 +20,7 @@ from ..domain.experiments import (
     DEFAULT_REWARD_WINDOW_S,
     KEY_PATTERN,
     MAX_HOLDOUT,
+    MAX_PLANNED_VISITORS,
     MAX_REWARD_WINDOW_S,
     MAX_VARIANTS,
     MIN_VARIANTS,
@@ -29,6 +30,9 @@ from ..domain.experiments import (
     STATUSES,
 )
 from ..domain.requests import MAX_ABS_VALUE_CEILING, MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
+from ..domain.webhooks import EVENT_TYPES, FORMATS, MAX_SECRET_CHARS, MAX_URL_CHARS, MIN_SECRET_CHARS, URL_SCHEMES
+from ..service.webhooks import DELIVERY_LOG_LIMIT, MAX_WEBHOOK_ID
+from ..storage.webhooks import DELIVERED, FAILED, PENDING
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -101,7 +105,8 @@ _ERROR_RESPONSES = {
          "or lone surrogate in an identifier or stored string); the message names the field. Nothing was written.",
     401: "Missing or wrong admin bearer token (`unauthorized`).",
     403: "The request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`).",
-    404: "No such experiment (`experiment_not_found`) or assignment (`assignment_not_found`).",
+    404: "No such experiment (`experiment_not_found`), assignment (`assignment_not_found`) or webhook "
+         "(`webhook_not_found`).",
     409: "An experiment with this key exists already (`duplicate_key`), or the write would make counters "
          "non-finite because of values an older version recorded (`non_finite_counters`; nothing was written, "
          "`flask repair-values` repairs them).",
@@ -112,6 +117,83 @@ _ERROR_RESPONSES = {
          "Rarely (PostgreSQL): the connection dropped during COMMIT and the outcome could not be checked, "
          "so the request may or may not have been recorded (`outcome_unknown`).",
 }
+
+
+# -- webhooks ----------------------------------------------------------------------------
+
+def _webhook_schemas() -> dict[str, Any]:
+    event_type = {"enum": list(EVENT_TYPES)}
+    webhook = _obj({
+        "id": {"type": "integer"},
+        "url": {"type": "string"},
+        "events": {"type": "array", "items": event_type, "description": "Sorted."},
+        "format": {"enum": list(FORMATS)},
+        "secret_prefix": {"type": "string", "description": "The secret's first characters; never the secret."},
+        "created_at": {"type": "number"},
+    })
+    return {
+        "WebhookDefinition": {
+            **_obj({
+                "url": {"type": "string", "minLength": 1, "maxLength": MAX_URL_CHARS,
+                        "description": f"An {' or '.join(URL_SCHEMES)} URL Lever POSTs every event to "
+                                       "(its host in `LEVER_WEBHOOK_ALLOWED_HOSTS` when that is set)."},
+                "events": {"type": "array", "minItems": 1, "uniqueItems": True, "items": event_type},
+                "secret": {"type": "string", "minLength": MIN_SECRET_CHARS, "maxLength": MAX_SECRET_CHARS,
+                           "description": "Signs every delivery (`X-Lever-Signature`); stored, never shown again."},
+                "format": {"enum": list(FORMATS), "default": "json",
+                           "description": "`json`: the signed event; `slack`: `{\"text\": …}` for a Slack "
+                                          "incoming webhook."},
+            }, ("url", "events", "secret")),
+            "example": {"url": "https://hooks.example.com/lever", "events": ["srm.detected", "guardrail.failing"],
+                        "secret": "a-long-random-secret-of-yours", "format": "json"},
+        },
+        "Webhook": webhook,
+        "WebhookList": _obj({"webhooks": {"type": "array", "items": _ref("Webhook")}}),
+        "WebhookDeleted": _obj({"id": {"type": "integer"}, "deleted": {"const": True}}),
+        "DeliveryLog": _obj({"webhook": {"type": "integer"}, "deliveries": {
+            "type": "array", "maxItems": DELIVERY_LOG_LIMIT, "description": "Newest first.", "items": _obj({
+                "id": {"type": "integer"},
+                "event_id": {"type": "string", "description": "The event's id: the same on every attempt."},
+                "event_type": event_type,
+                "experiment": {"type": ["string", "null"]},
+                "status": {"enum": [PENDING, DELIVERED, FAILED]},
+                "attempts": {"type": "integer", "minimum": 0},
+                "last_status": {"type": ["integer", "null"], "description": "HTTP status of the last attempt."},
+                "last_error": {"type": ["string", "null"]},
+                "next_attempt_at": {"type": ["number", "null"], "description": "Pending deliveries only."},
+                "last_attempt_at": {"type": ["number", "null"]},
+                "delivered_at": {"type": ["number", "null"]},
+                "created_at": {"type": "number"},
+            })}}),
+    }
+
+
+def _webhook_paths(admin: list, body: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    webhook_id = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WEBHOOK_ID}, "example": 1}
+    return {
+        "/api/v1/webhooks": {
+            "post": {"summary": "Register a webhook", "operationId": "create_webhook", "tags": ["admin"],
+                     "security": admin, "requestBody": body("WebhookDefinition"),
+                     "responses": {"201": _json(_ref("Webhook"), "The webhook (the secret only as a prefix)."),
+                                   **_errors(400, 401, 413, 503)}},
+            "get": {"summary": "List webhooks", "operationId": "list_webhooks", "tags": ["admin"], "security": admin,
+                    "responses": {"200": _json(_ref("WebhookList"), "Every webhook."), **_errors(401, 503)}},
+        },
+        "/api/v1/webhooks/{webhook_id}": {
+            "parameters": [webhook_id],
+            "delete": {"summary": "Delete a webhook (pending deliveries stop)", "operationId": "delete_webhook",
+                       "tags": ["admin"], "security": admin,
+                       "responses": {"200": _json(_ref("WebhookDeleted"), "Deleted, with its delivery log."),
+                                     **_errors(401, 404, 503)}},
+        },
+        "/api/v1/webhooks/{webhook_id}/deliveries": {
+            "parameters": [webhook_id],
+            "get": {"summary": "A webhook's delivery log", "operationId": "webhook_deliveries", "tags": ["admin"],
+                    "security": admin,
+                    "responses": {"200": _json(_ref("DeliveryLog"), "Status, attempts and last error per delivery."),
+                                  **_errors(401, 404, 503)}},
+        },
+    }
 
 
 # -- the document -------------------------------------------------------------------------
@@ -193,8 +275,14 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                 "weights": {"description": "Mode ab only: one non-negative number per variant (not all zero).",
                             "anyOf": [{"type": "object", "additionalProperties": weight},
                                       {"type": "array", "items": weight}, {"type": "null"}]},
-                "context": _nullable({"type": "array", "maxItems": MAX_FEATURES, "items": _ref("ContextFeature"),
-                                      "description": "Required (non-empty) for mode contextual."}),
+                "context": _nullable({"type": "array", "maxItems": MAX_FEATURES,
+                                      "items": {"anyOf": [_ref("ContextFeature"),
+                                                          {"type": "string", "minLength": 1,
+                                                           "maxLength": MAX_NAME_LENGTH}]},
+                                      "description": "Required (non-empty) for mode contextual. A name alone is "
+                                                     "the short form: known names (device, hour, weekday, "
+                                                     "returning, visits, source) get their encoding, any other "
+                                                     "name is hashed into 16 buckets."}),
                 "decay": _nullable({**_obj({"half_life_s": {"type": "number", "minimum": MIN_HALF_LIFE_S,
                                                             "maximum": MAX_HALF_LIFE_S}}),
                                     "description": "Mode contextual only."}),
@@ -203,6 +291,17 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                 "max_abs_value": _nullable({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_ABS_VALUE_CEILING,
                                             "description": "Reward numeric only: a bound on |value| tighter than "
                                                            "LEVER_MAX_ABS_VALUE (the smaller of the two holds)."}),
+                "crosses": {"type": "array", "maxItems": 8, "description": "Mode contextual only: pairs of declared "
+                            "features whose combinations the policy learns, e.g. [[\"device\", \"hour\"]].",
+                            "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}}},
+                "reward_delay_s": _nullable({"type": "number", "minimum": 1, "maximum": MAX_REWARD_WINDOW_S,
+                                             "description": "Mode contextual only: typical seconds from assignment "
+                                                            "to conversion; recent decisions are not yet counted "
+                                                            "as failures."}),
+                "planned_visitors": _nullable({"type": "integer", "minimum": 4, "maximum": MAX_PLANNED_VISITORS,
+                                               "description": "Mode ab only: total visitors planned before "
+                                                              "launch (GET /api/v1/sample-size); the fixed-horizon "
+                                                              "test then decides at that size and not before."}),
             }, ("key", "variants")),
             "example": {"key": "homepage-hero", "name": "Homepage hero", "mode": "bandit",
                         "variants": [{"key": "control", "payload": {"headline": "A"}},
@@ -226,6 +325,9 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "decay_half_life_s": number_or_null,
             "allowed_origins": {"type": "array", "items": {"type": "string"}},
             "max_abs_value": number_or_null,
+            "planned_visitors": {"type": ["integer", "null"]},
+            "crosses": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+            "reward_delay_s": number_or_null,
             "status": {"enum": list(STATUSES)},
             "winner": {"type": ["string", "null"]},
             "created_at": {"type": "number"},
@@ -252,13 +354,15 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "model_version": {"type": ["integer", "null"], "minimum": 0},
             "status": {"enum": list(STATUSES)},
             "sticky": {"type": "boolean", "description": "True when a stored assignment came back."},
+            "control": {**key, "description": "The experiment's control: what a client serves when it cannot "
+                                              "reach Lever."},
             "explanation": _obj({
                 "predicted": {"type": "object", "additionalProperties": {"type": "number"}},
                 "uncertainty": {"type": "object", "additionalProperties": {"type": "number"}},
                 "ignored_context_keys": {"type": "array", "items": {"type": "string"}},
             }, (), closed=False, description="Contextual mode, new assignments only."),
         }, ("assignment", "experiment", "variant", "payload", "propensity", "holdout", "model_version", "status",
-            "sticky")),
+            "sticky", "control")),
         "BatchAssignment": _obj({"visitor": {"type": "string"},
                                  "assignments": {"type": "array", "items": _ref("Assignment")}}),
         "RewardRequest": {"oneOf": [
@@ -366,7 +470,10 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "posterior": _nullable({"type": "object", "additionalProperties": _obj({
                 "mean": {"type": "number"},
                 "interval": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}})}),
-        }),
+            "contextual": {"type": "object", "description": "Contextual mode: average_allocation and predicted "
+                           "outcome over the last 500 contexts, coefficients per variant with 95% intervals, and "
+                           "the learned combinations ({segment, variant, versus, lift_pp, share, contexts, text})."},
+        }, ("experiment", "mode", "worker", "model_version", "refreshed_at", "allocation", "posterior")),
         "VisitorEvents": _obj({"visitor": {"type": "string"}, "assignments": {"type": "array", "items": _obj({
             "id": {"type": "integer"}, "experiment": key, "variant": key, "context": {"type": "object"},
             "propensity": number_or_null, "holdout": {"type": "boolean"}, "model_version": {"type": ["integer", "null"]},
@@ -378,6 +485,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
         }, closed=False)}}),
         "VisitorErased": _obj({"visitor": {"type": "string"}, "erased_assignments": {"type": "integer", "minimum": 0}}),
         "Health": _obj({"status": {"const": "ok"}, "worker": {"type": "integer"}}),
+        **_webhook_schemas(),
     }
 
     admin = [{"bearerAuth": []}]
@@ -423,6 +531,26 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                     "tags": ["admin"], "security": admin,
                     "responses": {"200": _json(_ref("Stats"), "The statistics."), **_errors(401, 404, 503)}},
         },
+        "/api/v1/sample-size": {
+            "get": {"summary": "Visitors needed to detect a minimum effect", "operationId": "sample_size",
+                    "tags": ["admin"], "security": admin,
+                    "parameters": [
+                        {"name": name, "in": "query", "required": name == "mde", "schema": schema,
+                         "description": text} for name, schema, text in (
+                            ("mde", {"type": "number", "exclusiveMinimum": 0}, "Minimum detectable effect."),
+                            ("relative", {"type": "boolean", "default": True}, "mde relative to the baseline."),
+                            ("baseline_rate", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                             "Conversion metrics: the control's expected rate."),
+                            ("baseline_mean", {"type": "number"}, "Numeric metrics: the control's mean."),
+                            ("sd", {"type": "number", "exclusiveMinimum": 0}, "Numeric metrics: per-visitor sd."),
+                            ("variants", {"type": "integer", "minimum": 2, "maximum": 50, "default": 2}, ""),
+                            ("alpha", {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5,
+                                       "default": 0.05}, ""),
+                            ("power", {"type": "number", "minimum": 0.5, "exclusiveMaximum": 1, "default": 0.8}, ""))],
+                    "responses": {"200": _json({"type": "object"}, "Per rule (fixed_horizon, anytime_valid): "
+                                               "visitors per variant and in total; planned_visitors to declare."),
+                                  **_errors(400, 401, 503)}},
+        },
         "/api/v1/experiments/{key}/policy": {
             "parameters": [key_param],
             "get": {"summary": "This worker's policy", "operationId": "policy", "tags": ["admin"], "security": admin,
@@ -467,6 +595,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                                    **_errors(400, 403, 404, 409, 413, 422, 429, 503)}},
             "options": preflight("reward preflight"),
         },
+        **_webhook_paths(admin, body),
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "operationId": "openapi", "tags": ["meta"], "security": [],
                     "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")}},

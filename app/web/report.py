@@ -19,8 +19,17 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from flask import (Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request,
-                   url_for)
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from ..domain.errors import Conflict, NotFound, ValidationError
 from ..domain.experiments import parse_experiment
@@ -28,10 +37,11 @@ from ..reporting import charts
 from ..reporting import verdict as words
 from ..service.analysis import experiment_stats
 from ..service.experiments import create_experiment, set_status
+from ..service.planning import plan
 from ..service.policy_cache import PolicyEntry
 from ..storage import PERIOD_SECONDS
 from . import session_auth
-from .admin_api import describe_policy, events_csv_response
+from .admin_api import describe_policy, events_csv_response, plan_request
 from .db import get_storage
 from .http import services
 from .session_auth import login_required
@@ -231,7 +241,8 @@ def change_status(key: str):
 # -- create form -------------------------------------------------------------------------------
 
 FORM_DEFAULTS = {"key": "", "name": "", "variants": "control\nb", "mode": "bandit", "reward": "binary",
-                 "holdout": "0.1", "context": ""}
+                 "holdout": "0.1", "context": "", "planned_visitors": ""}
+PLAN_DEFAULTS = {"baseline_rate": "", "mde": "", "variants": "2"}
 
 
 def form_to_body(form: Mapping[str, str]) -> dict[str, Any]:
@@ -257,6 +268,11 @@ def form_to_body(form: Mapping[str, str]) -> dict[str, Any]:
             raise ValidationError("holdout must be a number between 0 and 0.5") from None
     if form.get("context", "").strip():
         body["context"] = _json_field(form["context"], "context")
+    planned = form.get("planned_visitors", "").strip()
+    if planned:
+        if not planned.isdigit():
+            raise ValidationError("planned visitors must be a whole number")
+        body["planned_visitors"] = int(planned)
     return body
 
 
@@ -285,8 +301,16 @@ def new_experiment():
         else:
             flash(f"Created experiment {spec.key}. Add the snippet to your page to start collecting data.", "success")
             return redirect(url_for("report.experiment", key=spec.key), code=303)
+    plan_form = {k: request.args.get(k, default) for k, default in PLAN_DEFAULTS.items()}
+    plan_result, plan_error = None, None
+    if request.method == "GET" and plan_form["mde"].strip():
+        try:
+            plan_result = plan(plan_request(request.args))
+        except ValidationError as failure:
+            plan_error = failure.message
     return _render("report/new.html", 400 if error else 200, form=form, error=error,
-                   modes=MODE_LABELS, rewards=("binary", "numeric"))
+                   modes=MODE_LABELS, rewards=("binary", "numeric"), plan=plan_result, plan_form=plan_form,
+                   plan_error=plan_error)
 
 
 # -- downloads (session-authenticated twins of the admin API) ------------------------------------

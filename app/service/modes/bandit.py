@@ -7,7 +7,7 @@ decision then samples from it, and its propensity is exactly that vector's entry
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class ThompsonPolicy(FittedPolicy):
     def select(self, experiment: Experiment, visitor: str, features: Any, rng: np.random.Generator) -> Decision:
         return decide(self.allocation, rng)
 
-    def describe(self, experiment: Experiment) -> dict[str, Any]:
+    def describe(self, experiment: Experiment, recent_contexts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
         keys = experiment.variant_keys
         return {
             "allocation": dict(zip(keys, map(float, self.allocation))),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +38,8 @@ class FittedPolicy(abc.ABC):
 
     #: P(variant) over the policy slice for non-contextual modes (None: depends on the context)
     allocation: np.ndarray | None = None
+    #: how many recent logged contexts ``describe`` wants (0: none)
+    describe_contexts: int = 0
 
     def features(self, context: Mapping[str, Any]) -> Any:
         """The context as this policy reads it, computed once per decision (default: unused)."""
@@ -60,7 +62,7 @@ class FittedPolicy(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def describe(self, experiment: Experiment) -> dict[str, Any]:
+    def describe(self, experiment: Experiment, recent_contexts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
         """``allocation`` and ``posterior`` (keyed by variant) for ``GET /api/v1/experiments/<key>/policy``."""
 
 

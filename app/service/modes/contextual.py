@@ -10,11 +10,14 @@ gives exactly the vector that decided.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, Mapping
+import logging
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from bandits import ContextEncoder, Decision, EncodedContext, LinearArmState, LinearThompson, add_decision, add_reward, enrich
+from bandits.arm_state import load_arm_state
+from bandits.describe import describe
 from bandits.linear import remove_decision
 
 from ...domain.experiments import Experiment
@@ -25,8 +28,11 @@ from .base import FittedPolicy, Mode, ModelRebuild, RequestInfo
 ENRICHABLE = frozenset({"hour", "weekday", "device", "visits", "returning"})
 
 
+log = logging.getLogger(__name__)
+
+
 def encoder_for(experiment: Experiment) -> ContextEncoder:
-    return ContextEncoder.from_schema(list(experiment.context))
+    return ContextEncoder.from_schema(list(experiment.context), experiment.crosses)
 
 
 def _noise_variance(experiment: Experiment, snapshot: LearningSnapshot) -> float | None:
@@ -41,9 +47,10 @@ def _noise_variance(experiment: Experiment, snapshot: LearningSnapshot) -> float
     return max(variance, 1e-6)
 
 
-def _state_update(width: int, step: Callable[[LinearArmState], LinearArmState]) -> ModelUpdate:
+def _state_update(width: int, delay_s: float | None,
+                  step: Callable[[LinearArmState], LinearArmState]) -> ModelUpdate:
     def update(blob: bytes | None) -> bytes:
-        state = LinearArmState.from_bytes(blob) if blob else LinearArmState.empty(width)
+        state, _reason = load_arm_state(blob, width, delay_s)  # an unusable stored state restarts empty
         return step(state).to_bytes()
 
     return update
@@ -52,12 +59,15 @@ def _state_update(width: int, step: Callable[[LinearArmState], LinearArmState]) 
 class LinearPolicy(FittedPolicy):
     """A fitted ``LinearThompson`` with the encoder that feeds it."""
 
+    describe_contexts = 500  # the allocation and the learned combinations are averaged over these
+
     def __init__(self, variant_keys: tuple[str, ...], encoder: ContextEncoder, policy: LinearThompson,
-                 half_life_s: float | None) -> None:
+                 half_life_s: float | None, delay_s: float | None) -> None:
         self.variant_keys = variant_keys
         self.encoder = encoder
         self.policy = policy
         self.half_life_s = half_life_s
+        self.delay_s = delay_s
 
     def features(self, context: Mapping[str, Any]) -> EncodedContext:
         return self.encoder.encode(context)
@@ -69,12 +79,12 @@ class LinearPolicy(FittedPolicy):
     def decision_update(self, features: EncodedContext, now: float) -> ModelUpdate:
         x = features.vector
         half_life = self.half_life_s
-        return _state_update(self.encoder.width, lambda state: add_decision(state, x, now, half_life))
+        return _state_update(self.encoder.width, self.delay_s, lambda state: add_decision(state, x, now, half_life))
 
     def reward_update(self, assignment: StoredAssignment, value: float, now: float) -> ModelUpdate:
         x = self.encoder.encode(assignment.context).vector
         half_life = self.half_life_s
-        return _state_update(self.encoder.width,
+        return _state_update(self.encoder.width, self.delay_s,
                              lambda state: add_reward(state, x, value, assignment.created_at, now, half_life))
 
     def explain(self, features: EncodedContext) -> dict[str, Any]:
@@ -85,8 +95,11 @@ class LinearPolicy(FittedPolicy):
             "ignored_context_keys": list(features.unknown_keys),
         }
 
-    def describe(self, experiment: Experiment) -> dict[str, Any]:
-        return {"allocation": None, "posterior": None}
+    def describe(self, experiment: Experiment, recent_contexts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+        """The learned structure in numbers and words: average allocation over recent contexts,
+        coefficients per variant with intervals, and which context combinations prefer which variant."""
+        description = describe(self.policy, self.encoder, self.variant_keys, recent_contexts).to_dict()
+        return {"allocation": description.get("average_allocation"), "posterior": None, "contextual": description}
 
 
 class ContextualMode(Mode):
@@ -94,17 +107,21 @@ class ContextualMode(Mode):
 
     def fit(self, experiment: Experiment, snapshot: LearningSnapshot, now: float, draws: int) -> FittedPolicy:
         encoder = encoder_for(experiment)
-        states = [
-            LinearArmState.from_bytes(snapshot.model_states[v.id]) if v.id in snapshot.model_states
-            else LinearArmState.empty(encoder.width)
-            for v in experiment.variants
-        ]
+        states = []
+        for variant in experiment.variants:
+            state, reason = load_arm_state(snapshot.model_states.get(variant.id), encoder.width,
+                                           experiment.reward_delay_s)
+            if reason is not None:
+                log.warning("experiment %s variant %s: stored model state unusable (%s); it restarts empty",
+                            experiment.key, variant.key, reason)
+            states.append(state)
         policy = LinearThompson(
             n_arms=len(experiment.variants), n_features=encoder.width, min_share=experiment.min_share,
             half_life_s=experiment.decay_half_life_s, noise_variance=_noise_variance(experiment, snapshot),
+            main_columns=encoder.main_width, column_groups=encoder.column_groups(),
         )
         return LinearPolicy(experiment.variant_keys, encoder, policy.fit(states, now=now),
-                            experiment.decay_half_life_s)
+                            experiment.decay_half_life_s, experiment.reward_delay_s)
 
     def prepare_context(self, experiment: Experiment, stored_visitor: str, context: Mapping[str, Any],
                         info: RequestInfo, visit_count: Callable[[str], int]) -> Mapping[str, Any]:
@@ -122,7 +139,7 @@ class ContextualMode(Mode):
         encoder = encoder_for(experiment)
         x = encoder.encode(context).vector
         half_life = experiment.decay_half_life_s
-        return _state_update(encoder.width,
+        return _state_update(encoder.width, experiment.reward_delay_s,
                              lambda state: remove_decision(state, x, decided_at, reward_total, half_life))
 
     def rebuilder(self, experiment: Experiment) -> ModelRebuild:
@@ -130,7 +147,8 @@ class ContextualMode(Mode):
         half_life = experiment.decay_half_life_s
 
         def rebuild(events: Iterable[dict[str, Any]], rewards: Iterable[tuple[int, float, float]]) -> dict[int, bytes]:
-            states = {v.id: LinearArmState.empty(encoder.width) for v in experiment.variants}
+            states = {v.id: LinearArmState.empty(encoder.width, reward_delay_s=experiment.reward_delay_s)
+                      for v in experiment.variants}
             decided: dict[int, tuple[int, np.ndarray, float]] = {}
             for event in events:
                 x = encoder.encode(json.loads(event["context"])).vector

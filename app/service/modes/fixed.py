@@ -2,7 +2,7 @@
 uniform allocation. Neither learns: its propensity is the declared weight."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ class FixedPolicy(FittedPolicy):
             return self.weights.select_unit(hash_unit(self.bucket_salt, experiment.key, visitor))
         return self.weights.select(rng)
 
-    def describe(self, experiment: Experiment) -> dict[str, Any]:
+    def describe(self, experiment: Experiment, recent_contexts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
         return {"allocation": dict(zip(experiment.variant_keys, map(float, self.allocation))), "posterior": None}
 
 

@@ -168,6 +168,12 @@ class Lever:
             known = self._controls.get(experiment)
         return known[0] if known else None
 
+    def control_payload(self, experiment: str) -> Optional[Mapping[str, Any]]:
+        """The control's payload as far as this client knows (None until it has seen or looked it up)."""
+        with self._lock:
+            known = self._controls.get(experiment)
+        return known[1] if known else None
+
     def _fallback(self, experiment: str, visitor: str, default: Optional[str], reason: str) -> Assignment:
         with self._lock:
             known = self._controls.get(experiment)
@@ -182,6 +188,16 @@ class Lever:
         with self._lock:
             if assignment.status == "paused" and assignment.variant is not None:
                 self._controls[key] = (assignment.variant, assignment.payload)
+            elif assignment.control is not None and assignment.variant == assignment.control:
+                self._controls[key] = (assignment.control, assignment.payload)  # served the control: all known
+            elif assignment.control is not None and key not in self._controls:
+                # the service names the control: fallbacks serve it now, its payload once seen or looked up
+                self._controls[key] = (assignment.control, None)
+                if self._api_key and key not in self._looked_up:
+                    self._looked_up.add(key)
+                    threading.Thread(target=self._look_up, args=(key,), name="lever-client-lookup",
+                                     daemon=True).start()
+                return
             if key in self._controls or key in self._looked_up or not self._api_key:
                 return
             self._looked_up.add(key)

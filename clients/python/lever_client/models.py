@@ -39,6 +39,7 @@ class Assignment:
     model_version: Optional[int] = None
     status: Optional[str] = None
     sticky: bool = False
+    control: Optional[str] = None  # the experiment's control, as the service names it
     fallback: bool = False
     reason: Optional[str] = None  # one of the constants above when fallback
 
@@ -47,7 +48,8 @@ class Assignment:
         return cls(experiment=body["experiment"], visitor=visitor, variant=body.get("variant"),
                    payload=body.get("payload"), propensity=body.get("propensity"), token=body.get("assignment"),
                    holdout=bool(body.get("holdout")), model_version=body.get("model_version"),
-                   status=body.get("status"), sticky=bool(body.get("sticky")))
+                   status=body.get("status"), sticky=bool(body.get("sticky")),
+                   control=body.get("control") if isinstance(body.get("control"), str) else None)
 
 
 @dataclass(frozen=True)

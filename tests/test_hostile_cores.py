@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import stats
+from stats.inputs import ExperimentAggregate, PeriodAggregate, SliceAggregate
 from app.domain.experiments import Experiment, Variant, parse_experiment
-from app.service.analysis import build_aggregate
 from app.service.policy_cache import build_entry
 from app.storage import ArmTotals, LearningSnapshot
 
@@ -53,18 +53,26 @@ def strict(value) -> str:
     return json.dumps(value, allow_nan=False)
 
 
+SLICE_FIELDS = {f.name for f in dataclasses.fields(SliceAggregate)} - {"variant"}
 MODES = st.sampled_from([("bandit", "binary"), ("bandit", "numeric"), ("ab", "binary"), ("ab", "numeric")])
 
 
 @CORES
-@given(mode_reward=MODES, rows=st.lists(totals(), max_size=6))
-def test_statistics_never_raise_or_emit_non_finite(mode_reward, rows):
+@given(mode_reward=MODES, rows=st.lists(totals(), max_size=6), allocation=st.lists(sums, min_size=3, max_size=3))
+def test_statistics_never_raise_or_emit_non_finite(mode_reward, rows, allocation):
     found = experiment(*mode_reward)
-    entry = build_entry(experiment("ab", mode_reward[1]), LearningSnapshot(totals=tuple(rows)), draws=200)
-    strict(stats.analyse(build_aggregate(found, entry, storage=None, with_segments=False)).to_dict())
+    keys = {v.id: v.key for v in found.variants}
+    slices = tuple(SliceAggregate(variant=keys[t.variant_id], **{
+        name: value for name, value in dataclasses.asdict(t).items() if name in SLICE_FIELDS}) for t in rows)
+    aggregate = ExperimentAggregate(
+        key=found.key, mode=found.mode, reward=found.reward, control=found.control, variants=found.variant_keys,
+        slices=slices, weights=found.weights, holdout_share=found.holdout, current_allocation=tuple(allocation),
+        seed=found.id, periods=(PeriodAggregate(0, slices), PeriodAggregate(3600, slices)),
+    )
+    strict(stats.analyse(aggregate).to_dict())
 
 
-@pytest.mark.xfail(strict=True, reason="bandits/: the Thompson fit turns an overflowing (finite) sum into a NaN "
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="bandits/: the Thompson fit turns an overflowing (finite) sum into a NaN "
                                        "allocation; the core defence belongs to the bandits helper")
 @settings(CORES, phases=[Phase.explicit, Phase.generate])  # no shrinking while it is a known failure
 @given(mode_reward=MODES, rows=st.lists(totals(), max_size=6))
@@ -74,4 +82,4 @@ def test_the_policy_never_raises_or_emits_non_finite(mode_reward, rows):
     allocation = entry.allocation
     assert allocation is not None and all(math.isfinite(p) and p >= 0 for p in allocation)
     assert math.isclose(sum(allocation), 1.0, rel_tol=1e-9)
-    strict(entry.describe())
+    strict(entry.policy.describe(found, ()))  # what GET /policy shows (no contexts: non-contextual modes)

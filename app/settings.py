@@ -29,6 +29,18 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+#: default of LEVER_MAX_ABS_VALUE, and the ceiling of every |value| bound (app.domain.bounds says why)
+DEFAULT_MAX_ABS_VALUE = 1e9
+MAX_ABS_VALUE_CEILING = 1e15
+
+
+def _value_bound(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= MAX_ABS_VALUE_CEILING:  # NaN fails too; inf is beyond the ceiling
+        raise ValueError(f"must be a number above 0 and at most {MAX_ABS_VALUE_CEILING:g}")
+    return value
+
+
 def _boolean(text: str) -> bool:
     lowered = str(text).strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -91,6 +103,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEVER_MAX_CONTEXT_KEYS", 50, _positive_int, "Most keys accepted in one context object."),
     Setting("LEVER_MAX_STRING_CHARS", 200, _positive_int, "Longest accepted string value in a context."),
     Setting("LEVER_MAX_BATCH", 20, _positive_int, "Most experiments assigned in one batched assign request."),
+    Setting("LEVER_MAX_ABS_VALUE", DEFAULT_MAX_ABS_VALUE, _value_bound,
+            "Largest accepted |number| of a reward value or context number (above 0, at most 1e15); beyond it a "
+            "400 value_out_of_range. An experiment's max_abs_value can only tighten it."),
     Setting("LEVER_POLICY_DRAWS", 10000, _positive_int,
             "Posterior draws used to estimate Thompson-sampling allocation probabilities at each refresh."),
     Setting("LEVER_SQLITE_BUSY_TIMEOUT_MS", 5000, _positive_int,

@@ -10,6 +10,7 @@ from schemathesis.config import SchemathesisConfig
 
 from app import create_app
 from app.domain.experiments import KEY_PATTERN, MAX_VARIANTS
+from app.web.openapi import PRINTABLE_PATTERN
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY
 
@@ -114,7 +115,8 @@ def test_limits_come_from_the_code_and_the_settings(tmp_path):
     assert single["properties"]["visitor"]["maxLength"] == 17
     context = schemas["Context"]["anyOf"][0]
     assert context["maxProperties"] == 5
-    assert context["additionalProperties"]["anyOf"][0] == {"type": "string", "maxLength": 9}
+    assert context["additionalProperties"]["anyOf"][0] == {"type": "string", "maxLength": 9,
+                                                           "pattern": PRINTABLE_PATTERN}
     definition = schemas["ExperimentDefinition"]["properties"]
     assert definition["key"]["pattern"] == KEY_PATTERN.pattern
     assert definition["variants"]["maxItems"] == MAX_VARIANTS

@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import ValidationError
 from .metrics import EVENT_NAME_PATTERN
-from .requests import MAX_EVENT_ID_CHARS, Limits, finite_number, visitor_id
+from .requests import MAX_EVENT_ID_CHARS, Limits, finite_number, identifier, visitor_id
 
 #: most events in one request
 MAX_EVENTS = 100
@@ -38,7 +38,7 @@ def _fail(message: str, code: str = "invalid_request") -> None:
     raise ValidationError(message, code=code)
 
 
-def _event(raw: Any, index: int) -> Event:
+def _event(raw: Any, index: int, max_abs_value: float) -> Event:
     name = f"events[{index}]"
     if not isinstance(raw, dict):
         _fail(f"{name} must be an object with a name")
@@ -51,9 +51,9 @@ def _event(raw: Any, index: int) -> Event:
     event_id = raw.get("event_id")
     if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS):
         _fail(f"{name}.event_id must be a string of 1 to {MAX_EVENT_ID_CHARS} characters")
-    value = finite_number(raw.get("value", 1), f"{name}.value")
-    if abs(value) > 1e12:
-        _fail(f"{name}.value must be between -1e12 and 1e12")
+    if event_id is not None:
+        identifier(event_id, f"{name}.event_id")  # no control characters, identically on both backends
+    value = finite_number(raw.get("value", 1), f"{name}.value", max_abs_value)
     ts = raw.get("ts")
     if ts is not None:
         ts = finite_number(ts, f"{name}.ts")
@@ -77,4 +77,4 @@ def parse_events(body: Any, limits: Limits, max_events: int = MAX_EVENTS) -> Eve
     if token is not None and (not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS):
         _fail("visitor_token must be the string returned by assign")
     return EventsRequest(visitor=visitor_id(body.get("visitor"), limits), visitor_token=token,
-                         events=tuple(_event(raw, i) for i, raw in enumerate(events)))
+                         events=tuple(_event(raw, i, limits.max_abs_value) for i, raw in enumerate(events)))

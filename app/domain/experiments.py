@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from bandits import ContextEncoder, PolicyConfigError
 from bandits.schema import normalise_schema
 
+from .bounds import MAX_ABS_VALUE_CEILING, bounded, identifier, valid_bound
 from .errors import ValidationError
 from .metrics import ExperimentMetrics, parse_experiment_metrics
 
@@ -60,6 +61,8 @@ class ExperimentSpec:
     #: contextual only: typical seconds from assignment to conversion (recent decisions are not yet failures)
     reward_delay_s: float | None = None
     metrics: ExperimentMetrics | None = None  # None: the implicit primary metric "reward" (fed by /reward)
+    #: bound on |reward value| tighter than LEVER_MAX_ABS_VALUE (None: that setting alone)
+    max_abs_value: float | None = None
 
     @property
     def variant_keys(self) -> tuple[str, ...]:
@@ -107,7 +110,18 @@ def _number(value: Any, name: str, low: float, high: float) -> float:
 
 def _string(value: Any, name: str, max_length: int = 200) -> str:
     _require(isinstance(value, str) and 0 < len(value) <= max_length, f"{name} must be a string of 1 to {max_length} characters")
-    return value
+    return identifier(value, name)
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a JSON value, object keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for key, item in value.items() for text in (key, *_strings(item))]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
 
 
 def _plain_json(value: Any) -> bool:
@@ -163,6 +177,8 @@ def _context(raw: Any, crosses: Any, mode: str) -> tuple[tuple[Mapping[str, Any]
     if raw is None:
         raw = []
     _require(isinstance(raw, list), 'context must be a list of feature names or definitions, e.g. ["device", "hour"]')
+    for text in _strings(raw):  # names and levels become segment labels, stored and reported
+        identifier(text, "context")
     try:
         features = normalise_schema(raw)
     except PolicyConfigError as error:
@@ -188,6 +204,7 @@ _FIELDS = {
     "key", "name", "mode", "variants", "control", "holdout", "min_share", "reward", "reward_window_s",
     "sticky", "weights", "context", "decay", "allowed_origins", "planned_visitors", "crosses", "reward_delay_s",
     "metrics",
+    "max_abs_value",
 }
 MAX_PLANNED_VISITORS = 10**9
 
@@ -226,6 +243,12 @@ def parse_experiment(body: Any) -> ExperimentSpec:
     origins = body.get("allowed_origins", [])
     _require(isinstance(origins, list) and all(isinstance(o, str) and len(o) <= 200 for o in origins),
              "allowed_origins must be a list of origins such as https://shop.example")
+    for origin in origins:
+        identifier(origin, "allowed_origins[]")
+    max_abs_value = body.get("max_abs_value")
+    _require(max_abs_value is None or valid_bound(max_abs_value),
+             f"max_abs_value must be a number above 0 and at most {MAX_ABS_VALUE_CEILING:g}")
+    _require(max_abs_value is None or reward == "numeric", "max_abs_value applies only to reward numeric")
     delay = body.get("reward_delay_s")
     if delay is not None:
         _require(mode == "contextual", "reward_delay_s applies only to mode contextual")
@@ -244,8 +267,23 @@ def parse_experiment(body: Any) -> ExperimentSpec:
         context=context, crosses=crosses, reward_delay_s=delay, decay_half_life_s=half_life,
         allowed_origins=tuple(o.rstrip("/") for o in origins), planned_visitors=planned,
         metrics=parse_experiment_metrics(body["metrics"]) if body.get("metrics") is not None else None,
+        max_abs_value=None if max_abs_value is None else float(max_abs_value),
     )
+
+
+def check_value(experiment: ExperimentSpec, value: float) -> float:
+    """A reward value within the experiment's own ``max_abs_value`` (the request parser has
+    already applied LEVER_MAX_ABS_VALUE, so the tighter of the two holds); else a 400."""
+    if experiment.max_abs_value is not None:
+        bounded(value, experiment.max_abs_value, "value")
+    return value
 
 
 def with_status(experiment: Experiment, status: str, winner: str | None) -> Experiment:
     return replace(experiment, status=status, winner=winner)
+
+
+def value_bound(experiment: ExperimentSpec, global_bound: float) -> float:
+    """The bound on |reward value| that holds for the experiment: the tighter of LEVER_MAX_ABS_VALUE
+    (``global_bound``) and its own ``max_abs_value``."""
+    return min(global_bound, experiment.max_abs_value) if experiment.max_abs_value is not None else global_bound

@@ -2,6 +2,8 @@
 
 Each function takes the decoded JSON and returns a frozen request record or raises
 ``ValidationError`` with a message naming the field. Nothing here touches storage.
+Every number is bounded (``finite_number``) and every identifier and stored string is
+free of control characters (``identifier``, ``visitor_id``): see ``app.domain.bounds``.
 """
 from __future__ import annotations
 
@@ -9,8 +11,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .bounds import DEFAULT_MAX_ABS_VALUE, MAX_ABS_VALUE_CEILING, bounded, identifier
 from .errors import ValidationError
 from .experiments import KEY_PATTERN
+
+__all__ = [
+    "DEFAULT_MAX_ABS_VALUE", "MAX_ABS_VALUE_CEILING", "MAX_CONTEXT_KEY_CHARS", "MAX_EVENT_ID_CHARS", "AssignRequest",
+    "Limits", "RewardRequest", "context_object", "experiment_key", "finite_number", "identifier", "parse_assign",
+    "parse_reward", "visitor_id",
+]
 
 MAX_CONTEXT_KEY_CHARS = 64
 MAX_EVENT_ID_CHARS = 128
@@ -22,11 +31,14 @@ class Limits:
     context_keys: int
     string_chars: int
     batch: int
+    #: bound on |number| of every value and context number (LEVER_MAX_ABS_VALUE)
+    max_abs_value: float = DEFAULT_MAX_ABS_VALUE
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "Limits":
         return cls(config["LEVER_MAX_VISITOR_CHARS"], config["LEVER_MAX_CONTEXT_KEYS"],
-                   config["LEVER_MAX_STRING_CHARS"], config["LEVER_MAX_BATCH"])
+                   config["LEVER_MAX_STRING_CHARS"], config["LEVER_MAX_BATCH"],
+                   config.get("LEVER_MAX_ABS_VALUE", DEFAULT_MAX_ABS_VALUE))
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,9 @@ def _only(body: dict, allowed: set[str]) -> None:
         _fail(f"unknown field(s): {', '.join(sorted(unknown))}")
 
 
-def finite_number(value: Any, name: str) -> float:
+def finite_number(value: Any, name: str, bound: float = MAX_ABS_VALUE_CEILING) -> float:
+    """A number with |number| <= ``bound`` (pass ``Limits.max_abs_value``; the default is the
+    ceiling every bound stays under, so no caller can let an overflowing value through)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         _fail(f"{name} must be a number")
     try:
@@ -71,7 +85,7 @@ def finite_number(value: Any, name: str) -> float:
         number = math.inf
     if not math.isfinite(number):
         _fail(f"{name} must be a finite number")
-    return number
+    return bounded(number, bound, name)
 
 
 def experiment_key(value: Any, name: str = "experiment") -> str:
@@ -85,7 +99,7 @@ def visitor_id(value: Any, limits: Limits) -> str:
         _fail("visitor must be a non-empty string")
     if len(value) > limits.visitor_chars:
         _fail(f"visitor is longer than {limits.visitor_chars} characters")
-    return value
+    return identifier(value, "visitor")
 
 
 def context_object(value: Any, limits: Limits) -> dict[str, Any]:
@@ -100,11 +114,13 @@ def context_object(value: Any, limits: Limits) -> dict[str, Any]:
     for key, item in value.items():
         if not key or len(key) > MAX_CONTEXT_KEY_CHARS:
             _fail(f"context keys must have 1 to {MAX_CONTEXT_KEY_CHARS} characters")
+        identifier(key, "context key")
         if isinstance(item, str):
             if len(item) > limits.string_chars:
                 _fail(f"context.{key} is longer than {limits.string_chars} characters")
+            identifier(item, f"context.{key}")
         elif isinstance(item, (int, float)) and not isinstance(item, bool):
-            finite_number(item, f"context.{key}")  # checked, kept as sent (ints stay ints)
+            finite_number(item, f"context.{key}", limits.max_abs_value)  # checked, kept as sent (ints stay ints)
         elif item is not None and not isinstance(item, bool):
             _fail(f"context.{key} must be a string, number, boolean or null")
         clean[key] = item
@@ -138,10 +154,12 @@ def parse_assign(body: Any, limits: Limits) -> AssignRequest:
 def parse_reward(body: Any, limits: Limits) -> RewardRequest:
     body = _object(body)
     _only(body, {"assignment", "experiment", "visitor", "value", "event_id"})
-    value = finite_number(body.get("value", 1), "value")
+    value = finite_number(body.get("value", 1), "value", limits.max_abs_value)
     event_id = body.get("event_id")
     if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS):
         _fail(f"event_id must be a string of 1 to {MAX_EVENT_ID_CHARS} characters")
+    if event_id is not None:
+        identifier(event_id, "event_id")
     if "assignment" in body:
         if "experiment" in body or "visitor" in body:
             _fail("give either assignment, or experiment and visitor")

@@ -15,7 +15,7 @@ import numpy as np
 from bandits import Decision
 
 from ..domain.errors import NotFound, Unprocessable, ValidationError
-from ..domain.experiments import Experiment
+from ..domain.experiments import Experiment, check_value
 from ..domain.requests import AssignRequest, RewardRequest
 from ..storage import ModelUpdate, NewAssignment, Storage, StoredAssignment
 from .modes import MODES, RequestInfo, in_holdout
@@ -188,6 +188,7 @@ def reward(request: RewardRequest, info: RequestInfo, services: Services,
     binary = experiment.reward == "binary"
     if binary and request.value not in (0.0, 1.0):
         raise ValidationError("binary experiments take value 1 (a conversion) or 0", code="invalid_reward_value")
+    check_value(experiment, request.value)
     base = {"experiment": experiment.key, "assignment_id": assignment.id}
     if binary and request.value == 0.0:
         return {**base, "counted": False, "reason": "zero_value"}

@@ -82,6 +82,7 @@ from .base import (
 )
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
 from .metrics import MetricStore
+from .repair import RepairStore
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
 from .sql import Query, Rows, SqlStorage, Tx, maybe_audit
 from .webhooks import WebhookStore
@@ -215,7 +216,7 @@ class _PostgresTx(Tx):
         return row_id
 
 
-class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventStore, SqlStorage):
+class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventStore, RepairStore, SqlStorage):
     _SCALAR_MIN = "LEAST"
 
     def __init__(self, url: str, min_size: int = 1, max_size: int = 4, timeout_s: float = 5.0) -> None:

@@ -10,9 +10,11 @@ PostgreSQL summed per row in one transaction, sharded and in key order).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from ..domain.errors import Conflict
 from ..domain.experiments import Experiment, ExperimentSpec, Variant
 from ..domain.metrics import experiment_metrics_from_dict
 from .base import (
@@ -53,7 +55,7 @@ def experiment_options(spec: ExperimentSpec) -> dict[str, Any]:
     """The ``options`` JSON of an experiment: what has no column of its own."""
     return {"decay_half_life_s": spec.decay_half_life_s, "allowed_origins": list(spec.allowed_origins),
             "planned_visitors": spec.planned_visitors, "crosses": [list(pair) for pair in spec.crosses],
-            "reward_delay_s": spec.reward_delay_s,
+            "reward_delay_s": spec.reward_delay_s, "max_abs_value": spec.max_abs_value,
             "metrics": spec.metrics.to_dict() if spec.metrics is not None else None}
 
 
@@ -86,6 +88,7 @@ def experiments(rows: Sequence[Sequence[Any]], variant_rows: Sequence[Sequence[A
             reward_delay_s=options.get("reward_delay_s"),
             metrics=experiment_metrics_from_dict(options.get("metrics")),
             stopped_variants=tuple(json.loads(row[16])) if row[16] else (),
+            max_abs_value=options.get("max_abs_value"),
             variants=tuple(Variant(key=v[2], payload=json.loads(v[3]), id=v[1]) for v in variants),
         ))
     return found
@@ -119,6 +122,9 @@ _COMPACT_SORTED_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
 
 def assignment_values(item: NewAssignment) -> tuple[Any, ...]:
     """Parameters of the assignment insert, in ``ASSIGNMENT_INSERT_COLUMNS`` order (JSON as compact text)."""
+    if not (item.propensity > 0.0 and math.isfinite(item.propensity)):  # the counters divide by it
+        raise NonFiniteCounters(f"the policy gave propensity {item.propensity!r}")
+    finite_or_refuse(item.probabilities.values(), "allocation probabilities")
     context_json = _COMPACT_SORTED_JSON.encode(dict(item.context))
     probabilities_json = _COMPACT_JSON.encode(dict(item.probabilities))  # int keys are written as strings
     segments_json = _COMPACT_JSON.encode(dict(item.segments)) if item.segments else None
@@ -146,11 +152,34 @@ def parse_probabilities(probabilities_json: str) -> dict[int, float]:
 INTEGER_COUNTERS = ("assignments", "conversions", "reward_events")
 
 
+class NonFiniteCounters(Conflict):
+    """A write would put a NaN or an infinity into the counters (a 409: nothing is written).
+
+    New values are bounded at the edge (LEVER_MAX_ABS_VALUE), so only values that older
+    versions let into the log get here: ``flask repair-values`` clamps or excludes them."""
+
+    code = "non_finite_counters"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: the counters of this experiment would not stay finite, so nothing was "
+                         "written. Values recorded by an older version are the likely cause; an operator can "
+                         "run `flask repair-values <experiment>` to clamp or exclude them.")
+
+
+def finite_or_refuse(values: Iterable[float], what: str) -> None:
+    """Every derived counter value is checked before any of them is written."""
+    if not all(math.isfinite(v) for v in values):
+        raise NonFiniteCounters(what)
+
+
 def decision_increments(variant_id: int, probabilities: Mapping[int, float], propensity: float, total: float,
                         count: int, sign: int) -> list[tuple[int, tuple[float, ...]]]:
     """(arm id, ``COUNTER_COLUMNS`` values) that add (sign=1) or remove (sign=-1) one
     assignment with outcome ``total`` from ``count`` rewards: every arm's expected count,
-    and the served arm's decision, outcome and inverse-propensity sums."""
+    and the served arm's decision, outcome and inverse-propensity sums. ``NonFiniteCounters``
+    if any of them is not finite."""
+    if not propensity > 0.0:
+        raise NonFiniteCounters(f"propensity {propensity!r}")
     weight = 1.0 / propensity
     increments = []
     for arm_id, probability in probabilities.items():
@@ -161,6 +190,7 @@ def decision_increments(variant_id: int, probabilities: Mapping[int, float], pro
             if served else (0, 0, 0, 0.0, 0.0, probability, 0.0, 0.0, 0.0, 0.0, 0.0)
         )
         increments.append((arm_id, tuple(sign * v for v in values)))
+        finite_or_refuse(increments[-1][1], "the counters of this assignment")
     return increments
 
 
@@ -174,12 +204,16 @@ def reward_increments(total: float, count: int, value: float,
     ``value`` on an assignment that had outcome ``total`` from ``count`` rewards.
 
     y goes from ``total`` to ``total + value``: every sum that depends on y moves.
+    ``NonFiniteCounters`` if y or any of them would not be finite.
     """
+    if not propensity > 0.0:
+        raise NonFiniteCounters(f"propensity {propensity!r}")
     new_total = total + value
     weight = 1.0 / propensity
     square_change = new_total * new_total - total * total
     arm = (0, int(count == 0), 1, value, square_change, 0.0,
            0.0, 0.0, value * weight, square_change * weight * weight, value * weight * weight)
+    finite_or_refuse((new_total, *arm), "this reward")
     return arm, (0, int(count == 0), value, square_change)
 
 

@@ -51,6 +51,7 @@ from .base import (
 )
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
 from .metrics import MetricStore
+from .repair import RepairStore
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
 from .sql import Query, Rows, SqlStorage, T, Tx, maybe_audit
 from .webhooks import WebhookStore
@@ -243,7 +244,7 @@ class _SQLiteTx(Tx):
         return int(self.conn.execute(sql, params).lastrowid)
 
 
-class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventStore, SqlStorage):
+class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventStore, RepairStore, SqlStorage):
     def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
                  background_checkpoints: bool = True) -> None:
         self.url = url

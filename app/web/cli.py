@@ -17,7 +17,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from ..domain.errors import LeverError
-from ..domain.experiments import parse_experiment
+from ..domain.experiments import parse_experiment, value_bound
 from ..domain.webhooks import parse_allowed_hosts
 from ..service import accounts
 from ..service.demo import DEMO_EXPERIMENT
@@ -26,6 +26,7 @@ from ..service.modes import MODES
 from ..service.monitor import evaluate
 from ..service.permissions import ACCOUNT_ROLES
 from ..service.privacy import retention_cutoff
+from ..service.repair import repair_values as repair
 from ..service.webhooks import CLAIM_BATCH, HttpSender, deliver_due
 from ..storage import PrunedLog
 from .db import get_storage
@@ -165,6 +166,11 @@ def rebuild_stats(key: str) -> None:
     experiment = store.get_experiment(key)
     if experiment is None:
         raise click.ClickException(f"no experiment {key!r}")
+    bad = store.repair_values(experiment.id, value_bound(experiment, current_app.config["LEVER_MAX_ABS_VALUE"]),
+                              "clamp", dry_run=True)
+    if bad.rewards or bad.assignments:  # the rebuild would sum them into the counters again
+        raise click.ClickException(f"{bad.rewards} rewards and {bad.assignments} assignment totals of {key} are "
+                                   f"beyond the value bound: run `flask repair-values {key}` (it rebuilds too)")
     try:
         store.rebuild_arm_stats(experiment, MODES[experiment.mode].rebuilder(experiment))
     except PrunedLog as error:
@@ -182,6 +188,29 @@ def prune_events() -> None:
         click.echo("LEVER_RETENTION_DAYS is 0: nothing pruned")
         return
     click.echo(f"pruned {store.prune_events(cutoff)} assignments made before {time.ctime(cutoff)}")
+
+
+@click.command("repair-values")
+@with_appcontext
+@click.argument("key")
+@click.option("--max-abs", type=float, default=None,
+              help="Bound on |reward value| (default: the experiment's, i.e. LEVER_MAX_ABS_VALUE or its max_abs_value).")
+@click.option("--clamp", "action", flag_value="clamp", default=True, help="Clamp bad rewards to ±bound (default).")
+@click.option("--exclude", "action", flag_value="exclude", help="Delete bad rewards from the log instead.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be repaired.")
+def repair_values(key: str, max_abs: float | None, action: str, dry_run: bool) -> None:
+    """Clamp or exclude rewards beyond the |value| bound that older versions recorded, then rebuild the counters."""
+    store = get_storage()
+    experiment = store.get_experiment(key)
+    if experiment is None:
+        raise click.ClickException(f"no experiment {key!r}")
+    bound = value_bound(experiment, current_app.config["LEVER_MAX_ABS_VALUE"]) if max_abs is None else max_abs
+    try:
+        report = repair(store, experiment, bound, action, dry_run)
+    except (LeverError, PrunedLog) as error:
+        raise click.ClickException(str(error)) from None
+    current_app.extensions["lever.services"].cache.invalidate(key)
+    click.echo(f"repair-values {report.summary()}")
 
 
 # -- the webhook worker ------------------------------------------------------------------------
@@ -245,7 +274,7 @@ def deliver(once: bool) -> None:
 
 
 COMMANDS = (init_db, prune_events, create_experiment, create_user, seed_demo, show_urls, simulate, export, rebuild_stats,
-            deliver)
+            repair_values, deliver)
 
 
 def register_cli(app: Flask) -> None:

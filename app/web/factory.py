@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 from flask import Flask, jsonify
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..domain.requests import Limits
@@ -50,6 +51,24 @@ log = logging.getLogger("lever")
 FLASK_TEST_KEYS = {"TESTING", "DEBUG", "SERVER_NAME"}
 
 
+class StrictJSONProvider(DefaultJSONProvider):
+    """Standard JSON only: a NaN or an infinity raises ValueError instead of being written as
+    the ``NaN`` / ``Infinity`` strict parsers reject. Nothing should ever hand one over (the
+    values are bounded, the counters checked, the cores return reason codes); if something
+    does, the request becomes a logged 500 JSON error rather than an unparseable answer."""
+
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        try:
+            return super().dumps(obj, **kwargs)
+        except ValueError:
+            log.error("refused to write NaN or Infinity as JSON (counters holding values an older version "
+                      "recorded? see flask repair-values)")
+            raise
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     test_config = dict(test_config or {})
     unknown = set(test_config) - set(SETTINGS_BY_NAME) - FLASK_TEST_KEYS
@@ -58,10 +77,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(overrides={k: v for k, v in test_config.items() if k in SETTINGS_BY_NAME})
 
     app = Flask("app.web")  # templates and static files live beside this module
+    app.json = StrictJSONProvider(app)
     app.config.update(settings)
     app.config.update({k: v for k, v in test_config.items() if k in FLASK_TEST_KEYS})
     app.config["MAX_CONTENT_LENGTH"] = settings["LEVER_MAX_BODY_BYTES"]
-    app.json.sort_keys = False
 
     store = db.init_app(app)
     store.migrate()

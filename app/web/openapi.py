@@ -39,7 +39,11 @@ from ..domain.metrics import (
     METRIC_KEY_PATTERN,
     REWARD_METRIC,
 )
-from ..domain.requests import MAX_CONTEXT_KEY_CHARS, MAX_EVENT_ID_CHARS
+from ..domain.requests import (
+    MAX_ABS_VALUE_CEILING,
+    MAX_CONTEXT_KEY_CHARS,
+    MAX_EVENT_ID_CHARS,
+)
 from ..service.permissions import (
     EVENTS_EXPORT,
     EXPERIMENTS_WRITE,
@@ -63,6 +67,8 @@ MAX_WEIGHT = 1e9  # experiments._weights
 MIN_HALF_LIFE_S, MAX_HALF_LIFE_S = 60.0, 10 * 365 * 86400.0  # experiments.parse_experiment: decay
 FEATURE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"  # bandits.encoding._NAME_PATTERN
 MAX_LEVEL_CHARS = 200  # bandits.encoding._MAX_LEVEL_LENGTH
+#: app.domain.bounds.identifier: no control characters (C0, DEL, C1) in identifiers and stored strings
+PRINTABLE_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f]*$"
 
 bp = Blueprint("openapi", __name__)
 
@@ -79,7 +85,9 @@ def openapi_json():
 
 _ERROR_RESPONSES = {
     400: "Invalid request: malformed JSON (`invalid_json`) or a field that breaks a rule (`invalid_request`, "
-         "`invalid_assignment_token`, `invalid_reward_value`); the message names the field. Nothing was written.",
+         "`invalid_assignment_token`, `invalid_reward_value`; `value_out_of_range`: a number beyond "
+         "`LEVER_MAX_ABS_VALUE` or the experiment's `max_abs_value`; `invalid_characters`: a control character "
+         "or lone surrogate in an identifier or stored string); the message names the field. Nothing was written.",
     401: "Missing bearer credential, or an unknown or revoked one (`unauthorized`).",
     403: "The credential's role lacks the operation's permission (`insufficient_role`; see `x-lever-permission`), "
          "or the request's `Origin` is not in the experiment's `allowed_origins` (`origin_not_allowed`); events "
@@ -87,7 +95,9 @@ _ERROR_RESPONSES = {
          "visitor's (`invalid_visitor_token`).",
     404: "No such experiment (`experiment_not_found`), assignment (`assignment_not_found`), metric "
          "(`metric_not_found`) or webhook (`webhook_not_found`).",
-    409: "An experiment or metric with this key exists already (`duplicate_key`).",
+    409: "An experiment or metric with this key exists already (`duplicate_key`), or the write would make "
+         "counters non-finite because of values an older version recorded (`non_finite_counters`; nothing was "
+         "written, `flask repair-values` repairs them).",
     413: "The body is larger than `LEVER_MAX_BODY_BYTES` (`payload_too_large`).",
     422: "The reward window after the assignment has closed (`reward_window_closed`).",
     429: "Over `LEVER_RATE_LIMIT` for this client (`rate_limited`); see Retry-After.",
@@ -107,6 +117,10 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     batch = config["LEVER_MAX_BATCH"]
     body_bytes = config["LEVER_MAX_BODY_BYTES"]
     max_events = config["LEVER_MAX_EVENTS"]
+    max_abs = config["LEVER_MAX_ABS_VALUE"]
+    value = {"type": "number", "minimum": -max_abs, "maximum": max_abs, "default": 1,
+             "description": f"|value| at most LEVER_MAX_ABS_VALUE ({max_abs:g}) and the experiment's max_abs_value."}
+    printable = {"pattern": PRINTABLE_PATTERN}
 
     key = {"type": "string", "pattern": KEY_PATTERN.pattern, "description": "An experiment or variant key."}
     probability = {"type": "number", "minimum": 0, "maximum": 1}
@@ -133,10 +147,11 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     }
     assert set(features) == set(FEATURE_TYPES), "document every context feature type of bandits.encoding"
 
-    context_value = {"anyOf": [{"type": "string", "maxLength": string_chars}, {"type": "number"},
+    context_value = {"anyOf": [{"type": "string", "maxLength": string_chars, **printable},
+                               {"type": "number", "minimum": -max_abs, "maximum": max_abs},
                                {"type": "boolean"}, {"type": "null"}]}
-    visitor = {"type": "string", "minLength": 1, "maxLength": visitor_chars,
-               "description": "The visitor id (not blank)."}
+    visitor = {"type": "string", "minLength": 1, "maxLength": visitor_chars, **printable,
+               "description": "The visitor id (not blank, no control characters)."}
     weight = {"type": "number", "minimum": 0, "maximum": MAX_WEIGHT}
 
     schemas: dict[str, Any] = {
@@ -147,7 +162,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "oneOf": [features[kind] for kind in FEATURE_TYPES]},
         "Context": nullable({
             "type": "object", "maxProperties": context_keys,
-            "propertyNames": {"minLength": 1, "maxLength": MAX_CONTEXT_KEY_CHARS},
+            "propertyNames": {"minLength": 1, "maxLength": MAX_CONTEXT_KEY_CHARS, **printable},
             "additionalProperties": context_value,
             "description": "A flat object: strings, finite numbers, booleans or null.",
         }),
@@ -155,7 +170,8 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             **obj({
                 "key": {**key, "not": {"enum": sorted(RESERVED_KEYS)},
                         "description": "The experiment key; `new` is reserved by the report pages."},
-                "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "description": "Defaults to key."},
+                "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, **printable,
+                         "description": "Defaults to key."},
                 "mode": {"enum": list(MODES), "default": "bandit"},
                 "variants": {"type": "array", "minItems": MIN_VARIANTS, "maxItems": MAX_VARIANTS,
                              "description": "Variant keys must be unique.",
@@ -182,7 +198,11 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                 "decay": nullable({**obj({"half_life_s": {"type": "number", "minimum": MIN_HALF_LIFE_S,
                                                             "maximum": MAX_HALF_LIFE_S}}),
                                     "description": "Mode contextual only."}),
-                "allowed_origins": {"type": "array", "items": {"type": "string", "maxLength": MAX_ORIGIN_CHARS}},
+                "allowed_origins": {"type": "array", "items": {"type": "string", "maxLength": MAX_ORIGIN_CHARS,
+                                                               **printable}},
+                "max_abs_value": nullable({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_ABS_VALUE_CEILING,
+                                            "description": "Reward numeric only: a bound on |value| tighter than "
+                                                           "LEVER_MAX_ABS_VALUE (the smaller of the two holds)."}),
                 "crosses": {"type": "array", "maxItems": 8, "description": "Mode contextual only: pairs of declared "
                             "features whose combinations the policy learns, e.g. [[\"device\", \"hour\"]].",
                             "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}}},
@@ -217,6 +237,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "context": {"type": "array", "items": {"type": "object"}},
             "decay_half_life_s": number_or_null,
             "allowed_origins": {"type": "array", "items": {"type": "string"}},
+            "max_abs_value": number_or_null,
             "planned_visitors": {"type": ["integer", "null"]},
             "crosses": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
             "reward_delay_s": number_or_null,
@@ -265,14 +286,15 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                                  "assignments": {"type": "array", "items": ref("Assignment")}}),
         "VisitorToken": {"type": "string", "description": "Signed, bound to the visitor id: send it with the "
                                                           "visitor's events (POST /api/v1/events)."},
-        **metric_schemas(key, number_or_null, p_value, interval, reason, visitor, max_events),
+        **metric_schemas(key, number_or_null, p_value, interval, reason, visitor, max_events, max_abs),
         "RewardRequest": {"oneOf": [
             obj({"assignment": {"type": "string", "minLength": 1, "description": "The token from assign."},
-                  "value": {"type": "number", "default": 1}, "event_id": ref("EventId")}, ("assignment",)),
+                 "value": value, "event_id": ref("EventId")}, ("assignment",)),
             obj({"experiment": key, "visitor": visitor,
-                  "value": {"type": "number", "default": 1}, "event_id": ref("EventId")}, ("experiment", "visitor")),
-        ], "description": "Binary experiments take value 1 or 0; numeric ones any finite number."},
-        "EventId": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_EVENT_ID_CHARS,
+                 "value": value, "event_id": ref("EventId")}, ("experiment", "visitor")),
+        ], "description": "Binary experiments take value 1 or 0; numeric ones a finite number with |value| at most "
+                          f"LEVER_MAX_ABS_VALUE ({max_abs:g}) and the experiment's max_abs_value."},
+        "EventId": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_EVENT_ID_CHARS, **printable,
                     "description": "Makes retries safe: one event id is counted once."},
         "RewardResult": obj({
             "experiment": key,
@@ -482,7 +504,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "delete": {"summary": "Erase a visitor everywhere, counters included", "operationId": "erase_visitor", **permission(VISITORS_MANAGE),
                        "tags": ["admin"], "security": admin,
                        "responses": {"200": json(ref("VisitorErased"), "How many assignments were erased."),
-                                     **errors(400, 401, 403, 503)}},
+                                     **errors(400, 401, 403, 409, 503)}},
         },
         "/api/v1/assign": {
             "post": {"summary": "Assign a visitor", "operationId": "assign", "tags": ["public"], "security": [],
@@ -491,7 +513,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                      "responses": {"200": {**json({"oneOf": [ref("Assignment"), ref("BatchAssignment")]},
                                                    "One assignment, or {visitor, assignments} for `experiments`."),
                                            "headers": cors_headers},
-                                   **errors(400, 403, 404, 413, 429, 503)}},
+                                   **errors(400, 403, 404, 409, 413, 429, 503)}},
             "options": preflight("assign preflight"),
         },
         "/api/v1/reward": {
@@ -504,7 +526,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                                                            "value": 1}),
                      "responses": {"202": {**json(ref("RewardResult"), "Accepted (or a duplicate, not counted)."),
                                            "headers": cors_headers},
-                                   **errors(400, 401, 403, 404, 413, 422, 429, 503)}},
+                                   **errors(400, 401, 403, 404, 409, 413, 422, 429, 503)}},
             "options": preflight("reward preflight"),
         },
         **webhook_paths(admin, body),

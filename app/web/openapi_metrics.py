@@ -23,7 +23,7 @@ MAX_NAME_CHARS = 200  # app.domain.metrics: name
 
 def metric_schemas(key: dict[str, Any], number_or_null: dict[str, Any], p_value: dict[str, Any],
                    interval: dict[str, Any], reason: dict[str, Any], visitor: dict[str, Any],
-                   max_events: int) -> dict[str, Any]:
+                   max_events: int, max_abs: float) -> dict[str, Any]:
     """Schemas of the metric catalogue, events and the per-metric statistics (``app.domain.metrics``,
     ``app.domain.events``, ``stats.metric_analysis``)."""
     metric_key = {"type": "string", "pattern": METRIC_KEY_PATTERN.pattern}
@@ -68,7 +68,7 @@ def metric_schemas(key: dict[str, Any], number_or_null: dict[str, Any], p_value:
             "visitor_token": nullable({"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_CHARS,
                                         "description": "From assign; required without the admin token."}),
             "events": {"type": "array", "minItems": 1, "maxItems": max_events, "items": obj({
-                "name": event_name, "value": {"type": "number", "default": 1, "minimum": -1e12, "maximum": 1e12},
+                "name": event_name, "value": {"type": "number", "default": 1, "minimum": -max_abs, "maximum": max_abs},
                 "event_id": ref("EventId"),
                 "ts": nullable({"type": "number", "exclusiveMinimum": 0,
                                  "description": "Unix seconds; admin token only, not in the future, within "

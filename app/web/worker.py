@@ -23,6 +23,7 @@ import errno
 import io
 import json
 import os
+import socket
 import time
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
@@ -68,27 +69,36 @@ def _announced_length(headers: list[tuple[str, str]]) -> int | None:
     return length
 
 
-def read_body(body: io.RawIOBase, sock, deadline: float, limit: int) -> bytes | None:
+def read_body(body: io.RawIOBase, unreader, sock, deadline: float, limit: int) -> bytes | None:
     """The whole body by ``deadline`` (``_BodyTimeout`` if not), or None past ``limit`` bytes
-    (what was read is then lost: only called when the announced length is within the limit)."""
+    (what was read is then lost: only called when the announced length is within the limit).
+
+    gunicorn's body reader loops over ``recv`` until it has what it was asked for, so the
+    deadline is applied to every ``recv`` (through the parser's unreader): a byte every so
+    often cannot stretch it."""
+    original = unreader.chunk
+
+    def chunk(*args):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _BodyTimeout()
+        sock.settimeout(min(remaining, SOCKET_TIMEOUT_S))
+        try:
+            return original(*args)
+        except TimeoutError as error:
+            raise _BodyTimeout() from error
+
+    unreader.chunk = chunk
     chunks, total = [], 0
     try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _BodyTimeout()
-            sock.settimeout(min(remaining, SOCKET_TIMEOUT_S))
-            try:
-                data = body.read(65536)
-            except TimeoutError as error:
-                raise _BodyTimeout() from error
-            if not data:
-                return b"".join(chunks)
+        while data := body.read(65536):
             chunks.append(data)
             total += len(data)
             if total > limit:
                 return None
+        return b"".join(chunks)
     finally:
+        del unreader.chunk  # the class's method again
         sock.settimeout(SOCKET_TIMEOUT_S)
 
 
@@ -105,17 +115,41 @@ class BoundedThreadWorker(ThreadWorker):
             if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
 
+    @staticmethod
+    def _answer_and_close(conn: BoundedConn, response: bytes) -> None:
+        """Send ``response`` and close here, in the request's thread: gunicorn's graceful close
+        runs on the worker's main loop and lingers up to 2 s for the client, which a stalled
+        client would make it do while nothing else is accepted."""
+        sock = conn.sock
+        try:
+            sock.sendall(response)
+            sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 0.3  # what the client still sends, briefly, so the close is not a reset
+            while (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                if not sock.recv(65536):
+                    break
+        except OSError:
+            pass
+        finally:
+            sock.close()
+            conn.closed_here = True
+
+    def finish_request(self, conn, fs) -> None:
+        if getattr(conn, "closed_here", False):
+            self.nr_conns -= 1
+            return
+        super().finish_request(conn, fs)
+
     def handle_request(self, req, conn) -> bool:
         length = _announced_length(req.headers)
         if req.body is not None and length is not None and 0 < length <= BUFFER_LIMIT_BYTES:
             try:
-                data = read_body(req.body, conn.sock, time.monotonic() + BODY_TIMEOUT_S, BUFFER_LIMIT_BYTES)
+                data = read_body(req.body, conn.parser.unreader, conn.sock, time.monotonic() + BODY_TIMEOUT_S,
+                                 BUFFER_LIMIT_BYTES)
             except _BodyTimeout:
                 self.log.warning("request body from %s did not arrive within %g s: 408", conn.client, BODY_TIMEOUT_S)
-                try:
-                    conn.sock.sendall(_TIMEOUT_RESPONSE)
-                except OSError:
-                    pass
+                self._answer_and_close(conn, _TIMEOUT_RESPONSE)
                 return False
             if data is None:
                 return False

@@ -70,7 +70,7 @@ def open_storage(url: str, settings: dict[str, Any] | None = None) -> Storage:
 
 
 __all__ = [
-    "PERIOD_SECONDS", "ArmTotals", "BACKENDS", "DuplicateKey", "LearningSnapshot", "ModelRemoval", "ModelUpdate",
+    "PERIOD_SECONDS", "ArmTotals", "BACKENDS", "DuplicateKey", "GroupCommitOptions", "LearningSnapshot", "ModelRemoval", "ModelUpdate",
     "NewAssignment", "SegmentTotals", "TimeBucket", "PrunedLog", "RewardResult", "Storage",
     "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "open_storage",
 ]

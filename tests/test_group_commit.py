@@ -143,3 +143,16 @@ def test_without_group_commit_each_write_is_its_own_transaction(database_url):
             assert query(database_url, "SELECT COUNT(*) FROM assignments") == [(1,)]
     finally:
         store.close()
+
+
+def test_a_mixin_write_rides_the_group_commit(storage, database_url):
+    """``_transact_batched``: what the events mixin uses instead of ``_transact``."""
+    assert storage._transact_batched(
+        lambda tx: tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("k", "v")).rowcount) == 1
+    assert storage.get_meta("k") == "v"
+    before = storage._group_commit.stats().items
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: storage._transact_batched(
+            lambda tx: tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (f"m{i}", "x"))), range(40)))
+    assert storage._group_commit.stats().items == before + 40
+    assert query(database_url, "SELECT COUNT(*) FROM meta WHERE key LIKE 'm%'") == [(40,)]

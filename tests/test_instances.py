@@ -13,7 +13,7 @@ import requests
 from .conftest import ADMIN_TOKEN, SECRET_KEY, experiment_body
 from .dbutil import TEST_DATABASE_URL_ENV, fresh_schema
 from .servers import gunicorn
-from .test_gunicorn_concurrency import policies_by_worker
+from .test_gunicorn_concurrency import policies_by_worker, wait_until_every_worker_has
 
 pytestmark = pytest.mark.skipif(not os.environ.get(TEST_DATABASE_URL_ENV),
                                 reason=f"{TEST_DATABASE_URL_ENV} is not set (PostgreSQL-only test)")
@@ -38,10 +38,4 @@ def test_a_reward_through_one_instance_reaches_the_other_within_two_seconds():
         rewarded_at = time.monotonic()
         assert requests.post(f"{first}/api/v1/reward", json={"assignment": body["assignment"]},
                              timeout=10).status_code == 202
-        while True:
-            seen = policies_by_worker(second, "hero", attempts=10)
-            if len(seen) == 2 and all(p["model_version"] == 2 for p in seen.values()):
-                break
-            assert time.monotonic() - rewarded_at < 2.0, f"still at {[p['model_version'] for p in seen.values()]}"
-            time.sleep(0.05)
-        assert time.monotonic() - rewarded_at < 2.0
+        wait_until_every_worker_has(second, "hero", 2, rewarded_at, 2.0)

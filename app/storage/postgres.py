@@ -403,6 +403,12 @@ class PostgresStorage(SqlStorage):
             return self._group_commit.submit(work, order)
         return self._transact_batch(lambda batch: [work(batch)])[0]
 
+    def _transact_batched(self, body: Callable[[Tx], T], order: tuple = ()) -> T:
+        """``_transact`` for a per-visitor event write of a mixin (events, …): ``body`` runs in the
+        next group commit (after the batch's assignments and rewards: ``order`` sorts among the
+        other such items), and its ``Tx.insert`` rows settle an ambiguous commit."""
+        return self._write_event(lambda batch: body(_PostgresTx(batch.conn, batch.tx)), (2, *order))
+
     def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
         first = min(items, key=lambda item: (item.experiment_id, item.visitor))
         return self._write_event(functools.partial(self._insert_assignments, items),

@@ -428,6 +428,11 @@ class SQLiteStorage(SqlStorage):
         with self._write() as conn:
             return work(conn)
 
+    def _transact_batched(self, body: Callable[[Tx], T], order: tuple = ()) -> T:
+        """``_transact`` for a per-visitor event write of a mixin (events, …): ``body`` runs in the
+        next group commit, beside the assignments and rewards of other requests."""
+        return self._write_event(lambda conn: body(_SQLiteTx(conn)))
+
     def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
         return self._write_event(functools.partial(self._insert_assignments, items))
 

@@ -42,11 +42,15 @@ test: $(VENV)/.installed-test
 wrk:
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
-bench: $(VENV)/.installed-test wrk  # HTTP load on SQLite: assign and reward beside healthz
-	$(PY) benchmarks/http_load.py --connections 16 64
+# the old worker model (sync workers, a transaction per request), measured beside the default one
+BENCH_OLD_MODEL := --variant 'sync-per-request-commit:GUNICORN_WORKER_CLASS=sync,LEVER_GROUP_COMMIT=false'
 
-bench-postgres: $(VENV)/.installed-test wrk  # the same on PostgreSQL (a fresh schema, dropped afterwards)
-	$(PY) benchmarks/http_load.py --connections 16 64 --database-url $(BENCH_DATABASE_URL)
+bench: $(VENV)/.installed-test wrk  # HTTP load on SQLite: assign and reward beside bare Flask and healthz
+	$(PY) benchmarks/http_load.py --connections 16 64 $(BENCH_OLD_MODEL) $(BENCH_ARGS)
+
+bench-postgres: $(VENV)/.installed-test wrk  # the same on PostgreSQL (fresh schemas, dropped afterwards), 1 and 2 instances
+	$(PY) benchmarks/http_load.py --connections 16 64 --database-url $(BENCH_DATABASE_URL) --instances 2 \
+		$(BENCH_OLD_MODEL) $(BENCH_ARGS)
 
 bench-stats: $(VENV)/.installed-test  # stats of an experiment with 10 million assignments
 	$(PY) benchmarks/stats_scale.py

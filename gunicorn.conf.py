@@ -1,9 +1,17 @@
-"""gunicorn settings for Lever (Heroku style: everything from the environment)."""
+"""gunicorn settings for Lever (Heroku style: everything from the environment).
+
+Worker model: ``WEB_CONCURRENCY`` processes (default 2), each with ``GUNICORN_THREADS``
+request threads (default 8) and one writer thread that group-commits the assignments and
+rewards of the requests in flight (``app.storage.batching``). The worker class is gunicorn's
+threaded worker with bounded client reads (``app.web.worker``): a slow or stalled client ties
+up one thread for at most ``GUNICORN_BODY_TIMEOUT`` seconds, never a whole process.
+"""
 import os
 
 bind = f"0.0.0.0:{os.environ['PORT']}" if os.environ.get("PORT") else "127.0.0.1:8000"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "sync"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "app.web.worker.BoundedThreadWorker")
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 30
 graceful_timeout = 20  # SIGTERM: finish in-flight requests (each commits before it answers)
 keepalive = 2

@@ -112,6 +112,16 @@ SETTINGS: tuple[Setting, ...] = (
             "How long a SQLite write waits for the database lock before answering 503 (nothing written)."),
     Setting("LEVER_SQLITE_SYNCHRONOUS", "NORMAL", _choice("NORMAL", "FULL"),
             "SQLite synchronous pragma: NORMAL (WAL, survives process crashes) or FULL (also survives power loss)."),
+    Setting("LEVER_GROUP_COMMIT", True, _boolean,
+            "Commit the assignments and rewards of concurrent requests together, one transaction per batch, "
+            "from one writer thread per process; each request is answered after the commit that holds its row."),
+    Setting("LEVER_GROUP_COMMIT_MAX_BATCH", 64, _positive_int, "Most requests' writes committed in one transaction."),
+    Setting("LEVER_GROUP_COMMIT_WAIT_US", 0, _non_negative_int,
+            "Microseconds the writer waits for a batch to fill once a write is pending (0: commit at once; "
+            "writes that arrive meanwhile form the next batch)."),
+    Setting("LEVER_WRITE_TIMEOUT_MS", 10000, _positive_int,
+            "Longest a request waits for its group commit: after it, 503 (nothing written if the batch had not "
+            "started, else outcome_unknown)."),
     Setting("LEVER_ENV", "development", _choice("development", "production", "test"),
             "Deployment mode; production refuses weak secrets."),
     Setting("LEVER_RATE_LIMIT", "100/second;3000/minute", _rate_limit,

@@ -28,6 +28,18 @@ def policies_by_worker(base: str, key: str, attempts: int = 64) -> dict[int, dic
         return {body["worker"]: body for body in pool.map(ask, range(attempts))}
 
 
+def wait_until_every_worker_has(base: str, key: str, model_version: int, since: float, within_s: float) -> None:
+    """Poll until both workers of ``base`` report ``model_version``; fail once ``within_s`` has
+    passed since the monotonic time ``since``."""
+    while True:
+        seen = policies_by_worker(base, key, attempts=10)
+        if len(seen) == 2 and all(p["model_version"] == model_version for p in seen.values()):
+            break
+        assert time.monotonic() - since < within_s, f"workers still at {[p['model_version'] for p in seen.values()]}"
+        time.sleep(0.05)
+    assert time.monotonic() - since < within_s
+
+
 @pytest.mark.slow
 def test_concurrent_assign_and_reward_lose_and_double_nothing(tmp_path, database_url):
     url = database_url
@@ -86,10 +98,4 @@ def test_a_reward_reaches_every_worker_within_two_seconds(database_url):
         assert len(baseline) == 2
         rewarded_at = time.monotonic()
         assert requests.post(f"{base}/api/v1/reward", json={"assignment": body["assignment"]}).status_code == 202
-        while True:
-            seen = policies_by_worker(base, "hero", attempts=10)
-            if len(seen) == 2 and all(p["model_version"] == 2 for p in seen.values()):
-                break
-            assert time.monotonic() - rewarded_at < 2.0, f"workers still at {[p['model_version'] for p in seen.values()]}"
-            time.sleep(0.05)
-        assert time.monotonic() - rewarded_at < 2.0
+        wait_until_every_worker_has(base, "hero", 2, rewarded_at, 2.0)

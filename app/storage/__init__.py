@@ -33,19 +33,30 @@ from .base import (
     StoredAssignment,
     TimeBucket,
 )
+from .batching import GroupCommitOptions
 from .events import NewEvent
 from .metrics import GuardrailAction, MetricSums
 from .postgres import PostgresStorage
 from .sqlite import SQLiteStorage
 
 
+def _group_commit(settings: dict[str, Any]) -> GroupCommitOptions | None:
+    """The batching writer's options (None: every event write in its own transaction)."""
+    if not settings.get("LEVER_GROUP_COMMIT", True):
+        return None
+    return GroupCommitOptions(max_batch=settings.get("LEVER_GROUP_COMMIT_MAX_BATCH", 64),
+                              max_wait_s=settings.get("LEVER_GROUP_COMMIT_WAIT_US", 0) / 1e6,
+                              timeout_s=settings.get("LEVER_WRITE_TIMEOUT_MS", 10000) / 1000)
+
+
 def _sqlite(url: str, settings: dict[str, Any]) -> Storage:
     return SQLiteStorage(url, synchronous=settings.get("LEVER_SQLITE_SYNCHRONOUS", "NORMAL"),
-                         busy_timeout_ms=settings.get("LEVER_SQLITE_BUSY_TIMEOUT_MS", 5000))
+                         busy_timeout_ms=settings.get("LEVER_SQLITE_BUSY_TIMEOUT_MS", 5000),
+                         group_commit=_group_commit(settings))
 
 
 def _postgres(url: str, settings: dict[str, Any]) -> Storage:
-    return PostgresStorage(url)
+    return PostgresStorage(url, group_commit=_group_commit(settings))
 
 
 BACKENDS: dict[str, Callable[[str, dict[str, Any]], Storage]] = {
@@ -63,9 +74,9 @@ def open_storage(url: str, settings: dict[str, Any] | None = None) -> Storage:
 
 
 __all__ = [
-    "PERIOD_SECONDS", "AccountStore", "ArmTotals", "AuditStore", "BACKENDS", "DuplicateEmail", "GuardrailAction",
-    "InvitationUnavailable", "DuplicateKey", "LearningSnapshot", "MetricSums", "ModelRemoval", "ModelUpdate",
-    "NewEvent",
+    "PERIOD_SECONDS", "AccountStore", "ArmTotals", "AuditStore", "BACKENDS", "DuplicateEmail", "GroupCommitOptions",
+    "GuardrailAction", "InvitationUnavailable", "DuplicateKey", "LearningSnapshot", "MetricSums", "ModelRemoval",
+    "ModelUpdate", "NewEvent",
     "NewAssignment", "SegmentTotals", "TimeBucket", "PrunedLog", "RewardResult", "Storage",
     "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "open_storage",
 ]

@@ -33,7 +33,7 @@ PRUNE_EVENTS_SQL = "DELETE FROM events WHERE ts < ?"
 
 
 class EventStore:
-    """Mixin: needs the backend's ``_read`` and ``_transact``."""
+    """Mixin: needs the backend's ``_read`` and ``_transact_batched``."""
 
     def record_events(self, visitor: str, events: Sequence[NewEvent], now: float) -> list[bool]:
         """Insert the events in one transaction; per event, True when new, False when its
@@ -50,8 +50,9 @@ class EventStore:
                                                 values).rowcount))
             return accepted
 
-        # with an event_id on every event a retry after an ambiguous commit changes nothing
-        return self._transact(body, idempotent=all(e.event_id is not None for e in events))  # type: ignore[attr-defined]
+        # rides the group commit with assignments and rewards (one transaction for many requests);
+        # its inserted rows settle an ambiguous commit on PostgreSQL
+        return self._transact_batched(body, (visitor,))  # type: ignore[attr-defined]
 
     def visitor_assignments(self, visitor: str) -> list[StoredAssignment]:
         """Every assignment of the visitor (as stored) in every experiment, oldest first."""

@@ -14,7 +14,7 @@ one binary conversion; numeric ones are de-duplicated by the unique (assignment_
 event_id) index), ``_update_model_state`` locks the state row (inserting a placeholder
 row first when missing, so two first writers queue on it), and the sticky race is
 settled by ``INSERT … ON CONFLICT (experiment_id, sticky_key) DO NOTHING`` exactly as
-in SQLite. Counter increments (arm_stats and segment_stats) go to one of ``SHARDS``
+in SQLite. Counter increments (arm_stats and segment_stats) go to one of ``postgres_counters.SHARDS``
 rows per key, chosen at random per transaction, so concurrent writers rarely queue on
 the same hot row; reads sum over shards. Within a transaction rows are locked in one
 global order (assignments — by experiment when inserted, ``FOR UPDATE`` when rewarded or
@@ -50,12 +50,10 @@ import functools
 import json
 import logging
 import os
-import random
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -67,7 +65,6 @@ from . import records
 from .accounts import AccountStore
 from .audit import AuditStore
 from .base import (
-    COUNTER_COLUMNS,
     PERIOD_SECONDS,
     DuplicateKey,
     ModelRemoval,
@@ -80,8 +77,10 @@ from .base import (
     StoredAssignment,
     period_of,
 )
+from .batching import GroupCommitOptions, GroupCommitter
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
 from .metrics import MetricStore
+from .postgres_counters import Counters
 from .repair import RepairStore
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
 from .sql import Query, Rows, SqlStorage, Tx, maybe_audit
@@ -91,8 +90,6 @@ log = logging.getLogger("lever.storage")
 
 T = TypeVar("T")
 
-#: counter rows per (experiment, variant, slice); increments pick one at random
-SHARDS = 8
 #: advisory lock key namespace for migrations ('Lv' 'mi')
 _MIGRATE_LOCK = 0x4C76_6D69
 #: how long to wait for a dropped backend to finish before an ambiguous commit is settled
@@ -104,81 +101,10 @@ _SESSION_SETTINGS = {
     "idle_in_transaction_session_timeout": "60s",
 }
 
-@functools.lru_cache(maxsize=64)
-def _counter_increment_sql(rows: int) -> str:
-    """Add to the counters of ``rows`` (experiment, variant, slice, period, shard) rows in one statement."""
-    columns = ", ".join(COUNTER_COLUMNS)
-    row = "(" + ", ".join("%s" for _ in range(5 + len(COUNTER_COLUMNS))) + ")"
-    updates = ", ".join(f"{c} = arm_stats.{c} + excluded.{c}" for c in COUNTER_COLUMNS)
-    return (
-        f"INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, {columns}) "
-        f"VALUES {', '.join(row for _ in range(rows))} "
-        f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {updates}"
-    )
-
-
-_SEGMENT_COUNTERS = ("assignments", "conversions", "reward_sum", "reward_sumsq")
-
-
-@functools.lru_cache(maxsize=64)
-def _segment_increment_sql(rows: int) -> str:
-    row = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    updates = ", ".join(f"{c} = segment_stats.{c} + excluded.{c}" for c in _SEGMENT_COUNTERS)
-    return (
-        "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, "
-        f"{', '.join(_SEGMENT_COUNTERS)}) VALUES {', '.join(row for _ in range(rows))} "
-        f"ON CONFLICT (experiment_id, feature, level, variant_id, holdout, shard) DO UPDATE SET {updates}"
-    )
-
-
-class _Counters:
-    """The counter increments of one transaction, summed per row and written in key order.
-
-    PostgreSQL refuses one upsert that touches a row twice, and writing rows in one global
-    order means two transactions can never wait for each other's rows crosswise.
-    """
-
-    def __init__(self) -> None:
-        self.shard = random.randrange(SHARDS)  # one spread-out hot row per transaction
-        self.arms: dict[tuple[int, int, int, int, int], list[float]] = defaultdict(
-            lambda: [0.0] * len(COUNTER_COLUMNS))
-        self.segments: dict[tuple[int, str, str, int, int, int], list[float]] = defaultdict(
-            lambda: [0.0] * len(_SEGMENT_COUNTERS))
-
-    def add_arm(self, experiment_id: int, variant_id: int, holdout: bool, period: int, values: Sequence[float]) -> None:
-        row = self.arms[(experiment_id, variant_id, int(holdout), period, self.shard)]
-        for position, value in enumerate(values):
-            row[position] += value
-
-    def add_arms(self, experiment_id: int, holdout: bool, period: int,
-                 arms: Sequence[tuple[int, Sequence[float]]]) -> None:
-        """Add (arm id, counter values) ``arms``, e.g. ``records.decision_increments``."""
-        for arm_id, values in arms:
-            self.add_arm(experiment_id, arm_id, holdout, period, values)
-
-    def add_segments(self, experiment_id: int, variant_id: int, holdout: bool, segments: Mapping[str, str],
-                     values: Sequence[float]) -> None:
-        for feature, level in segments.items():
-            row = self.segments[(experiment_id, feature, level, variant_id, int(holdout), self.shard)]
-            for position, value in enumerate(values):
-                row[position] += value
-
-    def flush(self, conn: psycopg.Connection) -> None:
-        if self.arms:
-            params: list[Any] = []
-            for key in sorted(self.arms):
-                params.extend(key)
-                params.extend(int(v) if c in records.INTEGER_COUNTERS else float(v)
-                              for c, v in zip(COUNTER_COLUMNS, self.arms[key]))
-            conn.execute(_counter_increment_sql(len(self.arms)), params)
-        if self.segments:
-            params = []
-            for key in sorted(self.segments):
-                assignments, conversions, total, total_sq = self.segments[key]
-                params.extend((*key, int(assignments), int(conversions), float(total), float(total_sq)))
-            conn.execute(_segment_increment_sql(len(self.segments)), params)
-        self.arms.clear()
-        self.segments.clear()
+_ASSIGNMENT_INSERT_SQL = (
+    f"INSERT INTO assignments ({records.ASSIGNMENT_INSERT_COLUMNS}) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (experiment_id, sticky_key) DO NOTHING RETURNING id"
+)
 
 
 @functools.lru_cache(maxsize=256)
@@ -202,6 +128,18 @@ class _Tx:
     witness: tuple[str, int] | None = None
 
 
+@dataclass
+class _Batch:
+    """The transaction context of one group commit (or of one event write without it): its
+    items' counter increments and model updates are summed and written once, after every
+    item, in the global lock order."""
+
+    conn: psycopg.Connection
+    tx: _Tx
+    counters: Counters
+    updates: list[tuple[int, int, ModelUpdate]]
+
+
 class _PostgresTx(Tx):
     def __init__(self, conn: psycopg.Connection, tx: _Tx) -> None:
         self.conn, self.tx = conn, tx
@@ -219,7 +157,11 @@ class _PostgresTx(Tx):
 class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventStore, RepairStore, SqlStorage):
     _SCALAR_MIN = "LEAST"
 
-    def __init__(self, url: str, min_size: int = 1, max_size: int = 4, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 5, timeout_s: float = 5.0,
+                 group_commit: GroupCommitOptions | None = None) -> None:
+        """``max_size`` connections per process: request threads only read (one statement at a
+        time), the group-commit writer holds one for its batches. ``group_commit``: assignments
+        and rewards go through a per-process batching writer (``batching``)."""
         self.url = url
         self.conninfo = _normalise_url(url)
         self.min_size, self.max_size, self.timeout_s = min_size, max_size, timeout_s
@@ -227,6 +169,8 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Event
         self._pid = 0
         self._lock = threading.Lock()
         self._abandoned: list[ConnectionPool] = []  # a parent's pools, kept so nothing finalises them here
+        self._group_commit = (GroupCommitter(self._transact_batch, group_commit, name="lever-postgres-writer")
+                              if group_commit is not None else None)
 
     # -- connections ---------------------------------------------------------------
     @staticmethod
@@ -256,6 +200,8 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Event
             return pool
 
     def close(self) -> None:
+        if self._group_commit is not None:
+            self._group_commit.stop()
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.close()
@@ -448,43 +394,62 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Event
         return records.experiments(*self._run(body, write=False))
 
     # -- assignments -------------------------------------------------------------------
-    def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
-        def body(conn: psycopg.Connection, tx: _Tx) -> list[StoredAssignment]:
-            stored: list[StoredAssignment | None] = [None] * len(items)
-            counters = _Counters()
-            updates: list[tuple[int, int, ModelUpdate]] = []
-            # by experiment: two batches for one sticky visitor queue on the unique index in the same order
-            for index in sorted(range(len(items)), key=lambda i: items[i].experiment_id):
-                item = items[index]
-                row = conn.execute(
-                    f"INSERT INTO assignments ({records.ASSIGNMENT_INSERT_COLUMNS}) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (experiment_id, sticky_key) DO NOTHING RETURNING id",
-                    records.assignment_values(item),
-                ).fetchone()
-                if row is None:  # a concurrent request assigned this sticky visitor first (and has committed)
-                    existing = conn.execute(
-                        f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments "
-                        "WHERE experiment_id = %s AND sticky_key = %s",
-                        (item.experiment_id, item.visitor),
-                    ).fetchone()
-                    stored[index] = records.assignment(existing, existing=True)
-                    continue
-                tx.witness = ("assignments", row[0])
-                counters.add_arms(item.experiment_id, item.holdout, period_of(item.created_at),
-                                  records.decision_increments(item.variant_id, item.probabilities, item.propensity,
-                                                              0.0, 0, sign=1))
-                counters.add_segments(item.experiment_id, item.variant_id, item.holdout, item.segments,
-                                      records.NEW_DECISION_SEGMENT_VALUES)
-                if item.model_update is not None:
-                    updates.append((item.experiment_id, item.variant_id, item.model_update))
-                stored[index] = records.new_assignment(item, row[0])
-            counters.flush(conn)
-            for experiment_id, variant_id, update in sorted(updates, key=lambda u: (u[0], u[1])):
+    def _transact_batch(self, body: Callable[[_Batch], list[Any]]) -> list[Any]:
+        """One transaction for ``body``'s items, then their summed counters and model updates."""
+        def run(conn: psycopg.Connection, tx: _Tx) -> list[Any]:
+            batch = _Batch(conn, tx, Counters(), [])
+            results = body(batch)
+            batch.counters.flush(conn)
+            for experiment_id, variant_id, update in sorted(batch.updates, key=lambda u: (u[0], u[1])):
                 self._update_model_state(conn, experiment_id, variant_id, update)
-            return stored  # type: ignore[return-value]
+            return results
 
-        return self._run(body, write=True)
+        return self._run(run, write=True)
+
+    def _write_event(self, work: Callable[[_Batch], T], order: tuple) -> T:
+        """An assignment or reward write: in the next group commit (run in ``order`` among the
+        batch's items: row locks in one global order), or in its own transaction."""
+        if self._group_commit is not None:
+            return self._group_commit.submit(work, order)
+        return self._transact_batch(lambda batch: [work(batch)])[0]
+
+    def _transact_batched(self, body: Callable[[Tx], T], order: tuple = ()) -> T:
+        """``_transact`` for a per-visitor event write of a mixin (events, …): ``body`` runs in the
+        next group commit (after the batch's assignments and rewards: ``order`` sorts among the
+        other such items), and its ``Tx.insert`` rows settle an ambiguous commit."""
+        return self._write_event(lambda batch: body(_PostgresTx(batch.conn, batch.tx)), (2, *order))
+
+    def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
+        first = min(items, key=lambda item: (item.experiment_id, item.visitor))
+        return self._write_event(functools.partial(self._insert_assignments, items),
+                                 (0, first.experiment_id, first.visitor))
+
+    @staticmethod
+    def _insert_assignments(items: Sequence[NewAssignment], batch: _Batch) -> list[StoredAssignment]:
+        conn, counters = batch.conn, batch.counters
+        stored: list[StoredAssignment | None] = [None] * len(items)
+        # by experiment: two batches for one sticky visitor queue on the unique index in the same order
+        for index in sorted(range(len(items)), key=lambda i: items[i].experiment_id):
+            item = items[index]
+            row = conn.execute(_ASSIGNMENT_INSERT_SQL, records.assignment_values(item)).fetchone()
+            if row is None:  # a concurrent request assigned this sticky visitor first (and has committed)
+                existing = conn.execute(
+                    f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments "
+                    "WHERE experiment_id = %s AND sticky_key = %s",
+                    (item.experiment_id, item.visitor),
+                ).fetchone()
+                stored[index] = records.assignment(existing, existing=True)
+                continue
+            batch.tx.witness = ("assignments", row[0])
+            counters.add_arms(item.experiment_id, item.holdout, period_of(item.created_at),
+                              records.decision_increments(item.variant_id, item.probabilities, item.propensity,
+                                                          0.0, 0, sign=1))
+            counters.add_segments(item.experiment_id, item.variant_id, item.holdout, item.segments,
+                                  records.NEW_DECISION_SEGMENT_VALUES)
+            if item.model_update is not None:
+                batch.updates.append((item.experiment_id, item.variant_id, item.model_update))
+            stored[index] = records.new_assignment(item, row[0])
+        return stored  # type: ignore[return-value]
 
     @staticmethod
     def _update_model_state(conn: psycopg.Connection, experiment_id: int, variant_id: int,
@@ -513,38 +478,40 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Event
         now: float,
         model_update: ModelUpdate | None = None,
     ) -> RewardResult:
-        def body(conn: psycopg.Connection, tx: _Tx) -> RewardResult:
-            # Re-read under the row lock: another worker may have rewarded it meanwhile.
-            total, count, segments_json = conn.execute(
-                "SELECT reward_total, reward_count, segments FROM assignments WHERE id = %s FOR UPDATE",
-                (assignment.id,),
-            ).fetchone()
-            if binary and count > 0:
-                return RewardResult(accepted=False, reward_total=total, reward_count=count)
-            row = conn.execute(
-                "INSERT INTO rewards (assignment_id, experiment_id, value, event_id, created_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (assignment_id, event_id) DO NOTHING RETURNING id",
-                (assignment.id, assignment.experiment_id, value, event_id, now),
-            ).fetchone()
-            if row is None:  # the same event_id was seen before
-                return RewardResult(accepted=False, reward_total=total, reward_count=count)
-            tx.witness = ("rewards", row[0])
-            new_total, new_count = total + value, count + 1
-            conn.execute("UPDATE assignments SET reward_total = %s, reward_count = %s WHERE id = %s",
-                         (new_total, new_count, assignment.id))
-            arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity)
-            counters = _Counters()
-            counters.add_arm(assignment.experiment_id, assignment.variant_id, assignment.holdout,
-                             period_of(assignment.created_at), arm_values)
-            if segments_json:
-                counters.add_segments(assignment.experiment_id, assignment.variant_id, assignment.holdout,
-                                      json.loads(segments_json), segment_values)
-            counters.flush(conn)
-            if model_update is not None:
-                self._update_model_state(conn, assignment.experiment_id, assignment.variant_id, model_update)
-            return RewardResult(accepted=True, reward_total=new_total, reward_count=new_count)
+        return self._write_event(functools.partial(self._insert_reward, assignment, value, event_id, binary, now,
+                                                   model_update), (1, assignment.id))
 
-        return self._run(body, write=True)
+    @staticmethod
+    def _insert_reward(assignment: StoredAssignment, value: float, event_id: str | None, binary: bool, now: float,
+                       model_update: ModelUpdate | None, batch: _Batch) -> RewardResult:
+        conn = batch.conn
+        # Re-read under the row lock: another worker may have rewarded it meanwhile.
+        total, count, segments_json = conn.execute(
+            "SELECT reward_total, reward_count, segments FROM assignments WHERE id = %s FOR UPDATE",
+            (assignment.id,),
+        ).fetchone()
+        if binary and count > 0:
+            return RewardResult(accepted=False, reward_total=total, reward_count=count)
+        row = conn.execute(
+            "INSERT INTO rewards (assignment_id, experiment_id, value, event_id, created_at) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (assignment_id, event_id) DO NOTHING RETURNING id",
+            (assignment.id, assignment.experiment_id, value, event_id, now),
+        ).fetchone()
+        if row is None:  # the same event_id was seen before
+            return RewardResult(accepted=False, reward_total=total, reward_count=count)
+        batch.tx.witness = ("rewards", row[0])
+        new_total, new_count = total + value, count + 1
+        conn.execute("UPDATE assignments SET reward_total = %s, reward_count = %s WHERE id = %s",
+                     (new_total, new_count, assignment.id))
+        arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity)
+        batch.counters.add_arm(assignment.experiment_id, assignment.variant_id, assignment.holdout,
+                               period_of(assignment.created_at), arm_values)
+        if segments_json:
+            batch.counters.add_segments(assignment.experiment_id, assignment.variant_id, assignment.holdout,
+                                        json.loads(segments_json), segment_values)
+        if model_update is not None:
+            batch.updates.append((assignment.experiment_id, assignment.variant_id, model_update))
+        return RewardResult(accepted=True, reward_total=new_total, reward_count=new_count)
 
     # -- learning and analysis reads ---------------------------------------------------------
     @staticmethod
@@ -590,7 +557,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Event
             maybe_audit(_PostgresTx(conn, tx), audit)
             if not rows:
                 return 0
-            counters = _Counters()
+            counters = Counters()
             removals: list[tuple[int, int, int, ModelUpdate]] = []
             for erased in records.erasures(rows):
                 counters.add_arms(erased.experiment_id, erased.holdout, erased.period, erased.arms)

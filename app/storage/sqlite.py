@@ -49,6 +49,7 @@ from .base import (
     StoredAssignment,
     period_of,
 )
+from .batching import GroupCommitOptions, GroupCommitter
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
 from .metrics import MetricStore
 from .repair import RepairStore
@@ -71,6 +72,8 @@ def _counter_increment_sql(rows: int = 1) -> str:
 
 
 _INCREMENT_SQL = _counter_increment_sql(1)
+_ASSIGNMENT_INSERT_SQL = (f"INSERT INTO assignments ({records.ASSIGNMENT_INSERT_COLUMNS}) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (experiment_id, sticky_key) DO NOTHING")
 
 _PERIOD_SQL = f"CAST(a.created_at / {PERIOD_SECONDS} AS INTEGER) * {PERIOD_SECONDS}"  # = base.period_of
 _ADD_COUNTERS = ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTER_COLUMNS)
@@ -246,7 +249,9 @@ class _SQLiteTx(Tx):
 
 class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventStore, RepairStore, SqlStorage):
     def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
-                 background_checkpoints: bool = True) -> None:
+                 background_checkpoints: bool = True, group_commit: GroupCommitOptions | None = None) -> None:
+        """``group_commit``: assignments and rewards go through a per-process batching writer
+        (``batching``); None: each in its own transaction on the request's thread."""
         self.url = url
         path = url[len("sqlite:///"):]
         self.path = path if path else "lever.db"
@@ -256,6 +261,8 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventSt
         self._local = threading.local()
         self._checkpointer: tuple[int, WalCheckpointer] | None = None  # (pid, thread)
         self._checkpointer_lock = threading.Lock()
+        self._group_commit = (GroupCommitter(self._transact_batch, group_commit, name="lever-sqlite-writer")
+                              if group_commit is not None else None)
 
     def _start_checkpointer(self) -> None:
         """One checkpoint thread per process (threads do not survive gunicorn's fork)."""
@@ -293,6 +300,8 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventSt
         return conn
 
     def close(self) -> None:
+        if self._group_commit is not None:
+            self._group_commit.stop()  # its thread's connection goes with the thread
         if self._checkpointer is not None and self._checkpointer[0] == os.getpid():
             self._checkpointer[1].stop()
             self._checkpointer = None
@@ -416,26 +425,41 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventSt
         return records.experiments(rows, variant_rows)
 
     # -- assignments -------------------------------------------------------------------
-    def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
-        stored: list[StoredAssignment] = []
+    def _transact_batch(self, body: Callable[[sqlite3.Connection], list[Any]]) -> list[Any]:
+        """The group committer's transaction: the writer thread's own connection."""
         with self._write() as conn:
-            for item in items:
-                cursor = conn.execute(
-                    f"INSERT INTO assignments ({records.ASSIGNMENT_INSERT_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (experiment_id, sticky_key) DO NOTHING",
-                    records.assignment_values(item),
-                )
-                if cursor.rowcount == 0:  # a concurrent request assigned this sticky visitor first
-                    row = conn.execute(
-                        f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments "
-                        "WHERE experiment_id = ? AND sticky_key = ?",
-                        (item.experiment_id, item.visitor),
-                    ).fetchone()
-                    stored.append(records.assignment(row, existing=True))
-                    continue
-                if item.model_update is not None:
-                    self._update_model_state(conn, item.experiment_id, item.variant_id, item.model_update)
-                stored.append(records.new_assignment(item, cursor.lastrowid))
+            return body(conn)
+
+    def _write_event(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """An assignment or reward write: in the next group commit, or in its own transaction."""
+        if self._group_commit is not None:
+            return self._group_commit.submit(work)
+        with self._write() as conn:
+            return work(conn)
+
+    def _transact_batched(self, body: Callable[[Tx], T], order: tuple = ()) -> T:
+        """``_transact`` for a per-visitor event write of a mixin (events, …): ``body`` runs in the
+        next group commit, beside the assignments and rewards of other requests."""
+        return self._write_event(lambda conn: body(_SQLiteTx(conn)))
+
+    def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
+        return self._write_event(functools.partial(self._insert_assignments, items))
+
+    def _insert_assignments(self, items: Sequence[NewAssignment], conn: sqlite3.Connection) -> list[StoredAssignment]:
+        stored: list[StoredAssignment] = []
+        for item in items:
+            cursor = conn.execute(_ASSIGNMENT_INSERT_SQL, records.assignment_values(item))
+            if cursor.rowcount == 0:  # a concurrent request assigned this sticky visitor first
+                row = conn.execute(
+                    f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments "
+                    "WHERE experiment_id = ? AND sticky_key = ?",
+                    (item.experiment_id, item.visitor),
+                ).fetchone()
+                stored.append(records.assignment(row, existing=True))
+                continue
+            if item.model_update is not None:
+                self._update_model_state(conn, item.experiment_id, item.variant_id, item.model_update)
+            stored.append(records.new_assignment(item, cursor.lastrowid))
         return stored
 
     @staticmethod
@@ -460,33 +484,37 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventSt
         now: float,
         model_update: ModelUpdate | None = None,
     ) -> RewardResult:
-        with self._write() as conn:
-            # Re-read under the write lock: another worker may have rewarded it meanwhile.
-            total, count, segments_json = conn.execute(
-                "SELECT reward_total, reward_count, segments FROM assignments WHERE id = ?", (assignment.id,)
-            ).fetchone()
-            if binary and count > 0:
-                return RewardResult(accepted=False, reward_total=total, reward_count=count)
-            cursor = conn.execute(
-                "INSERT INTO rewards (assignment_id, experiment_id, value, event_id, created_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (assignment_id, event_id) DO NOTHING",
-                (assignment.id, assignment.experiment_id, value, event_id, now),
-            )
-            if cursor.rowcount == 0:  # the same event_id was seen before
-                return RewardResult(accepted=False, reward_total=total, reward_count=count)
-            new_total, new_count = total + value, count + 1
-            conn.execute(
-                "UPDATE assignments SET reward_total = ?, reward_count = ? WHERE id = ?",
-                (new_total, new_count, assignment.id),
-            )
-            arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity)
-            conn.execute(_INCREMENT_SQL, (assignment.experiment_id, assignment.variant_id, int(assignment.holdout),
-                                          period_of(assignment.created_at), *arm_values))
-            if segments_json:
-                _count_segments(conn, assignment.experiment_id, assignment.variant_id, assignment.holdout,
-                                json.loads(segments_json), segment_values)
-            if model_update is not None:
-                self._update_model_state(conn, assignment.experiment_id, assignment.variant_id, model_update)
+        return self._write_event(functools.partial(self._insert_reward, assignment, value, event_id, binary, now,
+                                                   model_update))
+
+    def _insert_reward(self, assignment: StoredAssignment, value: float, event_id: str | None, binary: bool,
+                       now: float, model_update: ModelUpdate | None, conn: sqlite3.Connection) -> RewardResult:
+        # Re-read under the write lock: another worker may have rewarded it meanwhile.
+        total, count, segments_json = conn.execute(
+            "SELECT reward_total, reward_count, segments FROM assignments WHERE id = ?", (assignment.id,)
+        ).fetchone()
+        if binary and count > 0:
+            return RewardResult(accepted=False, reward_total=total, reward_count=count)
+        cursor = conn.execute(
+            "INSERT INTO rewards (assignment_id, experiment_id, value, event_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (assignment_id, event_id) DO NOTHING",
+            (assignment.id, assignment.experiment_id, value, event_id, now),
+        )
+        if cursor.rowcount == 0:  # the same event_id was seen before
+            return RewardResult(accepted=False, reward_total=total, reward_count=count)
+        new_total, new_count = total + value, count + 1
+        conn.execute(
+            "UPDATE assignments SET reward_total = ?, reward_count = ? WHERE id = ?",
+            (new_total, new_count, assignment.id),
+        )
+        arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity)
+        conn.execute(_INCREMENT_SQL, (assignment.experiment_id, assignment.variant_id, int(assignment.holdout),
+                                      period_of(assignment.created_at), *arm_values))
+        if segments_json:
+            _count_segments(conn, assignment.experiment_id, assignment.variant_id, assignment.holdout,
+                            json.loads(segments_json), segment_values)
+        if model_update is not None:
+            self._update_model_state(conn, assignment.experiment_id, assignment.variant_id, model_update)
         return RewardResult(accepted=True, reward_total=new_total, reward_count=new_count)
 
     # -- learning and analysis reads ---------------------------------------------------------

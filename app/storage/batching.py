@@ -1,0 +1,205 @@
+"""Group commit: one writer thread per process commits many requests' writes in one transaction.
+
+A request hands its write (a function of the backend's transaction context) to
+``GroupCommitter.submit`` and waits. The writer thread takes whatever is pending (at most
+``max_batch`` items; with ``max_wait_s`` > 0 it first waits that long for a batch to fill),
+runs every item in one transaction, commits, and only then wakes each waiter with its own
+result. So nothing is acknowledged before the commit that holds its row, and the fixed cost
+of a transaction (BEGIN, the database lock, COMMIT, on PostgreSQL the WAL flush) is paid
+once per batch instead of once per request.
+
+Failure rules (the request's point of view):
+
+* the batch's transaction fails for the database's reasons (``StorageBusy``: lock timeout,
+  connection lost, ``StorageOutcomeUnknown`` after an ambiguous commit) → every item of the
+  batch gets that error (a 503), and nothing of the batch is written;
+* an item raises anything else (bad data, a bug in a model update) → the transaction is
+  rolled back and every item of the batch is run again in a transaction of its own, so only
+  the poisoned request fails and the others are committed;
+* the waiter's own deadline (``timeout_s``) passes → if the writer has not taken the item
+  yet it is withdrawn (``StorageBusy``: nothing written); if its batch is being committed
+  the answer is ``StorageOutcomeUnknown`` (it may land): a slow commit never holds a request
+  past its deadline without an answer.
+
+Items of one batch run in the order of their ``order`` keys, so two processes' batches take
+row locks in one global order (PostgreSQL) and cannot wait for each other crosswise.
+
+Threads do not survive ``fork``: the writer is started lazily and again in a child process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Sequence, TypeVar
+
+from .base import StorageBusy, StorageOutcomeUnknown
+
+log = logging.getLogger("lever.storage")
+
+C = TypeVar("C")  # the backend's transaction context handed to each item
+T = TypeVar("T")
+
+#: one item of a batch: runs inside the batch's transaction
+Work = Callable[[C], Any]
+#: the backend's runner: run ``body`` as one write transaction and return what it returned
+Transact = Callable[[Callable[[C], list[Any]]], list[Any]]
+
+_NOT_SET = object()
+
+
+@dataclass(eq=False)
+class _Pending:
+    work: Callable[[Any], Any]
+    order: tuple
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = _NOT_SET
+    error: BaseException | None = None
+    taken: bool = False
+
+    def finish(self, result: Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+@dataclass(frozen=True)
+class GroupCommitOptions:
+    """How a backend batches its event writes (``LEVER_GROUP_COMMIT_*`` settings)."""
+
+    #: most items in one transaction
+    max_batch: int = 64
+    #: how long the writer waits for a batch to fill once something is pending (0: commit at once;
+    #: what arrives meanwhile forms the next batch)
+    max_wait_s: float = 0.0
+    #: how long a request waits for its commit before it is answered 503 regardless
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.max_wait_s < 0 or self.timeout_s <= 0:
+            raise ValueError("max_batch >= 1, max_wait_s >= 0 and timeout_s > 0 are required")
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """Counts since the writer started (for benchmarks and tests)."""
+
+    batches: int
+    items: int
+    isolated_retries: int
+
+
+class GroupCommitter(Generic[C]):
+    """A per-process batching writer over a backend's ``transact`` function."""
+
+    def __init__(self, transact: Transact, options: GroupCommitOptions = GroupCommitOptions(),
+                 name: str = "lever-group-commit") -> None:
+        self._transact = transact
+        self.max_batch, self.max_wait_s, self.timeout_s = options.max_batch, options.max_wait_s, options.timeout_s
+        self.name = name
+        self._queue: deque[_Pending] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._pid = 0  # the process whose writer is running (0: none)
+        self._owner = 0  # the process whose requests the queue holds
+        self._generation = 0  # a writer runs while the generation it started with is current
+        self._batches = self._items = self._isolated = 0
+
+    # -- the request's side --------------------------------------------------------------
+    def submit(self, work: Callable[[C], T], order: tuple = ()) -> T:
+        """Run ``work`` in the next batch's transaction; return its result after the commit."""
+        pending = _Pending(work, order)
+        with self._cond:
+            if self._pid != os.getpid():
+                self._start()
+            self._queue.append(pending)
+            self._cond.notify()
+        if not pending.done.wait(self.timeout_s):
+            with self._cond:
+                if not pending.taken:
+                    self._queue.remove(pending)
+                    raise StorageBusy(f"the write was not started within {self.timeout_s:g} s; nothing was written")
+            if not pending.done.wait(0.05):
+                raise StorageOutcomeUnknown(
+                    f"the transaction holding this write did not commit within {self.timeout_s:g} s: "
+                    "it may or may not be recorded")
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def stats(self) -> BatchStats:
+        return BatchStats(self._batches, self._items, self._isolated)
+
+    def stop(self) -> None:
+        """Let the writer finish what is queued, then end (the next submit starts a new one)."""
+        with self._cond:
+            self._pid = 0
+            self._generation += 1
+            self._cond.notify_all()
+
+    # -- the writer's side -----------------------------------------------------------------
+    def _start(self) -> None:
+        """(Holding the condition.) A writer for this process; after a fork the parent's
+        queue belongs to waiters that do not exist here."""
+        if self._owner != os.getpid():
+            self._queue.clear()
+            self._owner = os.getpid()
+        self._pid = os.getpid()
+        self._generation += 1
+        threading.Thread(target=self._run, args=(self._generation,), name=self.name, daemon=True).start()
+
+    def _next_batch(self, generation: int) -> list[_Pending] | None:
+        with self._cond:
+            while not self._queue:
+                if generation != self._generation:
+                    return None
+                self._cond.wait()
+            if self.max_wait_s and len(self._queue) < self.max_batch:
+                deadline = time.monotonic() + self.max_wait_s
+                while len(self._queue) < self.max_batch and generation == self._generation:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            for pending in batch:
+                pending.taken = True
+        return batch
+
+    def _run(self, generation: int) -> None:
+        while True:
+            batch = self._next_batch(generation)
+            if batch is None:
+                return
+            try:
+                self._commit(sorted(batch, key=lambda p: p.order))
+            except BaseException as error:  # never leave a waiter without an answer
+                log.exception("group commit writer failed")
+                for pending in batch:
+                    if not pending.done.is_set():
+                        pending.finish(error=StorageBusy(f"the write failed: {error}"))
+
+    def _commit(self, batch: Sequence[_Pending]) -> None:
+        self._batches += 1
+        self._items += len(batch)
+        try:
+            results = self._transact(lambda context: [pending.work(context) for pending in batch])
+        except StorageBusy as error:  # the database's reason: the whole batch shares it
+            for pending in batch:
+                pending.finish(error=error)
+            return
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].finish(error=error)
+                return
+            # one item's own failure: rolled back; each item again on its own, so only it fails
+            self._isolated += 1
+            for pending in batch:
+                try:
+                    pending.finish(self._transact(lambda context, p=pending: [p.work(context)])[0])
+                except Exception as own:
+                    pending.finish(error=own)
+            return
+        for pending, result in zip(batch, results):
+            pending.finish(result)

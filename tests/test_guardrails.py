@@ -91,6 +91,9 @@ def test_stop_variant_guardrail_end_to_end(app, client, admin):
     assert stats["stopped_variants"] == ["b"]
     again = client.get("/api/v1/experiments/hero/stats", headers=admin).get_json()
     assert len(again["guardrail_actions"]) == 1  # recorded once
+    audited = client.get("/api/v1/audit", query_string={"experiment": "hero"}, headers=admin).get_json()["entries"]
+    (acted,) = [e for e in audited if e["action"] == "guardrail.action"]  # once, with the action
+    assert (acted["actor"], acted["target"], acted["after"]["action"]) == ("guardrail", "bounce/b", "stop_variant")
     assert client.get("/api/v1/experiments/hero", headers=admin).get_json()["stopped_variants"] == ["b"]
 
     time.sleep(0.06)  # past LEVER_REFRESH_MS: every worker sees the stop

@@ -58,6 +58,32 @@ def test_every_change_leaves_an_entry_with_who_before_and_after(app, client, adm
     assert revoked["target"] == "key:srv" and "lever_sk_" not in str(revoked)
 
 
+def test_metric_webhook_and_experiment_metric_changes_are_audited(client, admin):
+    _, editor = make_key(client, admin, "editor", name="analyst")
+    for body in ({"key": "purchase_rate", "type": "conversion", "event": "purchase"},
+                 {"key": "revenue", "type": "sum", "event": "purchase", "cap": 1000}):
+        assert client.post("/api/v1/metrics", json=body, headers=editor).status_code == 201
+    assert client.patch("/api/v1/metrics/revenue", json={"cap": 500}, headers=editor).status_code == 200
+    body = experiment_body(mode="ab", metrics={"primary": "purchase_rate"})
+    assert client.post("/api/v1/experiments", json=body, headers=editor).status_code == 201
+    assert client.patch("/api/v1/experiments/hero", json={"metrics": {"primary": "purchase_rate",
+                                                                      "secondary": ["revenue"]}},
+                        headers=editor).status_code == 200
+    hook = client.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["srm.detected"],
+                                                  "secret": "s" * 20}, headers=admin).get_json()
+    assert client.delete(f"/api/v1/webhooks/{hook['id']}", headers=admin).status_code == 200
+    log = entries(client, admin)
+    seen = [(e["action"], e["actor"], e["target"]) for e in log]
+    assert ("metric.created", "key:analyst", "purchase_rate") in seen
+    edited = next(e for e in log if e["action"] == "metric.edited")
+    assert (edited["before"]["cap"], edited["after"]["cap"]) == (1000, 500)
+    changed = next(e for e in log if e["action"] == "experiment.edited")
+    assert changed["experiment"] == "hero" and changed["after"]["metrics"]["secondary"] == ["revenue"]
+    assert ("webhook.created", "admin-token", str(hook["id"])) in seen
+    assert ("webhook.deleted", "admin-token", str(hook["id"])) in seen
+    assert all("s" * 20 not in str(e) for e in log)  # the secret never reaches the log
+
+
 def test_erasure_is_recorded_without_the_visitor(app, client, admin, make_experiment):
     make_experiment()
     client.post("/api/v1/assign", json={"experiment": "hero", "visitor": "alice-7f3"})

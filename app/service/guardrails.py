@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..domain.audit import AuditEntry
 from ..domain.experiments import Experiment
 from ..storage import GuardrailAction, Storage, StorageError
 from .metric_analysis import MetricsReport, analyse
@@ -63,8 +64,10 @@ def enforce(entry: PolicyEntry, report: MetricsReport, storage: Storage, cache: 
     taken: list[GuardrailAction] = []
 
     def act(metric: str, variant: str, action: str, evidence: dict[str, Any]) -> None:
+        entry = AuditEntry(actor="guardrail", action="guardrail.action", experiment_key=experiment.key,
+                           target=f"{metric}/{variant}", after={"action": action, "evidence": evidence}, at=now)
         if storage.record_guardrail_action(experiment.id, metric, variant, action, now,  # type: ignore[attr-defined]
-                                           evidence):
+                                           evidence, audit=entry):
             done = GuardrailAction(experiment.id, metric, variant, action, now, evidence)
             taken.append(done)
             log.warning("guardrail %s on %s/%s: %s", metric, experiment.key, variant, action)

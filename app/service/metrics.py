@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ..domain.audit import SYSTEM_ACTOR, AuditEntry
 from ..domain.errors import Conflict, NotFound, ValidationError
 from ..domain.experiments import Experiment, ExperimentSpec
 from ..domain.metrics import (
@@ -29,9 +30,12 @@ REWARD_BY_TYPE = {"conversion": "binary", "count": "numeric", "sum": "numeric"}
 LEARNING_MODES = ("bandit", "contextual")
 
 
-def create_metric(storage: Storage, definition: MetricDefinition, now: float) -> MetricDefinition:
+def create_metric(storage: Storage, definition: MetricDefinition, now: float,
+                  actor: str = SYSTEM_ACTOR) -> MetricDefinition:
+    entry = AuditEntry(actor=actor, action="metric.created", target=definition.key,
+                       after=_definition_summary(definition), at=now)
     try:
-        return storage.create_metric(definition, now)  # type: ignore[attr-defined]
+        return storage.create_metric(definition, now, audit=entry)  # type: ignore[attr-defined]
     except DuplicateKey:
         raise Conflict(f"metric {definition.key!r} exists already", code="duplicate_key") from None
 
@@ -43,9 +47,20 @@ def metric_or_404(storage: Storage, key: str) -> MetricDefinition:
     return definition
 
 
-def update_metric(storage: Storage, key: str, body: Any, now: float) -> MetricDefinition:
+def _definition_summary(definition: MetricDefinition) -> dict[str, Any]:
+    summary = definition.to_dict()
+    summary.pop("created_at", None)
+    summary.pop("updated_at", None)
+    return summary
+
+
+def update_metric(storage: Storage, key: str, body: Any, now: float, actor: str = SYSTEM_ACTOR) -> MetricDefinition:
     """PATCH: name, window, delay, cap, direction, CUPED window (what it measures stays)."""
-    updated = storage.update_metric(patch_metric(metric_or_404(storage, key), body), now)  # type: ignore[attr-defined]
+    current = metric_or_404(storage, key)
+    changed = patch_metric(current, body)
+    entry = AuditEntry(actor=actor, action="metric.edited", target=key, before=_definition_summary(current),
+                       after=_definition_summary(changed), at=now)
+    updated = storage.update_metric(changed, now, audit=entry)  # type: ignore[attr-defined]
     if updated is None:
         raise NotFound(f"no metric {key!r}", code="metric_not_found")
     return updated
@@ -85,7 +100,7 @@ def resolve_spec(storage: Storage, spec: ExperimentSpec) -> ExperimentSpec:
 
 
 def update_experiment_metrics(storage: Storage, cache: LearningCache, experiment: Experiment, raw: Any,
-                              now: float) -> Experiment:
+                              now: float, actor: str = SYSTEM_ACTOR) -> Experiment:
     """PATCH metrics of an experiment: secondary metrics and guardrails may change while it runs;
     the primary metric (what a bandit learns from) may not."""
     metrics = parse_experiment_metrics(raw)
@@ -95,7 +110,9 @@ def update_experiment_metrics(storage: Storage, cache: LearningCache, experiment
                               "learns from and what its reward counters mean); create a new experiment",
                               code="invalid_metric")
     check_metrics(storage, experiment.mode, metrics)
-    storage.set_experiment_metrics(experiment.id, metrics, now)  # type: ignore[attr-defined]
+    entry = AuditEntry(actor=actor, action="experiment.edited", experiment_key=experiment.key,
+                       before={"metrics": current.to_dict()}, after={"metrics": metrics.to_dict()}, at=now)
+    storage.set_experiment_metrics(experiment.id, metrics, now, audit=entry)  # type: ignore[attr-defined]
     cache.invalidate(experiment.key)
     updated = storage.get_experiment(experiment.key)
     if updated is None:

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from ..domain.audit import SYSTEM_ACTOR, AuditEntry
 from ..domain.errors import NotFound
 from ..domain.experiments import Experiment
 from ..domain.webhooks import SECRET_PREFIX_CHARS, WebhookSpec, url_problem
@@ -64,8 +65,11 @@ def webhook_json(webhook: StoredWebhook) -> dict[str, Any]:
             "secret_prefix": webhook.secret[:SECRET_PREFIX_CHARS] + "…", "created_at": webhook.created_at}
 
 
-def create_webhook(storage: WebhookStore, spec: WebhookSpec, now: float) -> StoredWebhook:
-    return storage.create_webhook(spec, now)
+def create_webhook(storage: WebhookStore, spec: WebhookSpec, now: float, actor: str = SYSTEM_ACTOR) -> StoredWebhook:
+    """The webhook, with its audit entry in the same transaction (the secret is never logged)."""
+    entry = AuditEntry(actor=actor, action="webhook.created", target=None,
+                       after={"url": spec.url, "events": sorted(spec.events), "format": spec.format}, at=now)
+    return storage.create_webhook(spec, now, audit=entry)
 
 
 def webhook_id_of(text: str) -> int:
@@ -75,8 +79,10 @@ def webhook_id_of(text: str) -> int:
     return int(text)
 
 
-def delete_webhook(storage: WebhookStore, webhook_id: int) -> None:
-    if not storage.delete_webhook(webhook_id):
+def delete_webhook(storage: WebhookStore, webhook_id: int, actor: str = SYSTEM_ACTOR,
+                   now: float | None = None) -> None:
+    entry = AuditEntry(actor=actor, action="webhook.deleted", target=str(webhook_id), at=now)
+    if not storage.delete_webhook(webhook_id, audit=entry):
         raise NotFound(f"no webhook {webhook_id}", code="webhook_not_found")
 
 

@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ..domain.audit import AuditEntry
 from ..domain.experiments import Experiment
 from ..domain.metrics import (
     ExperimentMetrics,
@@ -33,7 +34,7 @@ from ..domain.metrics import (
     metric_from_dict,
 )
 from .base import DuplicateKey
-from .sql import Tx
+from .sql import Tx, maybe_audit
 
 #: the five sums per metric, in row order after (variant_id, holdout, visitors)
 SUM_FIELDS = ("value_sum", "value_sumsq", "pre_sum", "pre_sumsq", "pre_cross_sum")
@@ -157,11 +158,15 @@ class MetricStore:
         data.pop("updated_at")
         return json.dumps(data, sort_keys=True)
 
-    def create_metric(self, definition: MetricDefinition, now: float) -> MetricDefinition:
+    def create_metric(self, definition: MetricDefinition, now: float,
+                      audit: AuditEntry | None = None) -> MetricDefinition:
         def body(tx: Tx) -> int:
-            return tx.execute("INSERT INTO metrics (key, definition, created_at, updated_at) VALUES (?, ?, ?, ?) "
-                              "ON CONFLICT (key) DO NOTHING",
-                              (definition.key, self._definition_json(definition), now, now)).rowcount
+            created = tx.execute("INSERT INTO metrics (key, definition, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                                 "ON CONFLICT (key) DO NOTHING",
+                                 (definition.key, self._definition_json(definition), now, now)).rowcount
+            if created:
+                maybe_audit(tx, audit)
+            return created
 
         if self._transact(body, idempotent=False) == 0:  # type: ignore[attr-defined]
             raise DuplicateKey(definition.key)
@@ -169,12 +174,16 @@ class MetricStore:
         assert created is not None
         return created
 
-    def update_metric(self, definition: MetricDefinition, now: float) -> MetricDefinition | None:
+    def update_metric(self, definition: MetricDefinition, now: float,
+                      audit: AuditEntry | None = None) -> MetricDefinition | None:
         def body(tx: Tx) -> int:
-            return tx.execute("UPDATE metrics SET definition = ?, updated_at = ? WHERE key = ?",
-                              (self._definition_json(definition), now, definition.key)).rowcount
+            changed = tx.execute("UPDATE metrics SET definition = ?, updated_at = ? WHERE key = ?",
+                                 (self._definition_json(definition), now, definition.key)).rowcount
+            if changed:
+                maybe_audit(tx, audit)
+            return changed
 
-        if self._transact(body, idempotent=True) == 0:  # type: ignore[attr-defined]
+        if self._transact(body, idempotent=audit is None) == 0:  # type: ignore[attr-defined]
             return None
         return self.get_metric(definition.key)
 
@@ -199,7 +208,8 @@ class MetricStore:
             f"({', '.join('?' for _ in keys)}) ORDER BY key", tuple(keys)))
 
     # -- an experiment's metrics ----------------------------------------------------------
-    def set_experiment_metrics(self, experiment_id: int, metrics: ExperimentMetrics, now: float) -> None:
+    def set_experiment_metrics(self, experiment_id: int, metrics: ExperimentMetrics, now: float,
+                               audit: AuditEntry | None = None) -> None:
         """Replace the experiment's ``metrics`` (kept in its options JSON), in one transaction."""
         def body(tx: Tx) -> None:
             row = tx.execute("SELECT options FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
@@ -207,8 +217,9 @@ class MetricStore:
             options["metrics"] = metrics.to_dict()
             tx.execute("UPDATE experiments SET options = ?, updated_at = ? WHERE id = ?",
                        (json.dumps(options), now, experiment_id))
+            maybe_audit(tx, audit)
 
-        self._transact(body, idempotent=True)  # type: ignore[attr-defined]
+        self._transact(body, idempotent=audit is None)  # type: ignore[attr-defined]
 
     def metric_sums(self, experiment: Experiment,
                     definitions: Sequence[MetricDefinition]) -> dict[str, list[MetricSums]]:
@@ -228,7 +239,7 @@ class MetricStore:
 
     # -- guardrail actions ----------------------------------------------------------------
     def record_guardrail_action(self, experiment_id: int, metric: str, variant: str, action: str, at: float,
-                                evidence: dict[str, Any]) -> bool:
+                                evidence: dict[str, Any], audit: AuditEntry | None = None) -> bool:
         """Record an action once per (experiment, metric, variant, action); ``stop_variant`` also adds the
         variant to the experiment's stopped variants, in the same transaction. True when new."""
         def body(tx: Tx) -> bool:
@@ -243,6 +254,8 @@ class MetricStore:
                 if variant not in stopped:
                     tx.execute("UPDATE experiments SET stopped_variants = ?, updated_at = ? WHERE id = ?",
                                (json.dumps(stopped + [variant]), at, experiment_id))
+            if inserted:
+                maybe_audit(tx, audit)
             return bool(inserted)
 
         return self._transact(body, idempotent=True)  # type: ignore[attr-defined]

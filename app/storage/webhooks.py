@@ -147,13 +147,16 @@ class WebhookStore(SqlStorage):
     """Mixin of both SQL backends (``SQLiteStorage``, ``PostgresStorage``)."""
 
     # -- subscriptions -------------------------------------------------------------------
-    def create_webhook(self, spec: WebhookSpec, now: float) -> StoredWebhook:
+    def create_webhook(self, spec: WebhookSpec, now: float, audit: AuditEntry | None = None) -> StoredWebhook:
         def body(tx: Tx) -> int:
             webhook_id = tx.insert("INSERT INTO webhooks (url, secret, format, created_at) VALUES (?, ?, ?, ?)",
                                    (spec.url, spec.secret, spec.format, now))
             for event_type in spec.events:
                 tx.execute("INSERT INTO webhook_subscriptions (webhook_id, event_type) VALUES (?, ?)",
                            (webhook_id, event_type))
+            if audit is not None:
+                maybe_audit(tx, AuditEntry(audit.actor, audit.action, audit.experiment_key, str(webhook_id),
+                                           audit.before, audit.after, audit.at))
             return webhook_id
 
         return StoredWebhook(id=self._transact(body), url=spec.url, events=tuple(sorted(spec.events)),
@@ -177,14 +180,17 @@ class WebhookStore(SqlStorage):
         found = self._webhooks("WHERE id = ?", (webhook_id,))
         return found[0] if found else None
 
-    def delete_webhook(self, webhook_id: int) -> bool:
+    def delete_webhook(self, webhook_id: int, audit: AuditEntry | None = None) -> bool:
         """The webhook, its subscriptions and its delivery log; pending deliveries stop."""
         def body(tx: Tx) -> int:
             tx.execute("DELETE FROM webhook_deliveries WHERE webhook_id = ?", (webhook_id,))
             tx.execute("DELETE FROM webhook_subscriptions WHERE webhook_id = ?", (webhook_id,))
-            return tx.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount
+            deleted = tx.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount
+            if deleted:
+                maybe_audit(tx, audit)
+            return deleted
 
-        return self._transact(body, idempotent=True) > 0
+        return self._transact(body, idempotent=audit is None) > 0
 
     # -- raising events (the outbox) -------------------------------------------------------
     def raise_events(self, events: Sequence[NewEvent]) -> int:

@@ -62,7 +62,8 @@ def update_experiment(key: str):
     if "metrics" in body:
         if set(body) != {"metrics"}:
             raise ValidationError("PATCH metrics on its own (secondary and guardrails; the primary stays)")
-        updated = update_experiment_metrics(svc.storage, svc.cache, experiment, body["metrics"], time.time())
+        updated = update_experiment_metrics(svc.storage, svc.cache, experiment, body["metrics"], time.time(),
+                                            current_actor())
         return jsonify(updated.to_dict())
     updated = set_status(svc.storage, svc.cache, experiment, body.get("status", experiment.status),
                          body.get("winner"), time.time(), actor=current_actor())

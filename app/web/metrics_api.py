@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify
 from ..domain.metrics import parse_metric
 from ..service import metrics
 from ..service.permissions import METRICS_WRITE, REPORTS_READ
-from .auth import require
+from .auth import current_actor, require
 from .http import json_body, services
 
 bp = Blueprint("metrics", __name__)
@@ -18,7 +18,7 @@ bp = Blueprint("metrics", __name__)
 @bp.post("/metrics")
 @require(METRICS_WRITE)
 def create():
-    definition = metrics.create_metric(services().storage, parse_metric(json_body()), time.time())
+    definition = metrics.create_metric(services().storage, parse_metric(json_body()), time.time(), current_actor())
     return jsonify(definition.to_dict()), 201
 
 
@@ -37,4 +37,5 @@ def get_metric(key: str):
 @bp.patch("/metrics/<key>")
 @require(METRICS_WRITE)
 def update_metric(key: str):
-    return jsonify(metrics.update_metric(services().storage, key, json_body(), time.time()).to_dict())
+    return jsonify(metrics.update_metric(services().storage, key, json_body(), time.time(),
+                                         current_actor()).to_dict())

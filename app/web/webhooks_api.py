@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, jsonify
 from ..domain.webhooks import parse_allowed_hosts, parse_webhook
 from ..service import webhooks
 from ..service.permissions import SETTINGS_MANAGE
-from .auth import require
+from .auth import current_actor, require
 from .http import json_body, services
 
 bp = Blueprint("webhooks", __name__)
@@ -26,7 +26,7 @@ def allowed_hosts() -> frozenset[str]:
 @require(SETTINGS_MANAGE)
 def create():
     spec = parse_webhook(json_body(), allowed_hosts())
-    webhook = webhooks.create_webhook(services().storage, spec, time.time())
+    webhook = webhooks.create_webhook(services().storage, spec, time.time(), current_actor())
     return jsonify(webhooks.webhook_json(webhook)), 201
 
 
@@ -40,7 +40,7 @@ def list_webhooks():
 @require(SETTINGS_MANAGE)
 def delete(webhook_id: str):
     number = webhooks.webhook_id_of(webhook_id)
-    webhooks.delete_webhook(services().storage, number)
+    webhooks.delete_webhook(services().storage, number, current_actor(), time.time())
     return jsonify({"id": number, "deleted": True})
 
 

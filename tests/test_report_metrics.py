@@ -130,7 +130,7 @@ def _define(client, admin, **body):
     assert client.post("/api/v1/metrics", json=body, headers=admin).status_code == 201, body
 
 
-def _plant(storage, experiment, cells):
+def _plant(storage, experiment, cells, pre=()):
     """Per variant: n assignments, and the first round(n * rate) of them get each event."""
     ids = {v.key: v.id for v in experiment.variants}
     now = time.time()
@@ -142,6 +142,9 @@ def _plant(storage, experiment, cells):
         for event, rate in rates.items():
             for i in range(int(round(n * rate))):
                 storage.record_events(f"{variant}-{i}", [NewEvent(event, 1.0, None, now - 50)], now)
+                if event in pre:  # two in three of them acted before exposure too: a CUPED covariate
+                    before = f"{variant}-{i if i % 3 else n - 1 - i}"
+                    storage.record_events(before, [NewEvent(event, 1.0, None, now - 150)], now)
 
 
 @pytest.fixture
@@ -157,7 +160,7 @@ def declared(app, client, admin):
     storage = app.extensions["lever.services"].storage
     _plant(storage, storage.get_experiment("hero"), {
         "control": (200, {"purchase": 0.1, "click": 0.3, "bounce": 0.1}),
-        "b": (200, {"purchase": 0.6, "click": 0.3, "bounce": 0.7})})
+        "b": (200, {"purchase": 0.6, "click": 0.4, "bounce": 0.7})}, pre=("click",))
     return client.get("/api/v1/experiments/hero/stats", headers=admin).get_json()
 
 
@@ -183,6 +186,10 @@ def test_page_shows_metric_table_primary_first_and_numbers_from_the_stats(sessio
     assert ("metrics", index["bounce"], "variants", 1, "guardrail", "bound") in shown
     assert 'class="ci-bar-fill ci-pos l-' in table  # b's purchase uplift is wholly above zero
     assert "style=" not in table
+    clicks_b = declared["metrics"][index["clicks"]]["variants"][1]
+    assert clicks_b["cuped"]["variance_reduction"] > 0.1, clicks_b["cuped"]
+    badge = re.search(r'<span class="badge badge-cuped"[^>]*>([^<]+)</span>', table).group(1)
+    assert badge == f"CUPED {words.fmt_rel(-clicks_b['cuped']['variance_reduction'], 0)} variance"
 
 
 def test_planted_failing_guardrail_is_red_with_its_action(session, declared):  # noqa: F811

@@ -485,3 +485,142 @@ def segment_winners(stats: Mapping[str, Any]) -> list[SegmentWinner]:
         rows.append(SegmentWinner(segment["feature"], segment["level"], best["key"] if best else None,
                                   best[field_name] if best else None, visitors, significant))
     return rows
+
+
+# -- declared metrics: the verdict across primary, secondary and guardrail metrics ---------------
+
+#: the implicit metric of an experiment without declared metrics (``app.domain.metrics``)
+IMPLICIT_METRIC = "reward"
+ROLE_ORDER = {"primary": 0, "secondary": 1, "guardrail": 2}
+#: half-width of the uplift CI bar's axis: relative changes beyond ±50% are drawn at the edge
+BAR_SPAN = 0.5
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    tone: str  # "positive" | "mixed" | "negative" | "waiting"
+    headline: str
+    sentences: tuple[str, ...] = ()
+
+
+def declared_metrics(stats: Mapping[str, Any]) -> bool:
+    """True when the experiment declares metrics (its list is more than the implicit ``reward``)."""
+    metrics = list(stats.get("metrics") or [])
+    return bool(metrics) and not (len(metrics) == 1 and metrics[0].get("key") == IMPLICIT_METRIC)
+
+
+def ordered_metrics(stats: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
+    """(index in ``stats["metrics"]``, metric), primary first, then secondary, then guardrails."""
+    indexed = list(enumerate(stats.get("metrics") or []))
+    return sorted(indexed, key=lambda pair: (ROLE_ORDER.get(pair[1].get("role"), 3), pair[0]))
+
+
+def metric_value_format(metric_type: str) -> Any:
+    """Conversion metrics are rates (percent); count, sum and ratio metrics are plain numbers."""
+    return fmt_pct if metric_type == "conversion" else fmt_num
+
+
+@dataclass(frozen=True)
+class CiBar:
+    """An interval drawn on a fixed axis −BAR_SPAN…+BAR_SPAN, in 5% steps of the axis width."""
+
+    left: int  # offset of the bar's start, percent of the axis (0, 5, … 100)
+    width: int  # percent of the axis (0, 5, … 100)
+    tone: str  # "pos" (wholly above 0), "neg" (wholly below 0), "none" (crosses 0)
+
+
+def ci_bar(interval_: Any, span: float = BAR_SPAN) -> CiBar | None:
+    """Geometry of the uplift CI bar for CSS width/offset classes (no inline styles); None without an interval."""
+    if not isinstance(interval_, (list, tuple)) or len(interval_) != 2 or not all(_finite(x) for x in interval_):
+        return None
+    low, high = sorted(interval_)
+
+    def position(x: float) -> int:  # axis percent, snapped to 5% steps
+        share = (min(max(x, -span), span) + span) / (2 * span)
+        return int(round(share * 20)) * 5
+
+    left, right = position(low), position(high)
+    tone = "pos" if low > 0 else ("neg" if high < 0 else "none")
+    return CiBar(left, max(right - left, 5) if left < 100 else 0, tone)
+
+
+def _metric_effect(metric: Mapping[str, Any], up: Mapping[str, Any]) -> str:
+    """'lifts purchase_rate +8.0% (95% CI +2.0% to +14.0%)'."""
+    rel = up.get("relative")
+    if _finite(rel):
+        verb = "lifts" if rel > 0 else "lowers"
+        size, interval_ = fmt_rel(rel), fmt_range(up.get("ci_relative"), fmt_rel)
+    else:  # control at zero: relative change undefined, say it in absolute terms
+        absolute = up.get("absolute") or 0.0
+        verb = "lifts" if absolute > 0 else "lowers"
+        size = fmt_num(absolute, signed=True)
+        interval_ = fmt_range(up.get("ci_always_valid"), lambda v: fmt_num(v, signed=True))
+    return f"{verb} {metric['key']} {size} (95% CI {interval_})"
+
+
+def _guardrail_failure(metric: Mapping[str, Any], guard: Mapping[str, Any], stopped: bool) -> str:
+    """'fails the bounce guardrail (bound +12.0%, tolerated +0.0%, always-valid p = 0.003) and was stopped'."""
+    text = (f"fails the {metric['key']} guardrail (bound {fmt_rel(guard.get('bound'))}, tolerated "
+            f"{fmt_rel(guard.get('threshold'))}, always-valid {_p_phrase(guard.get('always_valid_p_value'))})")
+    return text + (" and was stopped" if stopped else "")
+
+
+def _join(parts: Sequence[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _variant_metric(metric: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    return next((v for v in metric.get("variants") or [] if v.get("key") == key), {})
+
+
+def metric_verdict(stats: Mapping[str, Any]) -> MetricVerdict | None:
+    """The verdict weighing the primary metric's decision against the secondaries and guardrails.
+
+    None for an experiment without declared metrics (its page keeps ``verdict`` alone). A variant
+    decided better on the primary is a clear win only when no guardrail fails for it and no
+    secondary metric is decided worse; otherwise "not a clear win". Decisions are the stats'
+    ``uplift.decision`` (``decision()``), never a threshold of our own."""
+    if not declared_metrics(stats):
+        return None
+    metrics = [m for _, m in ordered_metrics(stats)]
+    primary = next((m for m in metrics if m.get("role") == "primary"), None)
+    stopped = set(stats.get("stopped_variants") or [])
+    hurting = [g for g in stats.get("personalisation_guardrails") or [] if g.get("status") == "failing"]
+    tail = [f"Personalisation is hurting: the policy's traffic does worse than the random holdout on "
+            f"{g['metric']} (always-valid {_p_phrase(g.get('always_valid_p_value'))})." for g in hurting]
+    if primary is None or primary.get("reason") or not primary.get("variants"):
+        why = (primary or {}).get("reason") or "no_primary_metric"
+        return MetricVerdict("waiting", f"No metric verdict yet: {why.replace('_', ' ')}.", tuple(tail))
+    clean, mixed, bad, open_ = [], [], [], []
+    for row in primary["variants"]:
+        up = row.get("uplift")
+        if not up:
+            continue  # the control
+        key = row["key"]
+        problems = []
+        for m in metrics:
+            v = _variant_metric(m, key)
+            if m.get("role") == "secondary" and decision(v.get("uplift")) == "worse":
+                problems.append(_metric_effect(m, v["uplift"]))
+            guard = v.get("guardrail") or {}
+            if m.get("role") == "guardrail" and guard.get("status") == "failing":
+                problems.append(_guardrail_failure(m, guard, key in stopped))
+        outcome = decision(up)
+        if outcome == "better" and not problems:
+            clean.append(f"Variant {key} {_metric_effect(primary, up)}, with no guardrail failing and no "
+                         "secondary metric worse: a clear win.")
+        elif outcome == "better":
+            mixed.append(f"Variant {key} {_metric_effect(primary, up)} but {_join(problems)}: not a clear win.")
+        elif outcome == "worse" or problems:
+            lead = _metric_effect(primary, up) if outcome == "worse" else f"has no decision on {primary['key']} yet"
+            more = f" and {_join(problems)}" if problems and outcome == "worse" else (
+                f" but {_join(problems)}" if problems else "")
+            bad.append(f"Variant {key} {lead}{more}: keep the control.")
+        else:
+            open_.append(key)
+    sentences = clean + mixed + bad
+    if open_:
+        sentences.append(f"No decision on {primary['key']} yet for {_join([f'variant {k}' for k in open_])}.")
+    tone = "positive" if clean else ("mixed" if mixed else ("negative" if bad else "waiting"))
+    headline, rest = (sentences[0], sentences[1:]) if sentences else (f"No metric verdict yet on {primary['key']}.", [])
+    return MetricVerdict(tone, headline, tuple(rest + tail))

@@ -236,6 +236,10 @@ def experiment(key: str):
         policy=describe_policy(entry),
         segment_winners=words.segment_winners(stats) if entry.experiment.mode == "contextual" else [],
         formats=words.value_formats(stats["reward"]),
+        metric_verdict=words.metric_verdict(stats),
+        metrics=words.ordered_metrics(stats),
+        metric_format=words.metric_value_format,
+        ci_bar=words.ci_bar,
         totals={
             "visitors": sum(v["visitors_total"] for v in stats["variants"]),
             "conversions": sum(v["conversions_total"] for v in stats["variants"]),

@@ -360,6 +360,7 @@ def test_global_privacy_control_and_do_not_track_are_respected(lever, site, brow
     settled(watch)
     assert state(watch, key)["state"] == "fallback" and shown(watch, key) == ["control"]
     assert watch.page.evaluate("lever.consent(true)") is False  # the browser's signal wins
+    assert watch.page.evaluate("lever.track('purchase', 5)") is False
     watch.page.click("#go")
     time.sleep(0.2)
     assert api_calls(watch, lever) == [] and stored(watch) == {"local": {}, "cookie": ""}

@@ -360,6 +360,7 @@ def test_global_privacy_control_and_do_not_track_are_respected(lever, site, brow
     settled(watch)
     assert state(watch, key)["state"] == "fallback" and shown(watch, key) == ["control"]
     assert watch.page.evaluate("lever.consent(true)") is False  # the browser's signal wins
+    assert watch.page.evaluate("lever.track('purchase', 5)") is False
     watch.page.click("#go")
     time.sleep(0.2)
     assert api_calls(watch, lever) == [] and stored(watch) == {"local": {}, "cookie": ""}
@@ -411,3 +412,164 @@ def test_demo_page_is_personalised_and_counts_the_sign_up(lever, browser_page):
     assert wait_for(lambda: lever.rewards("homepage-hero")) == [1.0]
     assert watch.page.get_attribute("a[href='/experiments/homepage-hero']", "href")
     watch.assert_clean()  # includes CSP: the snippet's style carries the page's nonce
+
+
+# -- events: lever.track and the automatic ones ---------------------------------------------------
+
+def visitor_of(watch) -> str:
+    return json.loads(stored(watch)["local"]["lever"])["id"]
+
+
+def logged(lever: Lever, visitor: str) -> list[dict]:
+    """The visitor's events as the service stored them (the admin's data export)."""
+    response = requests.get(f"{lever.base}/api/v1/visitors/{visitor}", headers=ADMIN, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["events"]
+
+
+def event_calls(watch, lever: Lever) -> list:
+    watch.page.wait_for_timeout(20)  # the sync API hears of requests only while it is called
+    return api_calls(watch, lever, "/api/v1/events")
+
+
+def sent_events(watch, lever: Lever) -> list[dict]:
+    return [json.loads(r.post_data) for r in event_calls(watch, lever)]
+
+
+def test_tracked_events_wait_for_the_token_batch_and_count_a_repeated_event_id_once(lever, site, browser_page):
+    lever.create("track-hero")
+    # tracked before lever.js has even asked for a variant: held until the visitor_token is known
+    head = ("<script>window.lever.push(function (l) { window.__early = "
+            "l.track('purchase', 49.9, {event_id: 'order-991'}); });</script>")
+    url = site.page("/track.html", page(lever.base, hero("track-hero"), head=head))
+    watch = browser_page()
+    watch.page.goto(url)
+    settled(watch)
+    assert watch.page.evaluate("window.__early") is True
+    visitor = visitor_of(watch)
+    assert wait_for(lambda: logged(lever, visitor)), "the early event never arrived"
+    first = event_calls(watch, lever)
+    assert len(first) == 1 and first[0].headers["content-type"].startswith("text/plain")  # no preflight
+    body = first[0].post_data_json
+    assert body["visitor"] == visitor and body["visitor_token"]
+    assert body["events"] == [{"name": "purchase", "value": 49.9, "event_id": "order-991"}]
+
+    # the same order again (a retry) and a new event: one request after 2 s
+    assert watch.page.evaluate("lever.track('purchase', 49.9, {event_id: 'order-991'}) && lever.track('signup')")
+    time.sleep(1.0)
+    assert len(event_calls(watch, lever)) == 1  # still queued
+    assert wait_for(lambda: len(event_calls(watch, lever)) == 2, timeout_s=3)
+    second = sent_events(watch, lever)[1]["events"]
+    assert [e["name"] for e in second] == ["purchase", "signup"]
+    assert len(second[1]["event_id"]) == 32 and second[1]["value"] == 1  # a random id when none is given
+
+    # 20 queued go at once, without waiting for the timer
+    assert watch.page.evaluate("Array.from({length: 20}, (_, i) => lever.track('view_item', i)).every(Boolean)")
+    assert wait_for(lambda: len(event_calls(watch, lever)) == 3, timeout_s=1)
+    assert [e["value"] for e in sent_events(watch, lever)[2]["events"]] == list(range(20))
+
+    # invalid names and values are refused in the page, not sent
+    assert watch.page.evaluate("[lever.track('bad name'), lever.track('x', 'NaN'), lever.track(''), lever.track(null)]") == [False] * 4
+    assert wait_for(lambda: len(logged(lever, visitor)) == 22)
+    events_stored = logged(lever, visitor)
+    assert [(e["name"], e["value"]) for e in events_stored if e["name"] != "view_item"] == [
+        ("purchase", 49.9), ("signup", 1.0)]  # order-991 counted once
+    watch.assert_clean()
+
+
+def test_events_are_flushed_when_the_page_is_left_on_a_page_without_experiments(lever, site, browser_page):
+    lever.create("track-leave")
+    url = site.page("/leave-first.html", page(lever.base, hero("track-leave")))
+    bare = site.page("/leave-bare.html", page(lever.base, '<a id="away" href="/leave-next.html">next</a>'))
+    site.page("/leave-next.html", "<p>next</p>")
+    watch = browser_page()
+    watch.page.goto(url)
+    settled(watch)
+    visitor = visitor_of(watch)
+    assert "k" in json.loads(stored(watch)["local"]["lever"])  # the token is kept with the visitor
+    watch.page.goto(bare)  # no experiment here, so no assign: the kept token is used
+    watch.page.wait_for_function("!!(window.lever && window.lever.track)")  # a function would be called
+    assert watch.page.evaluate("lever.track('checkout', 3, {event_id: 'cart-7'})") is True
+    watch.page.click("#away")  # well within the 2 s timer: only pagehide can send it
+    watch.page.wait_for_url("**/leave-next.html")
+    assert wait_for(lambda: logged(lever, visitor)), "the event was lost when the page was left"
+    assert [(e["name"], e["value"], e["event_id"]) for e in logged(lever, visitor)] == [("checkout", 3.0, "cart-7")]
+    assert len(api_calls(watch, lever, "/api/v1/assign")) == 1
+    watch.assert_clean()
+
+
+def test_no_events_without_consent_and_the_page_view_once_consent_is_given(lever, site, browser_page):
+    lever.create("track-consent")
+    url = site.page("/track-consent.html", page(
+        lever.base, hero("track-consent", '<button id="cta" data-lever-track="cta_click">Go</button>'),
+        script_attrs='data-consent="required" data-auto="pageview clicks dwell" async'))
+    site.page("/track-consent-next.html", "<p>next</p>")
+    watch = browser_page()
+    watch.page.goto(url)
+    settled(watch)
+    assert watch.page.evaluate("lever.track('purchase', 5)") is False
+    watch.page.click("#cta")
+    watch.page.goto(site.base + "/track-consent-next.html")  # pagehide: a dwell would go now
+    time.sleep(0.3)
+    assert api_calls(watch, lever) == [] and watch.page.evaluate("localStorage.length") == 0
+
+    watch.page.goto(url)
+    settled(watch)
+    assert watch.page.evaluate("lever.consent(true)") is True
+    watch.page.wait_for_function("document.querySelector('[data-lever-experiment]').dataset.leverState === 'assigned'")
+    visitor = visitor_of(watch)
+    assert wait_for(lambda: logged(lever, visitor)), "the page view after consent never arrived"
+    assert [e["name"] for e in logged(lever, visitor)] == ["page_view"]
+    assert watch.page.evaluate("lever.consent(false)") is False  # withdrawn: queued events are dropped too
+    assert watch.page.evaluate("lever.track('purchase', 5)") is False
+    watch.assert_clean()
+
+
+def test_automatic_page_views_clicks_and_visible_time(lever, site, browser_page):
+    lever.create("track-auto")
+    button = '<button id="cta" data-lever-track="cta_click" data-lever-value="2">Go</button><button id="plain">x</button>'
+    url = site.page("/auto.html", page(lever.base, hero("track-auto", button),
+                                       script_attrs='data-auto="pageview clicks dwell" async'))
+    site.page("/auto-next.html", "<p>next</p>")
+    watch = browser_page()
+    watch.page.goto(url)
+    settled(watch)
+    visitor = visitor_of(watch)
+    watch.page.click("#cta")
+    watch.page.click("#plain")  # not marked: not tracked
+    # a single-page app moves to another URL: one more page view; a refresh on the same URL adds none
+    watch.page.evaluate("history.pushState({}, '', '/auto.html#step-2'); lever.refresh(); lever.refresh()")
+    time.sleep(1.2)
+    watch.page.goto(site.base + "/auto-next.html")
+    assert wait_for(lambda: any(e["name"] == "dwell" for e in logged(lever, visitor))), "no dwell at pagehide"
+    time.sleep(0.3)
+    stored_events = logged(lever, visitor)
+    names = sorted(e["name"] for e in stored_events)
+    assert names == ["cta_click", "dwell", "page_view", "page_view"], names
+    assert next(e["value"] for e in stored_events if e["name"] == "cta_click") == 2.0
+    dwell = next(e["value"] for e in stored_events if e["name"] == "dwell")
+    assert 1.2 <= dwell < 10, dwell  # visible seconds on the page
+    watch.assert_clean()
+
+
+def test_visible_time_stops_while_the_page_is_hidden(lever, site, browser_page):
+    lever.create("track-hidden")
+    url = site.page("/hidden.html", page(lever.base, hero("track-hidden"), script_attrs='data-auto="dwell" async'))
+    watch = browser_page()
+    watch.page.goto(url)
+    settled(watch)
+    visitor = visitor_of(watch)
+    # the tab goes to the background: the visible stretch ends and is sent at once
+    hide = """state => { Object.defineProperty(document, 'visibilityState', {value: state, configurable: true});
+                         document.dispatchEvent(new Event('visibilitychange')); }"""
+    time.sleep(0.5)
+    watch.page.evaluate(hide, "hidden")
+    assert wait_for(lambda: logged(lever, visitor)), "the dwell was not sent when the page was hidden"
+    time.sleep(1.5)  # hidden time does not count
+    watch.page.evaluate(hide, "visible")
+    time.sleep(0.3)
+    watch.page.evaluate(hide, "hidden")
+    assert wait_for(lambda: len(logged(lever, visitor)) == 2)
+    first, second = (e["value"] for e in logged(lever, visitor))
+    assert 0.5 <= first < 5 and 0.3 <= second < 1.4, (first, second)  # the 1.5 s hidden are not in either
+    watch.assert_clean()

@@ -3,7 +3,7 @@
   if (w.lever && w.lever.refresh) return;
   const nav = navigator, loc = location, me = d.currentScript, cfg = (me && me.dataset) || {},
     P = 'data-lever-', EXP = P + 'experiment', STATE = P + 'state', VAR = P + 'variant', GOAL = '[' + P + 'goal]',
-    KEY = /^[a-z0-9][a-z0-9_-]{0,63}$/,
+    KEY = /^[a-z0-9][a-z0-9_-]{0,63}$/, EVENT = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/,
     api = (cfg.api || (me && me.src ? me.src.replace(/[?#].*/, '').replace(/\/[^/]*$/, '') : loc.origin)).replace(/\/+$/, ''),
     timeout = cfg.timeout && isFinite(cfg.timeout) ? +cfg.timeout : 800,
     required = cfg.consent == 'required',
@@ -14,9 +14,14 @@
     noop = () => {},
     // after the document is parsed, so that every experiment on the page goes in one request
     later = f => d.readyState == 'loading' ? d.addEventListener('DOMContentLoaded', f) : Promise.resolve().then(f),
+    auto = ' ' + (cfg.auto || '') + ' ', on_ = k => auto.indexOf(' ' + k + ' ') >= 0,
     pageCtx = {}, handlers = dict(), history = [];
-  // rec (kept): id, n visits, t last seen; l, r, u: landing path, referrer, utm of the visit; c consent; o opt-out
-  let rec = {}, touched, cache = dict(), results = dict(), pending = dict(), style;
+  // rec (kept): id, n visits, t last seen; l, r, u: landing path, referrer, utm of the visit; c consent; o opt-out;
+  // a: '$' + experiment key -> its latest assignment token;
+  // k the visitor_token of the last assign answer (signed for id: lets this page send the visitor's events)
+  // q: events waiting to be sent; seen: the URL of the last page_view; shown: since when the page is visible
+  let rec = {}, touched, cache = dict(), results = dict(), pending = dict(), style, q = [], timer, seen,
+    shown = d.visibilityState == 'visible' ? Date.now() : 0;
 
   const call = (fn, arg) => { try { fn(arg); } catch (e) {} },
     all = (sel, el) => Array.from((el || d).querySelectorAll(sel)),
@@ -89,6 +94,36 @@
       }));
       return out;
     },
+    // a beacon outlives the page; a string body is text/plain (no preflight)
+    beacon = (path, body) => {
+      try {
+        if (!nav.sendBeacon(api + path, body)) throw 0;
+      } catch (e) {
+        fetch(api + path, {method: 'POST', body, keepalive: true, credentials: 'omit'}).catch(noop);
+      }
+    },
+    // the queue waits for a visitor_token; 100 events per request is the server's limit
+    send = () => {
+      clearTimeout(timer);
+      timer = 0;
+      if (!allowed()) q = [];
+      while (rec.k && q.length) beacon('/api/v1/events', JSON.stringify({visitor: rec.id, visitor_token: rec.k, events: q.splice(0, 100)}));
+    },
+    // a random event_id unless given: a retried event counts once
+    track = (name, value, opt) => {
+      const v = value == null ? 1 : +value, id = opt && opt.event_id != null ? opt.event_id + '' : rid();
+      if (!allowed() || typeof name != 'string' || !EVENT.test(name) || !isFinite(v) || !visitor()) return false;
+      q.push({name, value: v, event_id: id});
+      q.length >= 20 ? send() : timer || (timer = setTimeout(send, 2e3));
+      emit('track', {name, value: v, event_id: id});
+      return true;
+    },
+    // visible seconds since the page was last shown, when it is hidden or left
+    hide = () => {
+      if (shown && on_('dwell')) track('dwell', Math.round(Date.now() - shown) / 1e3);
+      shown = 0;
+      send();
+    },
     emit = (type, data) => {
       history.push([type, data]);
       (handlers[type] || []).slice().forEach(fn => call(fn, data));
@@ -103,6 +138,14 @@
       const res = a ? Object.assign({payload: {}}, a, {assignment: undefined, fallback: false})
         : {experiment: key, variant: null, payload: {}, fallback: true, reason};
       results[key] = {token: a && a.assignment, reason: res.reason};
+      // the latest assignment token per experiment (20 kept), for rewards on pages without it
+      if (a && a.assignment && touched) {
+        const m = rec.a = rec.a || {}, k = '$' + key;
+        delete m[k];
+        m[k] = a.assignment;
+        if (Object.keys(m).length > 20) delete m[Object.keys(m)[0]];
+        write(rec);
+      }
       done(res);
       emit(a ? 'assign' : 'fallback', res);
     },
@@ -122,7 +165,10 @@
           method: 'POST', credentials: 'omit', cache: 'no-store', signal: ctl && ctl.signal,
           body: JSON.stringify({experiments: keys, visitor: id, context: context(ctx)})
         }).then(r => r.json().then(b => {
-          if (r.ok) return finish(b.assignments, 'missing');
+          if (r.ok) {
+            if (id == rec.id && b.visitor_token) rec.k = b.visitor_token, write(rec), send();
+            return finish(b.assignments, 'missing');
+          }
           // an unknown or forbidden experiment fails the batch: ask again without it
           const m = r.status < 500 && /experiment '?([a-z0-9_-]+)'?$/.exec(b.error.message),
             rest = keys.filter(k => !m || k != m[1]);
@@ -160,24 +206,19 @@
       }
       el.setAttribute(STATE, res.fallback ? 'fallback' : 'assigned');
     },
-    refresh = () => Promise.all(all('[' + EXP + ']:not([' + STATE + '])').map(el => {
+    // a page_view per page, and per URL a single-page app refreshes for
+    refresh = () => (on_('pageview') && seen != loc.href && track('page_view') && (seen = loc.href), Promise.all(all('[' + EXP + ']:not([' + STATE + '])').map(el => {
       let ctx = 0;
       try { ctx = JSON.parse(attr(el, P + 'context')); } catch (e) {}
       return assign(attr(el, EXP), ctx).then(res => {
         try { render(el, res); } catch (e) { el.setAttribute(STATE, 'fallback'); }
       });
-    })).then(noop),
-    // a beacon outlives the page; a random event_id makes a retried event count once
+    })).then(noop)),
     reward = (key, value) => {
-      const v = value == null ? 1 : +value, r = results[key], url = api + '/api/v1/reward';
-      let body = r ? r.token && {assignment: r.token} : rec.id && {experiment: key, visitor: rec.id};
-      if (!allowed() || !KEY.test(key) || !body || !isFinite(v)) return false;
-      body = JSON.stringify(Object.assign(body, {value: v, event_id: rid()}));
-      try {
-        if (!nav.sendBeacon(url, body)) throw 0;
-      } catch (e) {
-        fetch(url, {method: 'POST', body, keepalive: true, credentials: 'omit'}).catch(noop);
-      }
+      const v = value == null ? 1 : +value, r = results[key];
+      const t = r ? r.token : rec.a && rec.a['$' + key];
+      if (!allowed() || !KEY.test(key) || !t || !isFinite(v)) return false;
+      beacon('/api/v1/reward', JSON.stringify({assignment: t, value: v, event_id: rid()}));
       emit('reward', {experiment: key, value: v});
       return true;
     },
@@ -201,11 +242,12 @@
         cache = dict();
         results = dict();
         touched = 0;
+        q = [];
       }
       return allowed();
     },
     lever = {
-      assign, reward, consent, on, refresh,
+      assign, reward, track, consent, on, refresh,
       context: ctx => { Object.assign(pageCtx, ctx); return lever; },
       push: fn => call(fn, lever)
     };
@@ -222,6 +264,12 @@
       if (el && el.tagName != 'FORM') goal(el);
     }, true);
     d.addEventListener('submit', e => { if (e.target.matches(GOAL)) goal(e.target); }, true);
+    if (on_('clicks')) d.addEventListener('click', e => {
+      const el = e.target.closest && e.target.closest('[' + P + 'track]'), v = el && attr(el, P + 'value');
+      if (el) track(attr(el, P + 'track') || 'click', v ? parseFloat(v) : 1);
+    }, true);
+    d.addEventListener('visibilitychange', () => d.visibilityState == 'visible' ? shown = shown || Date.now() : hide());
+    w.addEventListener('pagehide', hide);
     if (allowed() && rec.id) visitor();
     lever.ready = new Promise(resolve => later(() => resolve(refresh())));
     queued.forEach(lever.push);

@@ -51,14 +51,16 @@ def lever(tmp_path_factory):
 def expected_text(path: list, value) -> str:
     """How the report formats the number at ``path`` of a binary experiment's stats."""
     last = path[-1]
+    if last == "decision":  # the badge of the always-valid rule
+        return {"better": "Better", "worse": "Worse"}.get(value, "Not decided")
     if last in ("visitors", "conversions", "visitors_total", "conversions_total", "decisions") or \
             (path[0] == "srm" and path[1] in ("observed", "expected")):
         fmt = words.fmt_int
     elif last in ("p_value", "p_value_adjusted", "always_valid_p_value"):
         fmt = words.fmt_p
-    elif last in ("relative", "ci_relative", "credible_interval_relative"):
+    elif last in ("relative", "ci_relative", "credible_interval_relative", "bound", "threshold"):
         fmt = words.fmt_rel
-    elif last in ("absolute", "ci_absolute"):
+    elif last in ("absolute", "ci_absolute", "ci_always_valid"):
         fmt = words.fmt_pp
     elif last in ("expected_loss", "se_absolute"):
         fmt = words.value_formats("binary")["spread"]
@@ -73,8 +75,9 @@ def expected_text(path: list, value) -> str:
 def log_in(page, base: str, target: str) -> None:
     page.goto(base + target)
     assert page.url.startswith(base + "/login?next=")
+    page.click("details.token-login summary")  # the owner key's form, beside the account login
     page.fill("input[name=token]", ADMIN_TOKEN)
-    page.click("form button[type=submit]")
+    page.click("#token-login button[type=submit]")
     page.wait_for_url(base + target)
 
 

@@ -75,11 +75,12 @@ def test_experiments_from_rows_group_variants_in_order():
     spec = ExperimentSpec(key="k", name="K", mode="ab", reward="binary", control="a",
                           variants=(Variant("a", {"x": 1}), Variant("b", {})), weights=(0.25, 0.75))
     values = records.experiment_values(spec, 5.0)
-    row = (9, *values[:11], "running", None, *values[11:])
+    row = (9, *values[:11], "running", None, *values[11:], '["b"]')  # ... stopped_variants
     variant_rows = [(9, 100 + position, key, payload, weight)
                     for _id, key, position, payload, weight in records.variant_values(9, spec)]
     [experiment] = records.experiments([row], variant_rows)
     assert (experiment.id, experiment.key, experiment.weights) == (9, "k", (0.25, 0.75))
+    assert experiment.stopped_variants == ("b",)
     assert [(v.id, v.key, dict(v.payload)) for v in experiment.variants] == [(100, "a", {"x": 1}), (101, "b", {})]
     assert records.experiments([], []) == []
 

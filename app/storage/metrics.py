@@ -1,7 +1,8 @@
 """The metric catalogue, per-metric aggregates, guardrail actions and leases, written once
 for both backends (``MetricStore`` is a base of ``SQLiteStorage`` and ``PostgresStorage``).
 
-The aggregate (``metric_sums``) is one statement for every metric of an experiment:
+The aggregate (``metric_sums``) is one statement for every metric of an experiment, a GROUP BY
+of the per-visitor relation ``per_visitor_sql`` (which also carries each exposure's propensity):
 
     exposures e      the visitor's first assignment in the experiment (sticky experiments
                      have one row per visitor; otherwise the lowest id per visitor), with
@@ -102,47 +103,65 @@ def _part(definition: MetricDefinition, part: RatioPart, scalar_min: str, params
     return _value(definition, part.event, amount, False, scalar_min, params)
 
 
-def metric_sums_sql(experiment: Experiment, definitions: Sequence[MetricDefinition],
+def per_visitor_columns(definitions: Sequence[MetricDefinition]) -> list[str]:
+    """The value columns of ``per_visitor_sql``, in order: per metric i ``y{i}`` and ``x{i}``
+    (the CUPED pre-period value), or for a ratio ``a{i}`` and ``b{i}``."""
+    return [column for index, definition in enumerate(definitions)
+            for column in ((f"a{index}", f"b{index}") if definition.type == "ratio" else (f"y{index}", f"x{index}"))]
+
+
+def per_visitor_sql(experiment: Experiment, definitions: Sequence[MetricDefinition],
                     scalar_min: str) -> tuple[str, list[Any]]:
-    """The one aggregate statement (``?`` placeholders) and its parameters (module docstring)."""
+    """One row per exposed visitor: ``id`` (the exposure's assignment id), ``v`` (variant id),
+    ``h`` (holdout), ``t0``, ``p`` (the exposure's logged propensity), then the value columns of
+    ``per_visitor_columns`` (capped). The relation every metric aggregate is a GROUP BY of."""
     inner: list[str] = []
     inner_params: list[Any] = []
-    outer: list[str] = []
     for index, definition in enumerate(definitions):
         if definition.type == "ratio":
             assert definition.numerator is not None and definition.denominator is not None
             a = _part(definition, definition.numerator, scalar_min, inner_params)
             b = _part(definition, definition.denominator, scalar_min, inner_params)
             inner += [f"{a} AS a{index}", f"{b} AS b{index}"]
-            outer += [f"SUM(a{index})", f"SUM(a{index} * a{index})", f"SUM(b{index})", f"SUM(b{index} * b{index})",
-                      f"SUM(a{index} * b{index})"]
             continue
         amount = "1" if definition.type == "count" else "ev.value"
         y = _value(definition, definition.event or "", amount, False, scalar_min, inner_params)
         x = _value(definition, definition.event or "", amount, True, scalar_min, inner_params)
         inner += [f"{y} AS y{index}", f"{x} AS x{index}"]
-        outer += [f"SUM(y{index})", f"SUM(y{index} * y{index})", f"SUM(x{index})", f"SUM(x{index} * x{index})",
-                  f"SUM(x{index} * y{index})"]
     names = sorted({name for definition in definitions for name in definition.events})
     before = float(max(d.cuped_window_s for d in definitions))
     after = float(max(d.delay_s + d.window_s for d in definitions))
     if experiment.sticky:  # one assignment per visitor: it is the exposure
-        exposures = ("SELECT id, visitor, variant_id, holdout, created_at AS t0 FROM assignments "
+        exposures = ("SELECT id, visitor, variant_id, holdout, propensity, created_at AS t0 FROM assignments "
                      "WHERE experiment_id = ?")
-        exposure_params: list[Any] = [experiment.id]
     else:  # the visitor's first assignment decides variant, slice and t0
-        exposures = ("SELECT a.id, a.visitor, a.variant_id, a.holdout, a.created_at AS t0 FROM assignments a "
-                     "JOIN (SELECT MIN(id) AS first_id FROM assignments WHERE experiment_id = ? GROUP BY visitor) f "
-                     "ON f.first_id = a.id")
-        exposure_params = [experiment.id]
+        exposures = ("SELECT a.id, a.visitor, a.variant_id, a.holdout, a.propensity, a.created_at AS t0 "
+                     "FROM assignments a JOIN (SELECT MIN(id) AS first_id FROM assignments WHERE experiment_id = ? "
+                     "GROUP BY visitor) f ON f.first_id = a.id")
     sql = (
-        f"SELECT v, h, COUNT(*), {', '.join(outer)} FROM ("
-        f"SELECT e.variant_id AS v, e.holdout AS h, {', '.join(inner)} FROM ({exposures}) e "
+        f"SELECT e.id AS id, e.variant_id AS v, e.holdout AS h, e.t0 AS t0, e.propensity AS p, {', '.join(inner)} "
+        f"FROM ({exposures}) e "
         f"LEFT JOIN events ev ON ev.visitor = e.visitor AND ev.name IN ({', '.join('?' for _ in names)}) "
         "AND ev.ts >= e.t0 - ? AND ev.ts <= e.t0 + ? "
-        "GROUP BY e.id, e.variant_id, e.holdout, e.t0) per_visitor GROUP BY v, h ORDER BY v, h"
+        "GROUP BY e.id, e.variant_id, e.holdout, e.t0, e.propensity"
     )
-    return sql, [*inner_params, *exposure_params, *names, before, after]
+    return sql, [*inner_params, experiment.id, *names, before, after]
+
+
+def metric_sums_sql(experiment: Experiment, definitions: Sequence[MetricDefinition],
+                    scalar_min: str) -> tuple[str, list[Any]]:
+    """The one aggregate statement (``?`` placeholders) and its parameters (module docstring)."""
+    outer: list[str] = []
+    for index, definition in enumerate(definitions):
+        if definition.type == "ratio":  # Σa, Σa², Σb, Σb², Σab
+            outer += [f"SUM(a{index})", f"SUM(a{index} * a{index})", f"SUM(b{index})", f"SUM(b{index} * b{index})",
+                      f"SUM(a{index} * b{index})"]
+        else:  # Σy, Σy², Σx, Σx², Σxy
+            outer += [f"SUM(y{index})", f"SUM(y{index} * y{index})", f"SUM(x{index})", f"SUM(x{index} * x{index})",
+                      f"SUM(x{index} * y{index})"]
+    per_visitor, params = per_visitor_sql(experiment, definitions, scalar_min)
+    sql = f"SELECT v, h, COUNT(*), {', '.join(outer)} FROM ({per_visitor}) per_visitor GROUP BY v, h ORDER BY v, h"
+    return sql, params
 
 
 class MetricStore:

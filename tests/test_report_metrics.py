@@ -61,6 +61,22 @@ def test_primary_winner_with_secondary_worse_is_not_a_clear_win():
                                "revenue_per_visitor −5.0% (95% CI −9.0% to −1.0%): not a clear win.")
 
 
+def test_list_badge_follows_the_weighed_metric_verdict():
+    """With declared metrics the list badge comes from the metric verdict, not the reward counters
+    (which an A/B experiment measured by events leaves empty)."""
+    revenue_worse = _metric("revenue", "secondary", _up("worse", -0.05, (-0.09, -0.01)), kind="sum")
+    clean = words.summary(_stats(CONVERSION_WIN))
+    assert (clean.badge, clean.badge_text) == ("winner", "Decided: b wins")
+    assert words.metric_verdict(_stats(CONVERSION_WIN)).winner == "b"
+    mixed = words.summary(_stats(CONVERSION_WIN, revenue_worse))
+    assert (mixed.badge, mixed.badge_text) == ("no_difference", "Mixed: not a clear win")
+    assert words.metric_verdict(_stats(CONVERSION_WIN, revenue_worse)).winner is None
+    worse = _metric("conversion", "primary", _up("worse", -0.08, (-0.14, -0.02)))
+    assert words.summary(_stats(worse)).badge == "loser"
+    open_ = _metric("conversion", "primary", _up("inconclusive", 0.01, (-0.03, 0.05)))
+    assert words.summary(_stats(open_)).badge == "no_difference"
+
+
 def test_primary_winner_with_failing_guardrail_is_not_a_clear_win_and_says_stopped():
     bounce = _metric("bounce", "guardrail", _up("inconclusive", 0.3, (0.1, 0.5)),
                      guardrail=_guard("failing", action="stop_variant"))
@@ -219,6 +235,10 @@ def test_page_verdict_weighs_the_guardrail(session, declared):  # noqa: F811
     assert re.search(r"Variant b lifts purchase_rate \+\d+\.\d% \(95% CI .+\) but fails the bounce guardrail "
                      r"\(bound \+[\d.]+%, tolerated 0\.0%, always-valid p [<=] [\d.]+\): not a clear win\.",
                      expected.headline), expected.headline
+    # the weighed verdict is the page's headline: the reward-counter verdict is not shown beside it
+    section = _section(html, "verdict")
+    assert section.count('class="verdict-headline"') == 1
+    assert html_lib.escape(words.verdict(declared).headline, quote=False) not in section.replace("&#39;", "'")
 
 
 def test_implicit_reward_experiment_keeps_todays_verdict(session, make_experiment, runner, admin):  # noqa: F811

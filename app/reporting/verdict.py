@@ -445,9 +445,26 @@ def leader(stats: Mapping[str, Any]) -> str | None:
     return max(scored, key=lambda v: v[field_name])["key"] if scored else None
 
 
+#: list-page badge of an experiment with declared metrics, by the metric verdict's tone
+_METRIC_BADGES = {"negative": ("loser", "Decided: control better"), "mixed": ("no_difference", "Mixed: not a clear win")}
+
+
 def summary(stats: Mapping[str, Any]) -> Summary:
-    result = verdict(stats)
+    """The list page's row: with declared metrics the badge follows ``metric_verdict`` (the
+    primary metric's decision weighed against secondaries and guardrails), else ``verdict``."""
     visitors = sum(v.get("visitors_total") or 0 for v in stats.get("variants") or [])
+    weighed = metric_verdict(stats)
+    if weighed is not None:
+        if weighed.winner:
+            badge, text = "winner", f"Decided: {weighed.winner} wins"
+        elif weighed.tone in _METRIC_BADGES:
+            badge, text = _METRIC_BADGES[weighed.tone]
+        elif not any(v.get("visitors") for _, m in ordered_metrics(stats)[:1] for v in m.get("variants") or []):
+            badge, text = "no_data", "No data yet"
+        else:
+            badge, text = "no_difference", "Not decided yet"
+        return Summary(visitors, leader(stats), badge, text, (stats.get("srm") or {}).get("ok"))
+    result = verdict(stats)
     if result.winner:
         badge, text = "winner", f"Decided: {result.winner} wins"
     elif result.tone == "negative":
@@ -501,6 +518,7 @@ class MetricVerdict:
     tone: str  # "positive" | "mixed" | "negative" | "waiting"
     headline: str
     sentences: tuple[str, ...] = ()
+    winner: str | None = None  # the first variant that is a clear win
 
 
 def declared_metrics(stats: Mapping[str, Any]) -> bool:
@@ -591,7 +609,7 @@ def metric_verdict(stats: Mapping[str, Any]) -> MetricVerdict | None:
     if primary is None or primary.get("reason") or not primary.get("variants"):
         why = (primary or {}).get("reason") or "no_primary_metric"
         return MetricVerdict("waiting", f"No metric verdict yet: {why.replace('_', ' ')}.", tuple(tail))
-    clean, mixed, bad, open_ = [], [], [], []
+    clean, mixed, bad, open_, winners = [], [], [], [], []
     for row in primary["variants"]:
         up = row.get("uplift")
         if not up:
@@ -607,6 +625,7 @@ def metric_verdict(stats: Mapping[str, Any]) -> MetricVerdict | None:
                 problems.append(_guardrail_failure(m, guard, key in stopped))
         outcome = decision(up)
         if outcome == "better" and not problems:
+            winners.append(key)
             clean.append(f"Variant {key} {_metric_effect(primary, up)}, with no guardrail failing and no "
                          "secondary metric worse: a clear win.")
         elif outcome == "better":
@@ -623,4 +642,4 @@ def metric_verdict(stats: Mapping[str, Any]) -> MetricVerdict | None:
         sentences.append(f"No decision on {primary['key']} yet for {_join([f'variant {k}' for k in open_])}.")
     tone = "positive" if clean else ("mixed" if mixed else ("negative" if bad else "waiting"))
     headline, rest = (sentences[0], sentences[1:]) if sentences else (f"No metric verdict yet on {primary['key']}.", [])
-    return MetricVerdict(tone, headline, tuple(rest + tail))
+    return MetricVerdict(tone, headline, tuple(rest + tail), winner=winners[0] if winners else None)

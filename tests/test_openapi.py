@@ -81,7 +81,7 @@ def test_admin_operations_need_the_bearer_token(app, client):
             assert ("x-lever-permission" in operation) == admin, (method, path)
             if admin:  # really enforced
                 concrete = (path.replace("{key}", "hero").replace("{visitor}", "v-1").replace("{key_id}", "1")
-                            .replace("{account_id}", "1"))
+                            .replace("{account_id}", "1").replace("{invitation_id}", "1"))
                 response = client.open(concrete, method=method.upper(), json={})
                 assert response.status_code == 401, (method, path)
 

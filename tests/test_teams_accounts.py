@@ -72,6 +72,45 @@ def test_invitation_from_the_team_page_shows_the_link_once(app):
     assert browser.post("/team/invitations", data={"email": "dee@example.com", "role": "viewer"}).status_code == 400
 
 
+def test_revoking_an_invitation_kills_its_link_and_is_audited(app, client, admin):
+    made = client.post("/api/v1/users/invitations", json={"email": "eve@example.com", "role": "admin"},
+                       headers=admin).get_json()
+    path = made["url"][made["url"].index("/invite/"):]
+    page = app.test_client().get(path)
+    assert page.status_code == 200
+    revoked = client.delete(f"/api/v1/users/invitations/{made['id']}", headers=admin)
+    assert revoked.status_code == 200 and revoked.get_json()["expires_at"] <= time.time()
+    assert app.test_client().get(path).status_code == 410
+    invitee = app.test_client()
+    form = invitee.get(path)
+    assert form.status_code == 410  # and the form's POST cannot create the account either
+    assert client.get("/api/v1/users", headers=admin).get_json() == {"users": [], "invitations": []}
+    again = client.delete(f"/api/v1/users/invitations/{made['id']}", headers=admin)
+    assert again.status_code == 410 and again.get_json()["error"]["code"] == "invitation_unavailable"
+    missing = client.delete("/api/v1/users/invitations/999999", headers=admin)
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "invitation_not_found"
+    entries = client.get("/api/v1/audit", headers=admin).get_json()["entries"]
+    assert [e["action"] for e in entries if e["target"] == "eve@example.com"] == [
+        "account.invitation_revoked", "account.invited"]  # once: the second revoke wrote nothing
+
+
+def test_a_viewer_cannot_revoke_an_invitation_and_the_team_page_can(app, client, admin):
+    made = client.post("/api/v1/users/invitations", json={"email": "fay@example.com", "role": "viewer"},
+                       headers=admin).get_json()
+    make_account(app, "vi@example.com", "viewer")
+    viewer = app.test_client()
+    log_in(viewer, "vi@example.com")
+    refused = viewer.post(f"/team/invitations/{made['id']}/revoke", data={"csrf_token": session_csrf(viewer)})
+    assert refused.status_code == 403
+    make_account(app, "ana@example.com", "admin")
+    browser = app.test_client()
+    log_in(browser, "ana@example.com")
+    assert f"/team/invitations/{made['id']}/revoke" in browser.get("/team").get_data(as_text=True)
+    done = browser.post(f"/team/invitations/{made['id']}/revoke", data={"csrf_token": session_csrf(browser)})
+    assert done.status_code == 303
+    assert client.get("/api/v1/users", headers=admin).get_json()["invitations"] == []
+
+
 def test_deactivation_ends_sessions_at_once_and_reactivation_needs_a_new_login(app, client, admin):
     viewer = make_account(app, "vi@example.com", "viewer")
     browser = app.test_client()

@@ -73,7 +73,7 @@ def world(app, client, admin, make_experiment):
     spare_key, _ = make_key(client, admin, "viewer", name="spare")
     spare = make_account(app, "spare@example.com", "viewer")
     return {"key": "hero", "visitor": "v-1", "key_id": str(spare_key["id"]), "account_id": str(spare.id),
-            "token": "not-a-token", "webhook_id": "1", "metric": "revenue"}
+            "token": "not-a-token", "webhook_id": "1", "metric": "revenue", "invitation_id": "1"}
 
 
 def test_api_routes_allow_and_forbid_by_role(app, client, admin, world):

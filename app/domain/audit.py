@@ -34,6 +34,7 @@ ACTIONS: dict[str, str] = {
     "api_key.revoked": "revoked an API key",
     "account.created": "created an account",
     "account.invited": "invited a person",
+    "account.invitation_revoked": "revoked an invitation",
     "account.joined": "accepted an invitation",
     "account.role_changed": "changed an account's role",
     "account.deactivated": "deactivated an account",

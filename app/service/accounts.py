@@ -187,6 +187,21 @@ def invite(storage: AccountStore, email: Any, role: Any, actor: str, now: float,
     return invitation, token
 
 
+def revoke_invitation(storage: AccountStore, invitation_id: int, actor: str, now: float) -> Invitation:
+    """Revoke a pending invitation: 404 when there is none, 410 when it was used or had expired."""
+    invitation = storage.get_invitation(invitation_id) if 0 <= invitation_id <= MAX_ID else None
+    if invitation is None:
+        raise NotFound(f"no invitation {invitation_id}", code="invitation_not_found")
+    entry = AuditEntry(actor=actor, action="account.invitation_revoked", target=invitation.email,
+                       before={"role": invitation.role, "expires_at": invitation.expires_at},
+                       after={"expires_at": now}, at=now)
+    if not storage.revoke_invitation(invitation_id, now, audit=entry):
+        raise Gone(f"the invitation {invitation_id} was used already or has expired", code="invitation_unavailable")
+    revoked = storage.get_invitation(invitation_id)
+    assert revoked is not None
+    return revoked
+
+
 def pending_invitation(storage: AccountStore, token: str, now: float) -> Invitation:
     invitation = storage.invitation_by_token_hash(secret_hash(token)) if token else None
     if invitation is None or not invitation.pending(now):

@@ -136,6 +136,22 @@ class AccountStore(SqlStorage):
 
         return self._transact(body)
 
+    def revoke_invitation(self, invitation_id: int, now: float, audit: AuditEntry | None = None) -> bool:
+        """End a pending invitation now (its link stops working); False when it was used, had expired
+        or does not exist. The audit line is written in the same transaction."""
+        def body(tx: Tx) -> bool:
+            ended = tx.execute("UPDATE invitations SET expires_at = ? WHERE id = ? AND accepted_at IS NULL "
+                               "AND expires_at > ?", (now, invitation_id, now)).rowcount
+            if ended:
+                maybe_audit(tx, audit)
+            return bool(ended)
+
+        return self._transact(body)
+
+    def get_invitation(self, invitation_id: int) -> Invitation | None:
+        rows = self._read(f"SELECT {_INVITATION} FROM invitations WHERE id = ?", (invitation_id,))
+        return _invitation(rows[0]) if rows else None
+
     # -- API keys ------------------------------------------------------------------------
     def create_api_key(self, name: str, role: str, prefix: str, secret_hash: str, created_by: str, now: float,
                        audit: AuditEntry | None = None) -> ApiKey:

@@ -94,10 +94,12 @@ _ERROR_RESPONSES = {
          "without the visitor's token (`visitor_token_required`) or with one that is forged or another "
          "visitor's (`invalid_visitor_token`).",
     404: "No such experiment (`experiment_not_found`), assignment (`assignment_not_found`), metric "
-         "(`metric_not_found`) or webhook (`webhook_not_found`).",
+         "(`metric_not_found`), webhook (`webhook_not_found`), API key (`api_key_not_found`) or invitation "
+         "(`invitation_not_found`).",
     409: "An experiment or metric with this key exists already (`duplicate_key`), or the write would make "
          "counters non-finite because of values an older version recorded (`non_finite_counters`; nothing was "
          "written, `flask repair-values` repairs them).",
+    410: "The invitation was used already or has expired (`invitation_unavailable`).",
     413: "The body is larger than `LEVER_MAX_BODY_BYTES` (`payload_too_large`).",
     422: "The reward window after the assignment has closed (`reward_window_closed`).",
     429: "Over `LEVER_RATE_LIMIT` for this client (`rate_limited`); see Retry-After.",

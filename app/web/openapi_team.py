@@ -103,6 +103,12 @@ def team_document(h: Helpers) -> tuple[dict[str, Any], dict[str, Any]]:
                            "The invitation and its link."), **errors(400, 401, 403, 409, 413, 503)},
                        requestBody=body("InvitationRequest", {"email": "ana@example.com", "role": "viewer"})),
         },
+        "/api/v1/users/invitations/{invitation_id}": {
+            "parameters": [{"name": "invitation_id", **id_param}],
+            "delete": op("Revoke a pending invitation (its link stops working at once)", "revoke_invitation",
+                         ACCOUNTS_MANAGE, {"200": json(ref("Invitation"), "The revoked invitation."),
+                                           **errors(401, 403, 404, 410, 503)}),
+        },
         "/api/v1/users/{account_id}": {
             "parameters": [{"name": "account_id", **id_param}],
             "patch": op("Change an account's role or deactivate it", "update_user", ACCOUNTS_MANAGE,

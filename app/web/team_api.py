@@ -76,6 +76,13 @@ def invite_user():
     return jsonify({**invitation.to_dict(), "url": invitation_url(token)}), 201
 
 
+@bp.delete("/users/invitations/<int:invitation_id>")
+@require(ACCOUNTS_MANAGE)
+def revoke_invitation(invitation_id: int):
+    invitation = accounts.revoke_invitation(get_storage(), invitation_id, current_actor(), time.time())
+    return jsonify(invitation.to_dict())
+
+
 @bp.patch("/users/<int:account_id>")
 @require(ACCOUNTS_MANAGE)
 def update_user(account_id: int):

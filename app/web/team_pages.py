@@ -68,6 +68,14 @@ def invite():
     return _team_page(invited=invitation, invite_link=invitation_url(token))
 
 
+@bp.post("/team/invitations/<int:invitation_id>/revoke")
+@require(ACCOUNTS_MANAGE)
+def revoke_invitation(invitation_id: int):
+    invitation = accounts.revoke_invitation(get_storage(), invitation_id, current_actor(), time.time())
+    flash(f"Revoked the invitation of {invitation.email}: its link no longer works.", "success")
+    return redirect(url_for("team.team"), code=303)
+
+
 @bp.post("/team/accounts/<int:account_id>/role")
 @require(ACCOUNTS_MANAGE)
 def change_role(account_id: int):

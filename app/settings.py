@@ -140,6 +140,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Prune raw events older than this many days (flask prune-events); 0 keeps them. Totals are kept."),
     Setting("LEVER_MONITOR_INTERVAL_S", 60, _positive_int,
             "How often (s) the webhook worker (flask deliver) evaluates running experiments for webhook events."),
+    Setting("LEVER_WEBHOOK_RETENTION_DAYS", 30, _non_negative_int,
+            "Delete webhook events whose deliveries all finished (delivered or given up) more than this many days "
+            "ago (flask deliver, hourly, and flask prune-events); 0 keeps them. Pending deliveries are never deleted."),
     Setting("LEVER_WEBHOOK_ALLOWED_HOSTS", "", _host_list,
             "Comma-separated host names webhooks may call (checked at registration and at each delivery); empty allows any."),
 )

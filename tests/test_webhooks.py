@@ -20,6 +20,8 @@ from app.service.webhooks import (
     RETRY_WINDOW_S,
     HttpSender,
     deliver_due,
+    new_event,
+    prune_log,
     verify_signature,
 )
 
@@ -318,3 +320,27 @@ def test_sender_failures_are_attempts_with_a_reason():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_finished_events_past_retention_are_pruned_and_pending_ones_kept(app, client, admin, runner):
+    """The outbox does not grow forever: ``prune_log`` (hourly in ``flask deliver``, and in
+    ``flask prune-events``) drops events whose every delivery finished, never a pending one."""
+    storage = app.extensions["lever.storage"]
+    with Receiver(statuses=(200,)) as ok, Receiver(statuses=(500,)) as failing:
+        hook = register(client, admin, ok.url)
+        old = time.time() - 40 * 86400
+        storage.raise_events([new_event("experiment.stopped", None, f"old {i}", {"i": i}, old) for i in range(3)])
+        assert deliver(app, lambda: old + 1).delivered == 3
+        register(client, admin, failing.url)  # a second hook keeps one old event pending
+        storage.raise_events([new_event("experiment.stopped", None, "old pending", {}, old + 2)])
+        report = deliver(app, lambda: old + 3)
+        assert (report.delivered, report.retrying) == (1, 1)
+    storage.raise_events([new_event("experiment.stopped", None, "recent", {}, time.time())])
+    assert prune_log(storage, time.time(), 0) == 0  # 0 keeps everything
+    assert len(log_of(client, admin, hook["id"])) == 5
+    assert prune_log(storage, time.time(), 30) == 3  # the three delivered old ones
+    assert prune_log(storage, time.time(), 30) == 0  # idempotent
+    left = log_of(client, admin, hook["id"])
+    assert sorted(e["status"] for e in left) == ["delivered", "pending"]  # old-but-pending event whole, recent one
+    result = runner.invoke(args=["prune-events"])
+    assert result.exit_code == 0 and "pruned 0 finished webhook events" in result.output

@@ -245,6 +245,13 @@ class DeliveryReport:
     lost_claims: int = 0  # the lease ran out mid-send (another worker may send it again)
 
 
+def prune_log(storage: WebhookStore, now: float, retention_days: int) -> int:
+    """Drop finished outbox events older than ``retention_days`` (0 keeps everything)."""
+    if retention_days <= 0:
+        return 0
+    return storage.prune_webhook_log(now - retention_days * 86400.0)
+
+
 def deliver_due(storage: WebhookStore, send: Sender, clock: Callable[[], float], worker: str,
                 rng: random.Random, limit: int = CLAIM_BATCH) -> DeliveryReport:
     """Lease what is due now, send each, record each outcome. ``clock`` gives the time

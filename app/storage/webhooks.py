@@ -275,6 +275,18 @@ class WebhookStore(SqlStorage):
         # after a commit that did land the claim is gone, so a re-run changes nothing
         return self._transact(body, idempotent=True) > 0
 
+    def prune_webhook_log(self, before: float) -> int:
+        """Delete the outbox events created before ``before`` whose every delivery has finished
+        (delivered or failed), with those deliveries; an event with a pending delivery stays whole.
+        Returns how many events went. Idempotent (a retry deletes nothing more)."""
+        def body(tx: Tx) -> int:
+            finished = ("SELECT e.id FROM webhook_events e WHERE e.created_at < ? AND NOT EXISTS "
+                        "(SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'pending')")
+            tx.execute(f"DELETE FROM webhook_deliveries WHERE event_id IN ({finished})", (before,))
+            return tx.execute(f"DELETE FROM webhook_events WHERE id IN ({finished})", (before,)).rowcount
+
+        return self._transact(body, idempotent=True)  # type: ignore[attr-defined]
+
     def webhook_deliveries(self, webhook_id: int, limit: int) -> list[DeliveryRecord]:
         """The webhook's newest deliveries first."""
         rows = self._read(

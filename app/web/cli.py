@@ -27,7 +27,7 @@ from ..service.monitor import evaluate
 from ..service.permissions import ACCOUNT_ROLES
 from ..service.privacy import retention_cutoff
 from ..service.repair import repair_values as repair
-from ..service.webhooks import CLAIM_BATCH, HttpSender, deliver_due
+from ..service.webhooks import CLAIM_BATCH, HttpSender, deliver_due, prune_log
 from ..storage import PrunedLog
 from .db import get_storage
 
@@ -181,8 +181,11 @@ def rebuild_stats(key: str) -> None:
 @click.command("prune-events")
 @with_appcontext
 def prune_events() -> None:
-    """Delete raw events older than LEVER_RETENTION_DAYS (never inside a reward window); totals are kept."""
+    """Delete raw events older than LEVER_RETENTION_DAYS (never inside a reward window; totals are kept) and
+    finished webhook events older than LEVER_WEBHOOK_RETENTION_DAYS."""
     store = get_storage()
+    webhook_events = prune_log(store, time.time(), current_app.config["LEVER_WEBHOOK_RETENTION_DAYS"])
+    click.echo(f"pruned {webhook_events} finished webhook events")
     cutoff = retention_cutoff(time.time(), current_app.config["LEVER_RETENTION_DAYS"], store.list_experiments())
     if cutoff is None:
         click.echo("LEVER_RETENTION_DAYS is 0: nothing pruned")
@@ -217,6 +220,7 @@ def repair_values(key: str, max_abs: float | None, action: str, dry_run: bool) -
 
 log = logging.getLogger("lever.worker")
 DELIVERY_POLL_S = 1.0  # how often the worker looks for due deliveries
+WEBHOOK_PRUNE_S = 3600.0  # how often it drops finished outbox events past LEVER_WEBHOOK_RETENTION_DAYS
 
 
 def _send_due(services, send: HttpSender, worker: str, rng: random.Random) -> int:
@@ -261,8 +265,12 @@ def deliver(once: bool) -> None:
         signal.signal(signum, lambda *_: stopping.set())
     interval = current_app.config["LEVER_MONITOR_INTERVAL_S"]
     click.echo(f"webhook worker {worker}: monitor every {interval} s, deliveries every {DELIVERY_POLL_S:g} s")
-    next_monitor = 0.0
+    next_monitor = next_prune = 0.0
+    retention_days = current_app.config["LEVER_WEBHOOK_RETENTION_DAYS"]
     while not stopping.is_set():
+        if time.monotonic() >= next_prune:
+            next_prune = time.monotonic() + WEBHOOK_PRUNE_S
+            _guarded(prune_log, services.storage, time.time(), retention_days)
         if time.monotonic() >= next_monitor:
             next_monitor = time.monotonic() + interval
             report = _guarded(evaluate, services, time.time())

@@ -86,6 +86,7 @@ def test_dry_run_reports_and_changes_nothing(runner, poisoned, database_url, cap
     assert repr((reward_values(database_url), totals(database_url))) == repr(before)  # repr: NaN == NaN
     assert [r.name for r in caplog.records] == ["lever.audit"]
     assert "dry_run=true" in caplog.records[0].getMessage()
+    assert query(database_url, "SELECT COUNT(*) FROM audit_log WHERE action = 'experiment.values_repaired'") == [(0,)]
 
 
 def test_clamp_repairs_the_log_and_the_counters(runner, client, admin, poisoned, database_url, caplog):
@@ -112,6 +113,11 @@ def test_clamp_repairs_the_log_and_the_counters(runner, client, admin, poisoned,
     (line,) = [r.getMessage() for r in caplog.records if r.name == "lever.audit"]
     assert "repair-values" in line and "experiment=num" in line and "action=clamp" in line
     assert f"rewards={poisoned}" in line and "dry_run=false" in line
+    repaired = [e for e in client.get("/api/v1/audit?experiment=num", headers=admin).get_json()["entries"]
+                if e["action"] == "experiment.values_repaired"]
+    assert len(repaired) == 1  # in the audit table too, written with the repaired rows
+    assert (repaired[0]["actor"], repaired[0]["target"]) == ("cli", "clamp")
+    assert repaired[0]["after"]["rewards"] == poisoned and repaired[0]["after"]["max_abs_value"] == 1e9
     stats = client.get("/api/v1/experiments/num/stats", headers=admin)
     assert stats.status_code == 200 and strict_json(stats)["reason"] is None
     assert_still_works(client, admin, "num", value=4)

@@ -29,6 +29,7 @@ ACTIONS: dict[str, str] = {
     "metric.created": "created a metric",
     "metric.edited": "edited a metric",
     "guardrail.action": "a guardrail acted",
+    "experiment.values_repaired": "repaired out-of-range values and rebuilt the counters",
     "visitor.erased": "erased a visitor's data",
     "api_key.created": "created an API key",
     "api_key.revoked": "revoked an API key",

@@ -3,15 +3,19 @@
 Finds the experiment's rewards beyond a |value| bound (non-finite ones included) and the
 assignment totals no bounded rewards can reach, clamps or excludes them in the log
 (``app.storage.repair``), rebuilds every counter (and contextual arm state) from the
-repaired log, and writes one audit line to the ``lever.audit`` logger. A dry run only
-counts. Refused (nothing written) once retention has pruned the log: the counters could
+repaired log. The repair writes its audit entry (``experiment.values_repaired``, with what
+was found and done) in the same transaction as the repaired rows, and one line to the
+``lever.audit`` logger; the rebuild follows in its own transaction. A dry run only counts
+and audits nothing. Refused (nothing written) once retention has pruned the log: the counters could
 then no longer be rebuilt from it.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
+from ..domain.audit import AuditEntry
 from ..domain.bounds import MAX_ABS_VALUE_CEILING, valid_bound
 from ..domain.errors import Conflict, ValidationError
 from ..domain.experiments import Experiment
@@ -48,7 +52,7 @@ class RepairReport:
 
 
 def repair_values(storage: RepairStore, experiment: Experiment, max_abs_value: float, action: str = "clamp",
-                  dry_run: bool = False) -> RepairReport:
+                  dry_run: bool = False, actor: str = "cli") -> RepairReport:
     if action not in ACTIONS:
         raise ValidationError(f"action must be one of {', '.join(ACTIONS)}")
     if not valid_bound(max_abs_value):
@@ -56,7 +60,11 @@ def repair_values(storage: RepairStore, experiment: Experiment, max_abs_value: f
     if not dry_run and storage.get_meta("pruned_before") is not None:
         raise Conflict("raw events were pruned (LEVER_RETENTION_DAYS): the counters cannot be rebuilt from the log, "
                        "so nothing was repaired", code="pruned_log")
-    found = storage.repair_values(experiment.id, max_abs_value, action, dry_run)
+    def entry(found: BadValues) -> AuditEntry:
+        return AuditEntry(actor=actor, action="experiment.values_repaired", experiment_key=experiment.key,
+                          target=action, after={"max_abs_value": max_abs_value, **dataclasses.asdict(found)})
+
+    found = storage.repair_values(experiment.id, max_abs_value, action, dry_run, audit=entry)
     if not dry_run:
         storage.rebuild_arm_stats(experiment, MODES[experiment.mode].rebuilder(experiment))
     report = RepairReport(experiment=experiment.key, action=action, max_abs_value=max_abs_value, dry_run=dry_run,

@@ -17,7 +17,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .sql import Query, Tx
+from ..domain.audit import AuditEntry
+from .sql import Query, Tx, maybe_audit
 
 #: what ``repair_values`` does with a reward beyond the bound
 ACTIONS = ("clamp", "exclude")
@@ -78,10 +79,12 @@ class RepairStore:
     get_meta: Callable[[str], str | None]
     rebuild_arm_stats: Callable[..., None]
 
-    def repair_values(self, experiment_id: int, bound: float, action: str, dry_run: bool = False) -> BadValues:
+    def repair_values(self, experiment_id: int, bound: float, action: str, dry_run: bool = False,
+                      audit: Callable[[BadValues], AuditEntry] | None = None) -> BadValues:
         """Clamp (``action`` "clamp") or delete ("exclude") the rewards of the experiment with
         |value| > ``bound`` and recompute the totals they and any impossible total belong to;
-        with ``dry_run`` only count them. The counters are left to ``rebuild_arm_stats``."""
+        with ``dry_run`` only count them. The counters are left to ``rebuild_arm_stats``. ``audit``
+        makes the audit entry from what was found; it is written in the same transaction."""
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
         if dry_run:
@@ -104,6 +107,7 @@ class RepairStore:
                     "reward_count = (SELECT COUNT(*) FROM rewards WHERE assignment_id = ?) WHERE id = ?",
                     (assignment_id, assignment_id, assignment_id),
                 )
+            maybe_audit(tx, audit(found) if audit is not None else None)
             return found
 
         return self._transact(body, idempotent=True)

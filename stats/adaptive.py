@@ -136,10 +136,23 @@ def contrast(g: GroupSums, k: int, c: int, weighting: str = "stabilised") -> Con
 # ------------------------------------------------------------- groups from aggregates
 
 
+_NAMES = ("assignments", "reward_sum", "reward_sumsq", "expected_assignments", "inv_propensity_sum",
+          "inv_propensity_sumsq", "ips_reward_sum", "ips_reward_sumsq", "ips_cross_sum")
+
+
 def _columns(arms: Sequence[SliceAggregate]) -> dict[str, np.ndarray]:
-    names = ("assignments", "reward_sum", "reward_sumsq", "expected_assignments", "inv_propensity_sum",
-             "inv_propensity_sumsq", "ips_reward_sum", "ips_reward_sumsq", "ips_cross_sum")
-    return {name: np.array([float(getattr(a, name)) for a in arms]) for name in names}
+    return {name: np.array([float(getattr(a, name)) for a in arms]) for name in _NAMES}
+
+
+def _period_columns(period: PeriodAggregate, index: dict[str, int]) -> dict[bool, dict[str, np.ndarray]]:
+    """``_columns`` of the holdout (True) and policy (False) slices of one period in one pass
+    (what ``slices.pick`` per variant gives; slices of unknown variants are ignored)."""
+    cols = np.zeros((2, len(_NAMES), len(index)))
+    for s in period.slices:
+        i = index.get(s.variant)
+        if i is not None:
+            cols[0 if s.holdout else 1, :, i] += [float(getattr(s, name)) for name in _NAMES]
+    return {holdout: dict(zip(_NAMES, cols[0 if holdout else 1])) for holdout in (True, False)}
 
 
 def groups(agg: ExperimentAggregate) -> GroupSums:
@@ -167,6 +180,7 @@ def period_groups(variants: Sequence[str], periods: Sequence[PeriodAggregate],
     per-visitor sums fill the ``SliceAggregate`` fields, e.g. a catalogue metric); with no
     non-empty period: ``groups(fallback)``, or zero groups without a fallback."""
     k = len(variants)
+    index = {v: i for i, v in enumerate(variants)}
     rows: dict[str, list] = {f: [] for f in GroupSums._fields}
     seen_n, seen_s, seen_q = np.zeros(k), np.zeros(k), np.zeros(k)
     last_policy = np.full(k, 1 / k)
@@ -176,8 +190,7 @@ def period_groups(variants: Sequence[str], periods: Sequence[PeriodAggregate],
             var = np.where(seen_n >= 2, (seen_q - seen_s**2 / seen_n) / (seen_n - 1), np.nan)
         pooled = np.nanmean(var) if np.any(np.isfinite(var)) else 1.0
         var = np.where(np.isfinite(var) & (var > 0), var, pooled if pooled > 0 else 1.0)
-        by_slice = {holdout: _columns([slices.pick(period.slices, v, slices.HOLDOUT if holdout else "policy")
-                                       for v in variants]) for holdout in (True, False)}
+        by_slice = _period_columns(period, index)
         expected = by_slice[False]["expected_assignments"]
         deployed = expected / expected.sum() if expected.sum() > 0 else last_policy
         for holdout, c in by_slice.items():

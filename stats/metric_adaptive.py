@@ -63,6 +63,7 @@ Every function needs ``periods`` (``None`` / a reason otherwise) and never raise
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -166,7 +167,13 @@ def groups(aggregate: MetricAggregate) -> adaptive.GroupSums | None:
     """The (period, slice) groups of the metric's per-period sums; None without any."""
     if not aggregate.periods:
         return None
-    g = adaptive.period_groups(aggregate.variants, aggregate.periods)
+    return _groups(aggregate.variants, aggregate.periods)
+
+
+@functools.lru_cache(maxsize=16)
+def _groups(variants: tuple[str, ...], periods: tuple) -> adaptive.GroupSums | None:
+    """Cached: uplifts, guardrails and the personalisation lift of one metric share them."""
+    g = adaptive.period_groups(variants, periods)
     return g if g.decisions.size else None
 
 

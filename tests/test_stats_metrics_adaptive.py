@@ -203,3 +203,79 @@ def test_deployed_policy_lift_covers_its_estimand(request, case):
           f"mean lift = {np.mean(sims['lift_truth']):+.4f}")
     assert abs(_bias_z(errors)) < 2
     assert 0.93 <= cover <= 0.97
+
+
+# ---------------------------------------------------------------- the primitive, exactly
+
+
+def _decisions(rng, groups=4, per_group=60, k=3):
+    """Per-decision logs: group, arm, propensity, outcome; and their group sums."""
+    rows = []
+    for g in range(groups):
+        probs = rng.dirichlet(np.ones(k)) * 0.7 + 0.3 / k
+        for _ in range(per_group):
+            arm = int(rng.choice(k, p=probs))
+            rows.append((g, arm, float(probs[arm]), float(rng.exponential(2.0 + arm))))
+    return rows
+
+
+def test_linear_equals_a_per_decision_computation_and_the_reward_contrast():
+    rng = np.random.default_rng(8)
+    k, n_groups = 3, 4
+    rows = _decisions(rng, n_groups, 60, k)
+    mu = rng.uniform(1, 4, size=(n_groups, k))
+    sums = {name: np.zeros((n_groups, k)) for name in ("n", "inv", "inv_sq", "ips", "ips_sq", "cross")}
+    for g, a, p, y in rows:
+        for name, value in (("n", 1), ("inv", 1 / p), ("inv_sq", 1 / p**2), ("ips", y / p),
+                            ("ips_sq", y * y / p**2), ("cross", y / p**2)):
+            sums[name][g, a] += value
+    groups = adaptive.GroupSums(decisions=sums["n"].sum(1), propensity=np.full((n_groups, k), 1 / k), mu=mu,
+                                var=np.ones((n_groups, k)), deployed=np.full((n_groups, k), 1 / k), **sums)
+    coef = rng.normal(size=(n_groups, k))
+    h = rng.uniform(0.5, 2, size=n_groups)
+    scores = np.array([coef[g] @ mu[g] + coef[g, a] * (y - mu[g, a]) / p for g, a, p, y in rows])
+    group_of = np.array([r[0] for r in rows])
+    weight = np.sum(h * groups.decisions)
+    value = np.sum(h[group_of] * scores) / weight
+    se = np.sqrt(np.sum(h[group_of] ** 2 * (scores - value) ** 2)) / weight
+    assert metric_adaptive.linear(groups, coef, h) == pytest.approx((value, se), rel=1e-10)
+    # the plug-in variance: sum_k c^2 (s^2 + (m - mu)^2) sum 1/p^2 - N (c.(m - mu))^2 per group
+    s2 = rng.uniform(1, 3, size=k)
+    means = np.array([np.sum(h[group_of] * np.array([mu[g, j] + (a == j) * (y - mu[g, j]) / p
+                                                      for g, a, p, y in rows])) / weight for j in range(k)])
+    per_group = [np.sum(coef[g] ** 2 * (s2 + (means - mu[g]) ** 2) * sums["inv_sq"][g])
+                 - groups.decisions[g] * (coef[g] @ (means - mu[g])) ** 2 for g in range(n_groups)]
+    plug_in = np.sqrt(np.sum(h**2 * np.array(per_group))) / weight
+    assert metric_adaptive.linear(groups, coef, h, s2) == pytest.approx((value, plug_in), rel=1e-10)
+    # e_b - e_control with the stabilised weights is the reward's own adaptive contrast
+    c = adaptive.contrast(groups, 1, 0)
+    stabilised = adaptive.WEIGHTINGS["stabilised"](groups, 1, 0)
+    assert metric_adaptive.linear(groups, np.array([-1.0, 1.0, 0.0]), stabilised) == pytest.approx(
+        (float(c.value), float(c.se)), rel=1e-10)
+
+
+def test_without_periods_or_for_a_ratio_the_holdout_analysis_stays():
+    run = simulate(np.random.default_rng(2), EQUAL, periods=4)
+    plain = dataclasses.replace(run.conversion, periods=())
+    uplift = analyse_metric(CONV, plain).variants[1].uplift
+    assert uplift.adaptive is None and uplift.decision_rule == "anytime_valid"
+    assert personalisation_lift(CONV, plain).adaptive is None
+    ratio = MetricSpec("conv", "ratio")
+    assert metric_adaptive.uplifts(ratio, run.conversion)["b"].reason == metric_adaptive.RATIO_NOT_SUPPORTED
+    assert metric_adaptive.guardrail(ratio, run.conversion, "b") is None
+    assert metric_adaptive.personalisation(ratio, run.conversion) is None
+
+
+def test_guardrails_under_a_bandit_use_every_visitor():
+    """A variant far worse than control fails on every visitor; the monitor's guardrail_checks
+    and the report agree; the holdout-only test of the same data has less evidence."""
+    rng = np.random.default_rng(12)
+    run = simulate(rng, (0.12, 0.06), periods=24, per_period=300)
+    spec = MetricSpec("conv", "conversion", role="guardrail", max_regression=0.0, action="stop_variant")
+    reported = analyse_metric(spec, run.conversion).variants[1].guardrail
+    (_, monitored), = guardrail_checks(spec, run.conversion)
+    assert reported == monitored and reported.method == "aipw_stabilised"
+    assert reported.status == "failing" and reported.action == "stop_variant"
+    holdout = analyse_metric(spec, dataclasses.replace(run.conversion, periods=())).variants[1].guardrail
+    assert holdout.method is None
+    assert reported.always_valid_p_value <= holdout.always_valid_p_value

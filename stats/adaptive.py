@@ -57,7 +57,7 @@ import numpy as np
 from scipy import stats as st
 
 from stats import anytime, slices
-from stats.inputs import ExperimentAggregate, SliceAggregate
+from stats.inputs import ExperimentAggregate, PeriodAggregate, SliceAggregate
 from stats.results import ALPHA, Reason, finite, interval, jsonable
 
 MIN_PROPENSITY = 1e-3  # predicted propensities are floored here (weights stay bounded)
@@ -81,6 +81,9 @@ class GroupSums(NamedTuple):
     propensity: np.ndarray
     mu: np.ndarray
     var: np.ndarray
+    #: the policy slice's average allocation *during* the group's period (expected_assignments / N;
+    #: the last known one for a period the policy did not serve): the "policy as deployed"
+    deployed: np.ndarray
 
 
 class Contrast(NamedTuple):
@@ -133,10 +136,23 @@ def contrast(g: GroupSums, k: int, c: int, weighting: str = "stabilised") -> Con
 # ------------------------------------------------------------- groups from aggregates
 
 
+_NAMES = ("assignments", "reward_sum", "reward_sumsq", "expected_assignments", "inv_propensity_sum",
+          "inv_propensity_sumsq", "ips_reward_sum", "ips_reward_sumsq", "ips_cross_sum")
+
+
 def _columns(arms: Sequence[SliceAggregate]) -> dict[str, np.ndarray]:
-    names = ("assignments", "reward_sum", "reward_sumsq", "expected_assignments", "inv_propensity_sum",
-             "inv_propensity_sumsq", "ips_reward_sum", "ips_reward_sumsq", "ips_cross_sum")
-    return {name: np.array([float(getattr(a, name)) for a in arms]) for name in names}
+    return {name: np.array([float(getattr(a, name)) for a in arms]) for name in _NAMES}
+
+
+def _period_columns(period: PeriodAggregate, index: dict[str, int]) -> dict[bool, dict[str, np.ndarray]]:
+    """``_columns`` of the holdout (True) and policy (False) slices of one period in one pass
+    (what ``slices.pick`` per variant gives; slices of unknown variants are ignored)."""
+    cols = np.zeros((2, len(_NAMES), len(index)))
+    for s in period.slices:
+        i = index.get(s.variant)
+        if i is not None:
+            cols[0 if s.holdout else 1, :, i] += [float(getattr(s, name)) for name in _NAMES]
+    return {holdout: dict(zip(_NAMES, cols[0 if holdout else 1])) for holdout in (True, False)}
 
 
 def groups(agg: ExperimentAggregate) -> GroupSums:
@@ -153,19 +169,31 @@ def groups(agg: ExperimentAggregate) -> GroupSums:
             inv_sq=c["inv_propensity_sumsq"][None], ips=c["ips_reward_sum"][None],
             ips_sq=c["ips_reward_sumsq"][None], cross=c["ips_cross_sum"][None],
             propensity=np.full((1, k), 1 / k), mu=mu[None], var=np.ones((1, k)),
+            deployed=np.full((1, k), 1 / k),
         )
+    return period_groups(agg.variants, agg.periods, agg)
+
+
+def period_groups(variants: Sequence[str], periods: Sequence[PeriodAggregate],
+                  fallback: ExperimentAggregate | None = None) -> GroupSums:
+    """The (period, slice) groups of ``groups`` from per-period slices (any outcome whose
+    per-visitor sums fill the ``SliceAggregate`` fields, e.g. a catalogue metric); with no
+    non-empty period: ``groups(fallback)``, or zero groups without a fallback."""
+    k = len(variants)
+    index = {v: i for i, v in enumerate(variants)}
     rows: dict[str, list] = {f: [] for f in GroupSums._fields}
     seen_n, seen_s, seen_q = np.zeros(k), np.zeros(k), np.zeros(k)
     last_policy = np.full(k, 1 / k)
-    for period in sorted(agg.periods, key=lambda p: p.period):
+    for period in sorted(periods, key=lambda p: p.period):
         with np.errstate(all="ignore"):
             mu = np.where(seen_n > 0, seen_s / seen_n, 0.0)
             var = np.where(seen_n >= 2, (seen_q - seen_s**2 / seen_n) / (seen_n - 1), np.nan)
         pooled = np.nanmean(var) if np.any(np.isfinite(var)) else 1.0
         var = np.where(np.isfinite(var) & (var > 0), var, pooled if pooled > 0 else 1.0)
-        for holdout in (True, False):
-            c = _columns([slices.pick(period.slices, v, slices.HOLDOUT if holdout else "policy")
-                          for v in agg.variants])
+        by_slice = _period_columns(period, index)
+        expected = by_slice[False]["expected_assignments"]
+        deployed = expected / expected.sum() if expected.sum() > 0 else last_policy
+        for holdout, c in by_slice.items():
             n_g = c["assignments"].sum()
             if n_g <= 0:
                 continue
@@ -177,14 +205,17 @@ def groups(agg: ExperimentAggregate) -> GroupSums:
             rows["propensity"].append(np.full(k, 1 / k) if holdout else last_policy)
             rows["mu"].append(mu)
             rows["var"].append(var)
-            if not holdout and c["expected_assignments"].sum() > 0:
-                last_policy = c["expected_assignments"] / c["expected_assignments"].sum()
-        period_totals = _columns([slices.pick(period.slices, v, slices.ALL) for v in agg.variants])
-        seen_n += period_totals["assignments"]
-        seen_s += period_totals["reward_sum"]
-        seen_q += period_totals["reward_sumsq"]
+            rows["deployed"].append(deployed)
+        last_policy = deployed
+        for c in by_slice.values():  # the period's totals over both slices
+            seen_n += c["assignments"]
+            seen_s += c["reward_sum"]
+            seen_q += c["reward_sumsq"]
     if not rows["decisions"]:  # periods given but empty: the one all-traffic group
-        return groups(dataclasses.replace(agg, periods=()))
+        if fallback is not None:
+            return groups(dataclasses.replace(fallback, periods=()))
+        empty = np.zeros((0, k))
+        return GroupSums(np.zeros(0), *([empty] * (len(GroupSums._fields) - 1)))
     return GroupSums(**{name: np.array(values, dtype=float) for name, values in rows.items()})
 
 

@@ -7,9 +7,20 @@ guardrails, the guardrail status. ``MetricResult.to_dict()`` is plain JSON (no
 NaN/inf; what cannot be computed is null beside a reason code).
 
 Traffic: as in ``stats.report``, "ab" experiments are analysed on all traffic and
-"bandit"/"contextual" ones on the uniform holdout only (adaptive allocation is not
-a randomised comparison of arms); ``personalisation_lift`` compares the policy slice
+"bandit"/"contextual" ones on the uniform holdout (adaptive allocation is not a
+randomised comparison of arms); ``personalisation_lift`` compares the policy slice
 with the holdout.
+
+Every visitor under a bandit: when the aggregate carries per-period sums
+(``MetricAggregate.periods``), each conversion/count/sum uplift also gets
+``adaptive`` (``stats.metric_adaptive``: stabilised AIPW over every exposed visitor,
+its relative change, p, confidence sequence and decision) and, as for the reward
+(``stats.decisions``, rule "adaptive_anytime_valid"), ``ci_always_valid``,
+``always_valid_p_value`` and ``decision`` then repeat the adaptive ones while
+``absolute``/``relative``/``p_value`` stay the holdout's fixed-horizon test, the
+unbiased check beside it. Guardrails use the same all-visitor test. Ratio metrics
+keep the holdout analysis (``adaptive.reason`` = "ratio_adaptive_not_supported",
+``decision_rule`` "anytime_valid").
 
 Multiple comparisons, the documented choice:
 
@@ -37,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stats import anytime, cuped, multiple
+from stats import anytime, cuped, metric_adaptive, multiple
 from stats import slices as traffic
 from stats.metric_estimates import KINDS, MIN_VISITORS, MetricKind, quantile, relative
 from stats.metric_guardrails import (
@@ -75,6 +86,9 @@ class MetricUplift:
     relative_scale: str | None  # "log": ln(m_t/m_c) intervals; "linear": delta on m_t/m_c - 1
     test: str  # "z_pooled" | "welch_t" | "delta_z"
     reason: str | None = None
+    #: bandit modes with per-period sums: every visitor (the decision stands on it, module doc)
+    adaptive: metric_adaptive.AdaptiveMetricUplift | None = None
+    decision_rule: str = "anytime_valid"  # | "adaptive_anytime_valid"
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,9 @@ class MetricPersonalisation:
     vs_holdout: MetricUplift  # p_value_adjusted is null: one comparison each
     vs_control_holdout: MetricUplift
     reason: str | None = None
+    #: with per-period sums: the deployed policy vs uniform random / always-control on every
+    #: visitor, with an adaptive-valid variance (``metric_adaptive.personalisation``)
+    adaptive: metric_adaptive.AdaptivePersonalisation | None = None
 
     def to_dict(self) -> dict:
         return jsonable(self)
@@ -248,11 +265,29 @@ def analysis_arms(spec: MetricSpec, aggregate: MetricAggregate):
     return {v: pick(aggregate.slices, v, which, spec.type) for v in aggregate.variants}, None
 
 
-def _guardrail(spec, control, control_problem, treatment, problem, alpha) -> GuardrailResult:
+def _guardrail(spec, control, control_problem, treatment, problem, alpha,
+               aggregate: MetricAggregate | None = None) -> GuardrailResult:
+    """The holdout's (randomised slice's) test, or the all-visitor one when the aggregate has
+    per-period sums of an adaptive mode (``metric_adaptive.guardrail``)."""
+    if aggregate is not None and aggregate.mode in metric_adaptive.ADAPTIVE_MODES:
+        adaptive = metric_adaptive.guardrail(spec, aggregate, str(treatment.variant), alpha)
+        if adaptive is not None:
+            return adaptive
     pair_problem = control_problem or problem
     if pair_problem:
         return GuardrailResult(NOT_ENOUGH_DATA, None, None, None, spec.action, pair_problem)
     return guardrail_check(spec, control, treatment, alpha)
+
+
+def _with_adaptive(u: MetricUplift, a: metric_adaptive.AdaptiveMetricUplift | None) -> MetricUplift:
+    """The decision rests on every visitor when the adaptive estimate exists (ratio: holdout)."""
+    if a is None:
+        return u
+    if a.reason == metric_adaptive.RATIO_NOT_SUPPORTED:
+        return dataclasses.replace(u, adaptive=a)
+    return dataclasses.replace(u, adaptive=a, ci_always_valid=a.ci_always_valid,
+                               always_valid_p_value=a.always_valid_p_value, decision=a.decision,
+                               decision_rule="adaptive_anytime_valid")
 
 
 def guardrail_checks(
@@ -270,7 +305,7 @@ def guardrail_checks(
         )
     control, control_problem = arms[aggregate.control]
     return tuple(
-        (v, _guardrail(spec, control, control_problem, s, p, alpha))
+        (v, _guardrail(spec, control, control_problem, s, p, alpha, aggregate))
         for v, (s, p) in arms.items() if v != aggregate.control
     )
 
@@ -291,6 +326,9 @@ def analyse_metric(spec: MetricSpec, aggregate: MetricAggregate, alpha: float = 
     adjusted = multiple.holm([np.nan if u.p_value is None else u.p_value for u in uplifts.values()])
     for (v, u), p_adj in zip(list(uplifts.items()), adjusted):
         uplifts[v] = dataclasses.replace(u, p_value_adjusted=finite(p_adj))
+    if aggregate.mode in metric_adaptive.ADAPTIVE_MODES:
+        every = metric_adaptive.uplifts(spec, aggregate, alpha) or {}
+        uplifts = {v: _with_adaptive(u, every.get(v)) for v, u in uplifts.items()}
 
     valid = [s for s, p in arms.values() if p is None and s.visitors > 0]
     cuped_reason = None if kind.cuped else MetricReason.CUPED_UNSUPPORTED
@@ -309,7 +347,7 @@ def analyse_metric(spec: MetricSpec, aggregate: MetricAggregate, alpha: float = 
             cuped_result, why = None, pair_problem or cuped_reason
         else:
             cuped_result, why = _cuped(spec.type, fitted, control, s, alpha)
-        guard = _guardrail(spec, control, control_problem, s, p, alpha) if spec.role == GUARDRAIL else None
+        guard = _guardrail(spec, control, control_problem, s, p, alpha, aggregate) if spec.role == GUARDRAIL else None
         variants.append(
             VariantMetric(v, arm.visitors, arm.value, arm.ci, uplifts[v], cuped_result, guard, arm.reason, why)
         )
@@ -365,4 +403,6 @@ def personalisation_lift(
         vs_holdout=vs_holdout,
         vs_control_holdout=vs_control,
         reason=reason,
+        adaptive=metric_adaptive.personalisation(spec, aggregate, alpha)
+        if aggregate.mode in metric_adaptive.ADAPTIVE_MODES else None,
     )

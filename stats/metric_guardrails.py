@@ -67,6 +67,9 @@ class GuardrailResult:
     threshold: float | None  # tolerated relative change: -max_regression (or +max_regression)
     action: str  # the spec's action, for the app to apply when "failing"
     reason: str | None = None
+    #: None: the randomised slice's test above; "aipw_stabilised" / "ips_deployed_policy": the same
+    #: test on every visitor of an adaptive experiment (``stats.metric_adaptive``)
+    method: str | None = None
 
     def to_dict(self) -> dict:
         return jsonable(self)

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stats import slices as traffic
+from stats.inputs import PeriodAggregate
 from stats.results import Reason
 from stats.validation import MAX_MAGNITUDE
 
@@ -103,6 +104,11 @@ class MetricAggregate:
     control: str
     variants: tuple[str, ...]  # configured order
     slices: tuple[MetricSlice, ...] = field(default_factory=tuple)  # missing = zeros
+    #: bandit / contextual: per (hour period, variant, slice) sums of the metric's outcome y per
+    #: exposed visitor in ``SliceAggregate`` form (assignments = visitors, reward_sum = Σy,
+    #: reward_sumsq = Σy², the inverse-propensity sums, expected_assignments = the policy's
+    #: allocation); they let every visitor count (``stats.metric_adaptive``). Empty: holdout only.
+    periods: tuple[PeriodAggregate, ...] = field(default_factory=tuple)
 
 
 SUMMED = tuple(f.name for f in dataclasses.fields(MetricSlice) if f.name not in ("variant", "holdout"))

@@ -253,3 +253,25 @@ def test_implicit_reward_experiment_keeps_todays_verdict(session, make_experimen
     table = _section(html, "metrics-table")
     assert re.findall(r'data-metric="([^"]+)" data-role="([^"]+)"', table) == [("reward", "primary")]
     assert 'id="guardrails"' not in html  # an A/B test without guardrails has no panel
+
+
+def test_bandit_page_shows_the_all_visitor_line_from_the_stats(app, session, admin):  # noqa: F811
+    """Under a bandit the metric table adds "all visitors (AIPW)" with numbers from ``uplift.adaptive``,
+    and a ratio metric says it is analysed on the holdout only."""
+    client, _ = session
+    _define(client, admin, key="purchase_rate", type="conversion", event="purchase")
+    _define(client, admin, key="aov", type="ratio", numerator={"event": "purchase", "aggregate": "sum"},
+            denominator={"event": "purchase", "aggregate": "count"})
+    body = experiment_body(mode="bandit", holdout=0.5, metrics={"primary": "purchase_rate", "secondary": ["aov"]})
+    assert client.post("/api/v1/experiments", json=body, headers=admin).status_code == 201
+    storage = app.extensions["lever.services"].storage
+    _plant(storage, storage.get_experiment("hero"), {"control": (120, {"purchase": 0.2}),
+                                                      "b": (120, {"purchase": 0.5})})
+    stats = client.get("/api/v1/experiments/hero/stats", headers=admin).get_json()
+    html = client.get("/experiments/hero").get_data(as_text=True)
+    table = _section(html, "metrics-table")
+    assert "all visitors (AIPW)" in table and "holdout only" in table
+    values = [(p, v) for p, v, _ in data_values(html) if p[0] == "metrics"]
+    for path, value in values:
+        assert resolve(stats, path) == value, path
+    assert ("metrics", 0, "variants", 1, "uplift", "adaptive", "relative") in {tuple(p) for p, _ in values}

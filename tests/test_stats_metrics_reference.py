@@ -369,13 +369,14 @@ def test_json_shape_is_exact():
     assert set(treat) == {"key", "visitors", "value", "ci", "uplift", "cuped", "guardrail", "reason", "cuped_reason"}
     assert set(treat["uplift"]) == {
         "absolute", "relative", "ci_relative", "p_value", "p_value_adjusted", "always_valid_p_value",
-        "ci_always_valid", "decision", "relative_scale", "test", "reason",
+        "ci_always_valid", "decision", "relative_scale", "test", "reason", "adaptive", "decision_rule",
     }
+    assert treat["uplift"]["adaptive"] is None and treat["uplift"]["decision_rule"] == "anytime_valid"
     assert set(treat["cuped"]) == {"absolute", "ci_absolute", "p_value", "variance_reduction"}
     assert control["uplift"] is None and control["cuped"] is None and treat["guardrail"] is None
     assert out[1]["variants"][1]["cuped"] is None and out[1]["variants"][1]["cuped_reason"] == "cuped_unsupported"
     guard = out[2]["variants"][2]["guardrail"]
-    assert set(guard) == {"status", "always_valid_p_value", "bound", "threshold", "action", "reason"}
+    assert set(guard) == {"status", "always_valid_p_value", "bound", "threshold", "action", "reason", "method"}
     assert guard["status"] in ("ok", "failing", "not_enough_data")
     assert out[0]["variants"][1]["uplift"]["decision"] in ("better", "worse", "inconclusive")
 

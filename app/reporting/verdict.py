@@ -563,7 +563,12 @@ def ci_bar(interval_: Any, span: float = BAR_SPAN) -> CiBar | None:
 
 
 def _metric_effect(metric: Mapping[str, Any], up: Mapping[str, Any]) -> str:
-    """'lifts purchase_rate +8.0% (95% CI +2.0% to +14.0%)'."""
+    """'lifts purchase_rate +8.0% (95% CI +2.0% to +14.0%)'; under a bandit the all-visitor
+    (AIPW) estimate the decision stands on, when it has one."""
+    adaptive = up.get("adaptive") or {}
+    if up.get("decision_rule") == "adaptive_anytime_valid" and _finite(adaptive.get("relative")):
+        up = {**up, "relative": adaptive["relative"], "ci_relative": adaptive.get("ci_relative"),
+              "absolute": adaptive.get("absolute"), "ci_always_valid": adaptive.get("ci_always_valid")}
     rel = up.get("relative")
     if _finite(rel):
         verb = "lifts" if rel > 0 else "lowers"

@@ -66,7 +66,8 @@ def experiment_stats(entry: PolicyEntry, storage: Storage, cache: LearningCache 
 
     ``metrics``: the ``stats.MetricResult.to_dict()`` of each metric (the implicit ``reward``
     without metrics); ``personalisation_guardrails``: policy traffic against the holdout on the
-    primary metric and the guardrails; ``guardrail_actions``: what failing guardrails did. With
+    primary metric and the guardrails; ``personalisation_lift``: bandit modes, per metric, the
+    deployed policy against uniform random on every visitor; ``guardrail_actions``: what failing guardrails did. With
     a ``cache`` the guardrails are enforced first (every stats request evaluates them).
     """
     experiment = entry.experiment
@@ -78,6 +79,7 @@ def experiment_stats(entry: PolicyEntry, storage: Storage, cache: LearningCache 
         guardrails.enforce(entry, report, storage, cache, time.time() if now is None else now, on_action)
     result["metrics"] = [r.to_dict() for r in report.results]
     result["personalisation_guardrails"] = metric_analysis.personalisation_json(report)
+    result["personalisation_lift"] = metric_analysis.lifts_json(report)
     result["guardrail_actions"] = guardrails.actions_json(storage, experiment)
     stopped = [a["variant"] for a in result["guardrail_actions"] if a["action"] == "stop_variant"]
     result["stopped_variants"] = list(dict.fromkeys([*experiment.stopped_variants, *stopped]))

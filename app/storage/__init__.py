@@ -35,6 +35,7 @@ from .base import (
 )
 from .batching import GroupCommitOptions
 from .events import NewEvent
+from .metric_adaptive import MetricPeriodSums
 from .metrics import GuardrailAction, MetricSums
 from .postgres import PostgresStorage
 from .sqlite import SQLiteStorage
@@ -75,7 +76,7 @@ def open_storage(url: str, settings: dict[str, Any] | None = None) -> Storage:
 
 __all__ = [
     "PERIOD_SECONDS", "AccountStore", "ArmTotals", "AuditStore", "BACKENDS", "DuplicateEmail", "GroupCommitOptions",
-    "GuardrailAction", "InvitationUnavailable", "DuplicateKey", "LearningSnapshot", "MetricSums", "ModelRemoval",
+    "GuardrailAction", "InvitationUnavailable", "DuplicateKey", "LearningSnapshot", "MetricPeriodSums", "MetricSums", "ModelRemoval",
     "ModelUpdate", "NewEvent",
     "NewAssignment", "SegmentTotals", "TimeBucket", "PrunedLog", "RewardResult", "Storage",
     "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "open_storage",

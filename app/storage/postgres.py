@@ -79,6 +79,7 @@ from .base import (
 )
 from .batching import GroupCommitOptions, GroupCommitter
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
+from .metric_adaptive import MetricAdaptiveStore
 from .metrics import MetricStore
 from .postgres_counters import Counters
 from .repair import RepairStore
@@ -154,8 +155,10 @@ class _PostgresTx(Tx):
         return row_id
 
 
-class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventStore, RepairStore, SqlStorage):
+class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricAdaptiveStore, EventStore,
+                      RepairStore, SqlStorage):
     _SCALAR_MIN = "LEAST"
+    _PERIOD_OF_T0 = f"(floor(t0 / {PERIOD_SECONDS}))::bigint * {PERIOD_SECONDS}"  # = base.period_of
 
     def __init__(self, url: str, min_size: int = 1, max_size: int = 5, timeout_s: float = 5.0,
                  group_commit: GroupCommitOptions | None = None) -> None:

@@ -51,6 +51,7 @@ from .base import (
 )
 from .batching import GroupCommitOptions, GroupCommitter
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
+from .metric_adaptive import MetricAdaptiveStore
 from .metrics import MetricStore
 from .repair import RepairStore
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
@@ -247,7 +248,8 @@ class _SQLiteTx(Tx):
         return int(self.conn.execute(sql, params).lastrowid)
 
 
-class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventStore, RepairStore, SqlStorage):
+class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricAdaptiveStore, EventStore,
+                    RepairStore, SqlStorage):
     def __init__(self, url: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
                  background_checkpoints: bool = True, group_commit: GroupCommitOptions | None = None) -> None:
         """``group_commit``: assignments and rewards go through a per-process batching writer

@@ -384,6 +384,7 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "personalisation_guardrails": {"type": "array", "items": {"type": "object"},
                                            "description": "Policy traffic against the holdout, primary metric "
                                                           "and guardrails."},
+            "personalisation_lift": {"type": "array", "items": ref("PersonalisationLift")},
             "guardrail_actions": {"type": "array", "items": ref("GuardrailAction")},
             "stopped_variants": {"type": "array", "items": key},
             "reason": reason,

@@ -36,12 +36,24 @@ def metric_schemas(key: dict[str, Any], number_or_null: dict[str, Any], p_value:
                "higher_is_better": {"type": "boolean", "default": True}, "cuped_window_s": seconds}
     guardrail = obj({"status": {"enum": ["ok", "failing", "not_enough_data"]}, "always_valid_p_value": p_value,
                       "bound": number_or_null, "threshold": number_or_null, "action": {"enum": list(GUARDRAIL_ACTIONS)},
-                      "reason": reason})
+                      "reason": reason, "method": {"enum": [None, "aipw_stabilised", "ips_deployed_policy"],
+                                                   "description": "null: the randomised slice's test; else every "
+                                                                  "visitor of a bandit"}})
+    adaptive = nullable(obj({
+        "absolute": number_or_null, "se": number_or_null, "ci": interval, "relative": number_or_null,
+        "ci_relative": interval, "relative_scale": {"enum": [None, "log", "linear"]}, "p_value": p_value,
+        "always_valid_p_value": p_value, "ci_always_valid": interval,
+        "decision": {"enum": ["better", "worse", "inconclusive"]}, "treatment_value": number_or_null,
+        "control_value": number_or_null, "decisions": {"type": "integer", "minimum": 0},
+        "method": {"enum": ["aipw_stabilised", "ips_deployed_policy"]}, "reason": reason},
+        description="Bandit modes: every exposed visitor (stats.metric_adaptive); reason "
+                    "ratio_adaptive_not_supported for ratio metrics."))
     uplift = nullable(obj({
         "absolute": number_or_null, "relative": number_or_null, "ci_relative": interval, "p_value": p_value,
         "p_value_adjusted": p_value, "always_valid_p_value": p_value, "ci_always_valid": interval,
         "decision": {"enum": ["better", "worse", "inconclusive"]}, "relative_scale": {"enum": [None, "log", "linear"]},
-        "test": {"type": "string"}, "reason": reason}, closed=False))
+        "test": {"type": "string"}, "reason": reason, "adaptive": adaptive,
+        "decision_rule": {"enum": ["anytime_valid", "adaptive_anytime_valid"]}}, closed=False))
     cuped = nullable(obj({"absolute": number_or_null, "ci_absolute": interval, "p_value": p_value,
                             "variance_reduction": number_or_null}))
     return {
@@ -85,6 +97,11 @@ def metric_schemas(key: dict[str, Any], number_or_null: dict[str, Any], p_value:
                 "uplift": uplift, "cuped": cuped, "guardrail": nullable(guardrail), "reason": reason,
                 "cuped_reason": reason})},
         }, description="stats.metric_analysis.MetricResult.to_dict()"),
+        "PersonalisationLift": obj({"metric": {"type": "string"},
+                                    "role": {"enum": ["primary", "secondary", "guardrail"]},
+                                    "vs_holdout": adaptive, "vs_control_holdout": adaptive},
+                                   description="The deployed policy against uniform random (the holdout) and "
+                                               "against always-control, every visitor (bandit modes)."),
         "GuardrailAction": obj({"metric": {"type": "string"}, "variant": {"type": "string"},
                                  "action": {"enum": list(GUARDRAIL_ACTIONS)}, "at": {"type": "number"},
                                  "evidence": {"type": "object"}},

@@ -1,0 +1,115 @@
+"""Per-hour metric sums for the adaptive (every-visitor) estimators, both backends.
+
+Under bandit and contextual allocation each exposed visitor i was served with the logged
+propensity p_i of its exposure, so the AIPW estimators of ``stats.metric_adaptive`` need,
+per (hour period of the exposure t0, variant, slice) and per conversion/count/sum metric,
+
+    n, Σ1/p, Σ1/p², Σy, Σy², Σy/p, Σy²/p², Σy/p²
+
+(the fields of ``stats.inputs.SliceAggregate``; the policy's expected assignments come from
+the reward counters, ``period_totals``). One statement, a GROUP BY of the per-visitor
+relation ``metrics.per_visitor_sql`` (whatever computes it), also carries the five sums
+``metric_sums`` returns per metric, so an adaptive experiment's metrics read the events once:
+``MetricSums`` per (variant, slice) are the period rows added up (``slice_sums``).
+
+Ratio metrics get only their five sums (their all-visitor estimator is not offered, see
+``stats.metric_adaptive``). The period is ``base.period_of(t0)``, written per dialect
+(``_PERIOD_OF_T0``: SQLite truncates a positive CAST, PostgreSQL rounds it, so it floors).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+from ..domain.experiments import Experiment
+from ..domain.metrics import MetricDefinition
+from .base import PERIOD_SECONDS
+from .metrics import RATIO_FIELDS, SUM_FIELDS, MetricSums, per_visitor_sql
+
+#: Σy/p, Σy²/p², Σy/p² of a non-ratio metric, in row order after its five sums
+IPS_FIELDS = ("ips_reward_sum", "ips_reward_sumsq", "ips_cross_sum")
+
+
+@dataclass(frozen=True)
+class MetricPeriodSums:
+    """One (hour period, variant, slice) of an experiment's exposed visitors."""
+
+    period: int
+    variant_id: int
+    holdout: bool
+    visitors: int
+    inv_propensity_sum: float
+    inv_propensity_sumsq: float
+    metrics: tuple[MetricSums, ...]  # per definition, in the order asked
+    #: per definition: (Σy/p, Σy²/p², Σy/p²), None for a ratio
+    ips: tuple[tuple[float, float, float] | None, ...]
+
+
+def metric_period_sql(experiment: Experiment, definitions: Sequence[MetricDefinition], scalar_min: str,
+                      period_of_t0: str) -> tuple[str, list[Any]]:
+    outer = ["COUNT(*)", "SUM(1.0 / p)", "SUM(1.0 / (p * p))"]
+    for index, definition in enumerate(definitions):
+        if definition.type == "ratio":
+            a, b = f"a{index}", f"b{index}"
+            outer += [f"SUM({a})", f"SUM({a} * {a})", f"SUM({b})", f"SUM({b} * {b})", f"SUM({a} * {b})"]
+            continue
+        y, x = f"y{index}", f"x{index}"
+        outer += [f"SUM({y})", f"SUM({y} * {y})", f"SUM({x})", f"SUM({x} * {x})", f"SUM({x} * {y})",
+                  f"SUM({y} / p)", f"SUM({y} * {y} / (p * p))", f"SUM({y} / (p * p))"]
+    per_visitor, params = per_visitor_sql(experiment, definitions, scalar_min)
+    sql = (f"SELECT {period_of_t0} AS period, v, h, {', '.join(outer)} FROM ({per_visitor}) per_visitor "
+           "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+    return sql, params
+
+
+def _row(row: Sequence[Any], definitions: Sequence[MetricDefinition]) -> MetricPeriodSums:
+    variant_id, holdout, visitors = int(row[1]), bool(row[2]), int(row[3])
+    at = 6
+    metrics: list[MetricSums] = []
+    ips: list[tuple[float, float, float] | None] = []
+    for definition in definitions:
+        names = RATIO_FIELDS if definition.type == "ratio" else SUM_FIELDS
+        values = [float(v or 0.0) for v in row[at: at + 5]]
+        metrics.append(MetricSums(variant_id, holdout, visitors, **dict(zip(names, values))))
+        at += 5
+        if definition.type == "ratio":
+            ips.append(None)
+            continue
+        s, q, x = (float(v or 0.0) for v in row[at: at + 3])
+        ips.append((s, q, x))
+        at += 3
+    return MetricPeriodSums(int(row[0]), variant_id, holdout, visitors, float(row[4] or 0.0),
+                            float(row[5] or 0.0), tuple(metrics), tuple(ips))
+
+
+def slice_sums(rows: Sequence[MetricPeriodSums], definitions: Sequence[MetricDefinition]) -> dict[str, list[MetricSums]]:
+    """``MetricStore.metric_sums`` from the period rows: per metric, each (variant, slice) summed."""
+    out: dict[str, list[MetricSums]] = {}
+    for index, definition in enumerate(definitions):
+        cells: dict[tuple[int, bool], MetricSums] = {}
+        for row in rows:
+            part = row.metrics[index]
+            key = (part.variant_id, part.holdout)
+            if key not in cells:
+                cells[key] = part
+                continue
+            seen = cells[key]
+            cells[key] = replace(seen, visitors=seen.visitors + part.visitors, **{
+                name: getattr(seen, name) + getattr(part, name) for name in (*SUM_FIELDS, *RATIO_FIELDS)})
+        out[definition.key] = [cells[key] for key in sorted(cells)]
+    return out
+
+
+class MetricAdaptiveStore:
+    """Mixin next to ``MetricStore``: needs the backend's ``_read`` and ``_SCALAR_MIN``."""
+
+    _PERIOD_OF_T0 = f"CAST(t0 / {PERIOD_SECONDS} AS INTEGER) * {PERIOD_SECONDS}"  # SQLite: t0 > 0 truncates
+
+    def metric_period_sums(self, experiment: Experiment,
+                           definitions: Sequence[MetricDefinition]) -> list[MetricPeriodSums]:
+        """Every (hour period, variant, slice) with exposed visitors, oldest first (one statement)."""
+        if not definitions:
+            return []
+        sql, params = metric_period_sql(experiment, definitions, self._SCALAR_MIN,  # type: ignore[attr-defined]
+                                        self._PERIOD_OF_T0)
+        return [_row(row, definitions) for row in self._read(sql, params)]  # type: ignore[attr-defined]

@@ -51,6 +51,7 @@ from .base import (
 )
 from .batching import GroupCommitOptions, GroupCommitter
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
+from .metric_fold import erase_values, forget_all, lower_watermarks
 from .metrics import MetricStore
 from .repair import RepairStore
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
@@ -567,6 +568,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventSt
             rows = conn.execute(
                 f"SELECT {records.ERASE_COLUMNS} FROM assignments WHERE visitor = ?", (visitor,)
             ).fetchall()
+            erase_values(_SQLiteTx(conn), [row[0] for row in rows])
             for erased in records.erasures(rows):
                 conn.execute(_counter_increment_sql(len(erased.arms)),
                              _counter_params(erased.experiment_id, erased.holdout, erased.period, erased.arms))
@@ -579,6 +581,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventSt
                 conn.execute("DELETE FROM assignments WHERE id = ?", (erased.assignment_id,))
             conn.execute(ERASE_EVENTS_SQL, (visitor,))
             _lower_watermark(conn)
+            lower_watermarks(_SQLiteTx(conn))
             maybe_audit(_SQLiteTx(conn), audit)
         return len(rows)
 
@@ -590,6 +593,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, EventSt
             deleted = conn.execute("DELETE FROM assignments WHERE created_at < ?", (before,)).rowcount
             conn.execute(PRUNE_EVENTS_SQL, (before,))
             _lower_watermark(conn)
+            forget_all(_SQLiteTx(conn))
             if deleted:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('pruned_before', ?) "

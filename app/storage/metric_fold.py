@@ -87,6 +87,11 @@ class Dialect:
     scalar_min: str  # "MIN" (SQLite) | "LEAST" (PostgreSQL)
     lag_s: float  # 0: every visible id is final (SQLite)
     lock_sql: str | None  # returns one boolean: this transaction may fold the experiment
+    chunk: int | None = None  # at most this many new exposures per transaction (None: all)
+
+
+#: what one fold transaction did: another folder holds the lock, caught up, or more to do
+SKIPPED, DONE, MORE = "skipped", "done", "more"
 
 
 @dataclass(frozen=True)
@@ -312,26 +317,43 @@ def _empty(tx: Tx, experiment_id: int, key: str) -> bool:
     return int(row[0]) == 0
 
 
+def _chunk_end(tx: Tx, experiment_id: int, low: int, target: int, chunk: int | None) -> int:
+    """The id of the ``chunk``-th assignment of the experiment above ``low`` (at most ``target``)."""
+    if chunk is None:
+        return target
+    row = tx.execute("SELECT id FROM assignments WHERE experiment_id = ? AND id > ? AND id <= ? ORDER BY id "
+                     "LIMIT 1 OFFSET ?", (experiment_id, low, target, chunk - 1)).fetchone()
+    return target if row is None else int(row[0])
+
+
 def fold(tx: Tx, experiment: Experiment, definitions: Sequence[MetricDefinition], dialect: Dialect,
-         now: float) -> bool:
-    """Bring every metric of the experiment up to the final ids (module docstring); False when
-    another transaction is folding it (PostgreSQL), which then leaves everything to the tail."""
+         now: float) -> str:
+    """Bring every metric of the experiment up to the final ids (module docstring), at most
+    ``dialect.chunk`` new exposures at a time (SQLite: a rebuild of a million exposures is many
+    short write transactions, so writers wait seconds, not a minute): DONE, MORE (call again)
+    or SKIPPED (another transaction is folding it; the read then computes the tail)."""
     if dialect.lock_sql is not None and not tx.execute(dialect.lock_sql, (FOLD_LOCK, experiment.id)).fetchone()[0]:
-        return False
+        return SKIPPED
     states = {d.key: read_state(tx, experiment.id, d.key) for d in definitions}
     low_ev = min((s.events_through for s in states.values() if s is not None), default=0)
     low_as = min((s.assignments_through for s in states.values() if s is not None), default=0)
     cutoff = None if dialect.lag_s <= 0 else now - dialect.lag_s
     events_to, assignments_to = _target(tx, "events", low_ev, cutoff), _target(tx, "assignments", low_as, cutoff)
+    outcome = DONE
     for definition in definitions:
         state = states[definition.key]
         if state is None or state.fingerprint != fingerprint(definition) or _empty(tx, experiment.id, definition.key):
-            _rebuild(tx, experiment, definition, events_to, assignments_to, dialect.scalar_min)
-            continue
-        ev, asg = max(events_to, state.events_through), max(assignments_to, state.assignments_through)
-        if (ev, asg) != (state.events_through, state.assignments_through):
-            _advance(tx, experiment, definition, state, ev, asg, dialect.scalar_min)
-    return True
+            asg = _chunk_end(tx, experiment.id, 0, assignments_to, dialect.chunk)
+            _rebuild(tx, experiment, definition, events_to, asg, dialect.scalar_min)
+        else:
+            ev = max(events_to, state.events_through)
+            asg = _chunk_end(tx, experiment.id, state.assignments_through,
+                             max(assignments_to, state.assignments_through), dialect.chunk)
+            if (ev, asg) != (state.events_through, state.assignments_through):
+                _advance(tx, experiment, definition, state, ev, asg, dialect.scalar_min)
+        if asg < assignments_to:
+            outcome = MORE
+    return outcome
 
 
 # -- reads ------------------------------------------------------------------------------------

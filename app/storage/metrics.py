@@ -42,7 +42,7 @@ from ..domain.metrics import (
     metric_from_dict,
 )
 from .base import DuplicateKey
-from .metric_fold import Dialect, fold, snapshot_sql
+from .metric_fold import MORE, SKIPPED, Dialect, fold, snapshot_sql
 from .sql import Tx, maybe_audit
 
 #: the five sums per metric, in row order after (variant_id, holdout, visitors)
@@ -228,6 +228,8 @@ class MetricStore:
     _FOLD_LOCK_SQL: str | None = None
     #: PostgreSQL: rows younger than this are left to the read-time tail (``metric_fold``)
     fold_lag_s = 0.0
+    #: new exposures folded per transaction (SQLite: short write transactions; None: all at once)
+    fold_chunk: int | None = 20_000
 
     # -- the catalogue --------------------------------------------------------------------
     @staticmethod
@@ -302,15 +304,19 @@ class MetricStore:
 
     def fold_metrics(self, experiment: Experiment, definitions: Sequence[MetricDefinition],
                      now: float | None = None) -> bool:
-        """Fold what is final into the materialised values (``metric_fold.fold``)."""
-        dialect = Dialect(self._SCALAR_MIN, self.fold_lag_s, self._FOLD_LOCK_SQL)
+        """Fold what is final into the materialised values (``metric_fold.fold``), one chunk of
+        new exposures per transaction until caught up; False when another worker is folding."""
+        dialect = Dialect(self._SCALAR_MIN, self.fold_lag_s, self._FOLD_LOCK_SQL, self.fold_chunk)
         at = time.time() if now is None else now
 
-        def body(tx: Tx) -> bool:
+        def body(tx: Tx) -> str:
             self._fold_setup(tx)
             return fold(tx, experiment, definitions, dialect, at)
 
-        return self._transact(body, idempotent=True)  # type: ignore[attr-defined]
+        outcome = MORE
+        while outcome == MORE:
+            outcome = self._transact(body, idempotent=True)  # type: ignore[attr-defined]
+        return outcome != SKIPPED
 
     def _fold_setup(self, tx: Tx) -> None:
         """Backend settings of a fold transaction (PostgreSQL: no statement timeout for a rebuild)."""

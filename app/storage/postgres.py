@@ -159,6 +159,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Event
     _SCALAR_MIN = "LEAST"
     _FOLD_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(CAST(? AS integer), CAST(? AS integer))"
     fold_lag_s = FOLD_LAG_S
+    fold_chunk = None  # a rebuild blocks no writer here (an advisory lock): one transaction
 
     def _fold_setup(self, tx: Tx) -> None:
         tx.execute("SET LOCAL statement_timeout = 0")  # a rebuild reads every exposure and event

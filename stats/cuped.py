@@ -42,7 +42,7 @@ import numpy as np
 from scipy import stats as st
 
 from stats.means import welch_dof
-from stats.metric_inputs import CONVERSION, MetricReason, MetricSlice
+from stats.metric_inputs import CONVERSION, MetricReason, MetricSlice, raw_sumsq
 from stats.results import ALPHA
 
 
@@ -71,13 +71,13 @@ def _f(x):
 def _centred(s: MetricSlice, metric_type: str):
     """(n, ybar, xbar, S_yy, S_xx, S_xy): within-arm centred sums from one-pass sums."""
     n = _f(s.visitors)
-    sy, sx = _f(s.value_sum), _f(s.pre_sum)
-    syy = sy if metric_type == CONVERSION else _f(s.value_sumsq)  # y in {0, 1}: y^2 = y
+    sy, sx = _f(s.value_sum), _f(s.pre_sum)  # Σ(y - K), Σ(x - L): centred sums are shift-invariant
+    syy = sy if metric_type == CONVERSION else _f(s.value_sumsq)  # y in {0, 1} (K = 0): y^2 = y
     with np.errstate(all="ignore"):
         s_yy = np.maximum(syy - sy * sy / n, 0.0)
         s_xx = np.maximum(_f(s.pre_sumsq) - sx * sx / n, 0.0)
         s_xy = _f(s.pre_cross_sum) - sx * sy / n
-        return n, sy / n, sx / n, s_yy, s_xx, s_xy
+        return n, _f(s.value_shift) + sy / n, _f(s.pre_shift) + sx / n, s_yy, s_xx, s_xy
 
 
 def fit(arms: Sequence[MetricSlice], metric_type: str) -> CupedFit:
@@ -85,14 +85,14 @@ def fit(arms: Sequence[MetricSlice], metric_type: str) -> CupedFit:
     parts = [_centred(s, metric_type) for s in arms]
     n = sum(p[0] for p in parts)
     with np.errstate(all="ignore"):
-        pre_mean = sum(_f(s.pre_sum) for s in arms) / n
+        pre_mean = sum(_f(s.pre_sum) + _f(s.visitors) * _f(s.pre_shift) for s in arms) / n
         theta = sum(p[5] for p in parts) / sum(p[4] for p in parts)
     return CupedFit(theta, pre_mean)
 
 
 def reason(arms: Sequence[MetricSlice], metric_type: str) -> str | None:
     """Why CUPED cannot run on these arms (scalar fields), or None."""
-    if sum(float(s.pre_sumsq) for s in arms) <= 0:
+    if sum(float(raw_sumsq(s.visitors, s.pre_sum, s.pre_sumsq, s.pre_shift)) for s in arms) <= 0:
         return MetricReason.NO_PRE_PERIOD_DATA
     if sum(float(_centred(s, metric_type)[4]) for s in arms if s.visitors > 0) <= 0:
         return MetricReason.ZERO_COVARIATE_VARIANCE

@@ -45,7 +45,7 @@ def welch_dof(var_c, n_c, var_t, n_t):
     return (a + b) ** 2 / (a**2 / (n_t - 1) + b**2 / (n_c - 1))
 
 
-def compare(n_c, s_c, q_c, n_t, s_t, q_t, alpha: float = ALPHA) -> Comparison:
+def compare(n_c, s_c, q_c, n_t, s_t, q_t, alpha: float = ALPHA, shift=0.0) -> Comparison:
     """Treatment (t) vs control (c) means with Welch's unequal-variance t-test.
 
     * Absolute: D = m_t - m_c, SE = sqrt(s_t^2/n_t + s_c^2/n_c), t = D / SE with
@@ -57,10 +57,13 @@ def compare(n_c, s_c, q_c, n_t, s_t, q_t, alpha: float = ALPHA) -> Comparison:
       delta-method SE: Var ~= s_t^2/(n_t m_c^2) + m_t^2 s_c^2/(n_c m_c^4).
     * Anytime-valid: confidence sequence on D with SE and its dual p-value
       (``stats.anytime``, n = n_c + n_t, normal boundary).
+
+    ``shift``: S and Q may be sums of (y - shift) for both arms (``stats.metric_inputs``).
     """
     n_c, n_t = np.asarray(n_c, dtype=float), np.asarray(n_t, dtype=float)
     m_c, v_c = moments(n_c, s_c, q_c)
     m_t, v_t = moments(n_t, s_t, q_t)
+    m_c, m_t = m_c + shift, m_t + shift  # sums of (y - shift): the variances need no change
     with np.errstate(all="ignore"):
         diff = m_t - m_c
         var_diff = v_t / n_t + v_c / n_c

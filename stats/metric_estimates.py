@@ -41,7 +41,7 @@ import numpy as np
 from scipy import stats as st
 
 from stats import anytime, means, proportions
-from stats.metric_inputs import CONVERSION, COUNT, RATIO, SUM, MetricReason, MetricSlice
+from stats.metric_inputs import CONVERSION, COUNT, RATIO, SUM, MetricReason, MetricSlice, reshift
 from stats.results import ALPHA, Comparison, Reason
 
 MIN_VISITORS = 2  # per arm: below this no variance can be estimated
@@ -110,16 +110,19 @@ def conversion_difference(c: MetricSlice, t: MetricSlice, alpha: float = ALPHA) 
 
 
 def mean_arm(s: MetricSlice, alpha: float = ALPHA) -> ArmEstimate:
-    n = _f(s.visitors)
+    """Sums of (y - K): the variance is shift-invariant, the mean and interval add K back."""
+    n, shift = _f(s.visitors), _f(s.value_shift)
     mean, var = means.moments(n, s.value_sum, s.value_sumsq)
     low, high = means.t_interval(n, s.value_sum, s.value_sumsq, alpha)
     with np.errstate(all="ignore"):
-        return ArmEstimate(mean, var / n, low, high)
+        return ArmEstimate(mean + shift, var / n, low + shift, high + shift)
 
 
 def mean_difference(c: MetricSlice, t: MetricSlice, alpha: float = ALPHA) -> Difference:
+    if not np.all(_f(c.value_shift) == _f(t.value_shift)):  # one shift for both arms
+        c = reshift(c, value_shift=t.value_shift, pre_shift=t.pre_shift)
     r = means.compare(
-        c.visitors, c.value_sum, c.value_sumsq, t.visitors, t.value_sum, t.value_sumsq, alpha
+        c.visitors, c.value_sum, c.value_sumsq, t.visitors, t.value_sum, t.value_sumsq, alpha, t.value_shift
     )
     return _difference(r)
 
@@ -137,14 +140,15 @@ def _difference(r: Comparison) -> Difference:
 def ratio_arm(s: MetricSlice, alpha: float = ALPHA) -> ArmEstimate:
     """Ratio of sums with its delta-method variance and normal interval."""
     n = _f(s.visitors)
-    a, b = _f(s.numerator_sum), _f(s.denominator_sum)
+    da, db = _f(s.numerator_sum), _f(s.denominator_sum)  # Σ(a - Ka), Σ(b - Kb)
     with np.errstate(all="ignore"):
+        a, b = da + n * _f(s.numerator_shift), db + n * _f(s.denominator_shift)  # Σa, Σb
         ratio = np.where(b != 0, a / b, np.nan)
         mu_b = b / n
-        # per-visitor sample (co)variances from the one-pass sums
-        s_aa = np.maximum((_f(s.numerator_sumsq) - a * a / n) / (n - 1), 0.0)
-        s_bb = np.maximum((_f(s.denominator_sumsq) - b * b / n) / (n - 1), 0.0)
-        s_ab = (_f(s.cross_sum) - a * b / n) / (n - 1)
+        # per-visitor sample (co)variances from the shifted sums (shift-invariant)
+        s_aa = np.maximum((_f(s.numerator_sumsq) - da * da / n) / (n - 1), 0.0)
+        s_bb = np.maximum((_f(s.denominator_sumsq) - db * db / n) / (n - 1), 0.0)
+        s_ab = (_f(s.cross_sum) - da * db / n) / (n - 1)
         var = np.maximum(s_aa - 2 * ratio * s_ab + ratio**2 * s_bb, 0.0) / (n * mu_b**2)
         var = np.where(n >= MIN_VISITORS, var, np.nan)
         half = st.norm.ppf(1 - alpha / 2) * np.sqrt(var)

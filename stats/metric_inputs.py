@@ -18,6 +18,15 @@ For CUPED, x_i is the same metric's per-visitor value over the pre-period window
 Every field of ``MetricSlice`` is therefore a plain sum over visitors, which one
 ``GROUP BY variant, holdout`` over the per-visitor values produces, and slices merge
 by field-wise addition.
+
+Shifts (issue #16). The one-pass variance (Σy² - (Σy)²/n)/(n-1) cancels catastrophically
+when the values are large and nearly constant (1e9 + noise: Σy² ~ n 1e18 carries an
+absolute error of ~n 1e2, far above the spread). So the sums may be of (y - K) for a
+constant K per metric (storage uses the metric's mean): ``value_sum`` = Σ(y-K),
+``value_sumsq`` = Σ(y-K)², ``pre_*`` of (x-L), ``pre_cross_sum`` = Σ(x-L)(y-K), ratio
+parts of (a-Ka), (b-Kb). Variances and covariances are shift-invariant, so every
+formula keeps its form; only means add the shift back: mean = K + Σ(y-K)/n (``mean``).
+Merging slices with different shifts re-centres them on one (``reshift``).
 """
 from __future__ import annotations
 
@@ -26,6 +35,8 @@ import math
 import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from stats import slices as traffic
 from stats.inputs import PeriodAggregate
@@ -93,6 +104,12 @@ class MetricSlice:
     pre_sum: float = 0.0  # CUPED: sum x_i
     pre_sumsq: float = 0.0  # CUPED: sum x_i^2
     pre_cross_sum: float = 0.0  # CUPED: sum x_i y_i
+    # the constants subtracted before summing (module docstring): value_* and pre_cross_sum
+    # are sums of (y - value_shift), pre_* of (x - pre_shift), ratio parts likewise
+    value_shift: float = 0.0
+    pre_shift: float = 0.0
+    numerator_shift: float = 0.0
+    denominator_shift: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -111,8 +128,44 @@ class MetricAggregate:
     periods: tuple[PeriodAggregate, ...] = field(default_factory=tuple)
 
 
-SUMMED = tuple(f.name for f in dataclasses.fields(MetricSlice) if f.name not in ("variant", "holdout"))
+SHIFTS = ("value_shift", "pre_shift", "numerator_shift", "denominator_shift")
+SUMMED = tuple(f.name for f in dataclasses.fields(MetricSlice) if f.name not in ("variant", "holdout", *SHIFTS))
 SQUARES = ("value_sumsq", "numerator_sumsq", "denominator_sumsq", "pre_sumsq")
+#: (shift, sum, sum of squares) per shifted quantity, and the cross sums of two of them
+_SHIFTED = {"value_shift": ("value_sum", "value_sumsq"), "pre_shift": ("pre_sum", "pre_sumsq"),
+            "numerator_shift": ("numerator_sum", "numerator_sumsq"),
+            "denominator_shift": ("denominator_sum", "denominator_sumsq")}
+_CROSS = {"pre_cross_sum": ("pre_shift", "value_shift"), "cross_sum": ("numerator_shift", "denominator_shift")}
+
+
+def mean(n, shifted_sum, shift):
+    """K + Σ(y-K)/n: the mean from a shifted sum (vectorised; NaN when n = 0)."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(all="ignore"):
+        return np.where(n > 0, np.asarray(shift, dtype=float) + np.asarray(shifted_sum, dtype=float) / n, np.nan)
+
+
+def raw_sumsq(n, shifted_sum, shifted_sumsq, shift):
+    """Σy² = Σ(y-K)² + 2K Σ(y-K) + n K² (used only where the sign of Σy² matters)."""
+    return shifted_sumsq + 2 * shift * shifted_sum + n * shift * shift
+
+
+def reshift(s: MetricSlice, **shifts: float) -> MetricSlice:
+    """The same visitors' sums about other shifts: with d = K_old - K_new,
+    Σ(y-K_new) = Σ(y-K_old) + n d, Σ(y-K_new)² = Σ(y-K_old)² + 2 d Σ(y-K_old) + n d²,
+    Σ(x-L_new)(y-K_new) = Σ(x-L_old)(y-K_old) + e Σ(y-K_old) + d Σ(x-L_old) + n d e."""
+    n = float(s.visitors)
+    moved = {name: getattr(s, name) - shifts.get(name, getattr(s, name)) for name in SHIFTS}
+    fields: dict[str, float] = {}
+    for shift, (total, squares) in _SHIFTED.items():
+        d, old = moved[shift], getattr(s, total)
+        fields[total] = old + n * d
+        fields[squares] = getattr(s, squares) + 2 * d * old + n * d * d
+    for cross, (first, second) in _CROSS.items():
+        d1, d2 = moved[first], moved[second]
+        sum1, sum2 = getattr(s, _SHIFTED[first][0]), getattr(s, _SHIFTED[second][0])
+        fields[cross] = getattr(s, cross) + d1 * sum2 + d2 * sum1 + n * d1 * d2
+    return dataclasses.replace(s, **fields, **{name: shifts.get(name, getattr(s, name)) for name in SHIFTS})
 
 
 def spec_problem(spec: MetricSpec) -> str | None:
@@ -146,28 +199,34 @@ def _as_float(value) -> float | None:
 
 def slice_problem(s: MetricSlice, metric_type: str) -> str | None:
     """Reason code when a slice's sums cannot be analysed (never raises)."""
-    raw = [getattr(s, name) for name in SUMMED]
+    raw = [getattr(s, name) for name in (*SUMMED, *SHIFTS)]
     if not all(_real(v) for v in raw):
         return MetricReason.INVALID_INPUT
-    values = dict(zip(SUMMED, (_as_float(v) for v in raw)))
+    values = dict(zip((*SUMMED, *SHIFTS), (_as_float(v) for v in raw)))
     if any(v is None or abs(v) > MAX_MAGNITUDE for v in values.values()):
         return MetricReason.NON_FINITE_INPUT
     visitors = values["visitors"]
     if visitors < 0 or visitors != int(visitors) or any(values[name] < 0 for name in SQUARES):
         return MetricReason.INVALID_INPUT
-    if metric_type == CONVERSION and not 0 <= values["value_sum"] <= values["visitors"]:
+    converted = values["value_sum"] + visitors * values["value_shift"]  # Σy = Σ(y-K) + nK
+    if metric_type == CONVERSION and not 0 <= converted <= values["visitors"]:
         return MetricReason.INVALID_INPUT
     return None
 
 
 def merge(parts: Iterable[MetricSlice], variant: str, holdout: bool) -> MetricSlice:
-    """Field-wise sum of valid slices, relabelled (the sum of disjoint visitor sets)."""
+    """Field-wise sum of valid slices, relabelled (the sum of disjoint visitor sets), about
+    the first slice's shifts (the others re-centred on them)."""
+    parts = list(parts)
+    shifts = {name: float(getattr(parts[0], name)) for name in SHIFTS} if parts else {}
     totals = dict.fromkeys(SUMMED, 0.0)
     for s in parts:
+        if any(getattr(s, name) != shifts[name] for name in SHIFTS):
+            s = reshift(s, **shifts)
         for name in SUMMED:
             totals[name] += float(getattr(s, name))
     totals["visitors"] = int(totals["visitors"])
-    return MetricSlice(variant=variant, holdout=holdout, **totals)
+    return MetricSlice(variant=variant, holdout=holdout, **totals, **shifts)
 
 
 def pick(

@@ -19,10 +19,17 @@ of the per-visitor relation ``per_visitor_sql`` (which also carries each exposur
 
 so no event ever reaches Python. The only dialect difference is the name of the
 two-argument scalar minimum (SQLite ``MIN``, PostgreSQL ``LEAST``): ``_SCALAR_MIN``.
+
+That live statement is the reference. ``metric_sums`` reads the materialised values
+instead (``metric_fold``: folded incrementally, sums shifted by each metric's mean, plus
+the exact tail of what is not folded yet); a metric whose materialisation is not current
+(another worker is rebuilding it) falls back to the live statement. ``materialised_sql``
+serves the same per-visitor relation from the materialised rows.
 """
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -35,6 +42,7 @@ from ..domain.metrics import (
     metric_from_dict,
 )
 from .base import DuplicateKey
+from .metric_fold import MORE, SKIPPED, Dialect, fold, snapshot_sql
 from .sql import Tx, maybe_audit
 
 #: the five sums per metric, in row order after (variant_id, holdout, visitors)
@@ -60,6 +68,41 @@ class MetricSums:
     pre_sum: float = 0.0
     pre_sumsq: float = 0.0
     pre_cross_sum: float = 0.0
+    #: the sums are of (value - shift): value_*, pre_*, numerator_*, denominator_* (issue #16)
+    value_shift: float = 0.0
+    pre_shift: float = 0.0
+    numerator_shift: float = 0.0
+    denominator_shift: float = 0.0
+
+    def unshifted(self) -> "MetricSums":
+        """The plain sums (Σy, Σy², ...; loses the precision the shifts keep): with K the shift,
+        Σy = Σ(y-K) + nK, Σy² = Σ(y-K)² + 2KΣ(y-K) + nK², Σxy = Σ(x-L)(y-K) + LΣ(y-K) + KΣ(x-L) + nLK."""
+        n = self.visitors
+
+        def plain(total: float, squares: float, shift: float) -> tuple[float, float]:
+            return total + n * shift, squares + 2 * shift * total + n * shift * shift
+
+        value_sum, value_sumsq = plain(self.value_sum, self.value_sumsq, self.value_shift)
+        pre_sum, pre_sumsq = plain(self.pre_sum, self.pre_sumsq, self.pre_shift)
+        numerator_sum, numerator_sumsq = plain(self.numerator_sum, self.numerator_sumsq, self.numerator_shift)
+        denominator_sum, denominator_sumsq = plain(self.denominator_sum, self.denominator_sumsq,
+                                                   self.denominator_shift)
+        ky, kx, ka, kb = self.value_shift, self.pre_shift, self.numerator_shift, self.denominator_shift
+        return MetricSums(
+            self.variant_id, self.holdout, n, value_sum, value_sumsq, numerator_sum, numerator_sumsq,
+            denominator_sum, denominator_sumsq,
+            self.cross_sum + kb * self.numerator_sum + ka * self.denominator_sum + n * ka * kb,
+            pre_sum, pre_sumsq, self.pre_cross_sum + kx * self.value_sum + ky * self.pre_sum + n * kx * ky)
+
+
+def _shifted_sums(definition: MetricDefinition, variant_id: int, holdout: bool, visitors: int,
+                  sums: Sequence[float], shift_y: float, shift_x: float) -> MetricSums:
+    """Slice sums (Σ(fy-K), Σ(fy-K)², Σ(fx-L), Σ(fx-L)², Σ(fx-L)(fy-K)) as the fields of the type."""
+    if definition.type == "ratio":
+        return MetricSums(variant_id, holdout, visitors, **dict(zip(RATIO_FIELDS, sums)),
+                          numerator_shift=shift_y, denominator_shift=shift_x)
+    return MetricSums(variant_id, holdout, visitors, **dict(zip(SUM_FIELDS, sums)),
+                      value_shift=shift_y, pre_shift=shift_x)
 
 
 @dataclass(frozen=True)
@@ -164,10 +207,29 @@ def metric_sums_sql(experiment: Experiment, definitions: Sequence[MetricDefiniti
     return sql, params
 
 
+def materialised_sql(experiment: Experiment, definitions: Sequence[MetricDefinition]) -> tuple[str, list[Any]]:
+    """``per_visitor_sql``'s relation (id, v, h, t0, p, then ``per_visitor_columns``) from the
+    materialised values, as of the last fold (its tail is not in it: fold first)."""
+    columns = per_visitor_columns(definitions)
+    picks = [f"MAX(CASE WHEN metric_key = ? THEN {'fy' if i % 2 == 0 else 'fx'} END) AS {column}"
+             for i, column in enumerate(columns)]
+    params: list[Any] = [definitions[i // 2].key for i in range(len(columns))]
+    sql = (f"SELECT assignment_id AS id, variant_id AS v, holdout AS h, t0, propensity AS p, {', '.join(picks)} "
+           f"FROM metric_values WHERE experiment_id = ? AND metric_key IN ({', '.join('?' for _ in definitions)}) "
+           "GROUP BY assignment_id, variant_id, holdout, t0, propensity")
+    return sql, [*params, experiment.id, *(d.key for d in definitions)]
+
+
 class MetricStore:
-    """Mixin: needs the backend's ``_read``, ``_transact`` and ``_SCALAR_MIN``."""
+    """Mixin: needs the backend's ``_read``, ``_transact``, ``_SCALAR_MIN`` and ``_FOLD_LOCK_SQL``."""
 
     _SCALAR_MIN = "MIN"
+    #: PostgreSQL: the advisory lock that serialises folders (None: the write transaction does)
+    _FOLD_LOCK_SQL: str | None = None
+    #: PostgreSQL: rows younger than this are left to the read-time tail (``metric_fold``)
+    fold_lag_s = 0.0
+    #: new exposures folded per transaction (SQLite: short write transactions; None: all at once)
+    fold_chunk: int | None = 20_000
 
     # -- the catalogue --------------------------------------------------------------------
     @staticmethod
@@ -240,9 +302,57 @@ class MetricStore:
 
         self._transact(body, idempotent=audit is None)  # type: ignore[attr-defined]
 
+    def fold_metrics(self, experiment: Experiment, definitions: Sequence[MetricDefinition],
+                     now: float | None = None) -> bool:
+        """Fold what is final into the materialised values (``metric_fold.fold``), one chunk of
+        new exposures per transaction until caught up; False when another worker is folding."""
+        dialect = Dialect(self._SCALAR_MIN, self.fold_lag_s, self._FOLD_LOCK_SQL, self.fold_chunk)
+        at = time.time() if now is None else now
+
+        def body(tx: Tx) -> str:
+            self._fold_setup(tx)
+            return fold(tx, experiment, definitions, dialect, at)
+
+        outcome = MORE
+        while outcome == MORE:
+            outcome = self._transact(body, idempotent=True)  # type: ignore[attr-defined]
+        return outcome != SKIPPED
+
+    def _fold_setup(self, tx: Tx) -> None:
+        """Backend settings of a fold transaction (PostgreSQL: no statement timeout for a rebuild)."""
+
     def metric_sums(self, experiment: Experiment,
                     definitions: Sequence[MetricDefinition]) -> dict[str, list[MetricSums]]:
-        """Per metric key: the sums of every (variant, slice) with exposed visitors (one statement)."""
+        """Per metric key: the sums of every (variant, slice) with exposed visitors: the folded
+        slices plus the exact tail, read in one statement (module docstring)."""
+        if not definitions:
+            return {}
+        self.fold_metrics(experiment, definitions)
+        sql, params = snapshot_sql(experiment, definitions, self._SCALAR_MIN)
+        current: dict[int, tuple[float, float]] = {}
+        slices: dict[tuple[int, int, int], list[float]] = {}
+        for row in self._read(sql, params):  # type: ignore[attr-defined]
+            index, variant_id, holdout = int(row[0]), int(row[1]), int(row[2])
+            if variant_id == -1:
+                current[index] = (float(row[6]), float(row[7]))
+                continue
+            totals = slices.setdefault((index, variant_id, holdout), [0.0] * 6)
+            for i, value in enumerate(row[3:9]):
+                totals[i] += float(value or 0.0)
+        found: dict[str, list[MetricSums]] = {d.key: [] for d in definitions}
+        for (index, variant_id, holdout), totals in sorted(slices.items()):
+            if index in current and round(totals[0]) > 0:
+                found[definitions[index].key].append(_shifted_sums(
+                    definitions[index], variant_id, bool(holdout), int(round(totals[0])), totals[1:],
+                    *current[index]))
+        stale = [d for i, d in enumerate(definitions) if i not in current]
+        if stale:  # being rebuilt by another worker: the live statement
+            found.update(self.live_metric_sums(experiment, stale))
+        return found
+
+    def live_metric_sums(self, experiment: Experiment,
+                         definitions: Sequence[MetricDefinition]) -> dict[str, list[MetricSums]]:
+        """The same sums from the live reference statement (``metric_sums_sql``), unshifted."""
         if not definitions:
             return {}
         sql, params = metric_sums_sql(experiment, definitions, self._SCALAR_MIN)

@@ -80,6 +80,7 @@ from .base import (
 from .batching import GroupCommitOptions, GroupCommitter
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
 from .metric_adaptive import MetricAdaptiveStore
+from .metric_fold import FOLD_LAG_S, FOLD_LOCK, erase_values, forget_all
 from .metrics import MetricStore
 from .postgres_counters import Counters
 from .repair import RepairStore
@@ -159,6 +160,12 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
                       RepairStore, SqlStorage):
     _SCALAR_MIN = "LEAST"
     _PERIOD_OF_T0 = f"(floor(t0 / {PERIOD_SECONDS}))::bigint * {PERIOD_SECONDS}"  # = base.period_of
+    _FOLD_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(CAST(? AS integer), CAST(? AS integer))"
+    fold_lag_s = FOLD_LAG_S
+    fold_chunk = None  # a rebuild blocks no writer here (an advisory lock): one transaction
+
+    def _fold_setup(self, tx: Tx) -> None:
+        tx.execute("SET LOCAL statement_timeout = 0")  # a rebuild reads every exposure and event
 
     def __init__(self, url: str, min_size: int = 1, max_size: int = 5, timeout_s: float = 5.0,
                  group_commit: GroupCommitOptions | None = None) -> None:
@@ -560,6 +567,9 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
             maybe_audit(_PostgresTx(conn, tx), audit)
             if not rows:
                 return 0
+            for experiment_id in sorted({row[1] for row in rows}):  # no fold of theirs runs meanwhile
+                conn.execute("SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", (FOLD_LOCK, experiment_id))
+            erase_values(_PostgresTx(conn, tx), [row[0] for row in rows])
             counters = Counters()
             removals: list[tuple[int, int, int, ModelUpdate]] = []
             for erased in records.erasures(rows):
@@ -581,12 +591,15 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
 
     def prune_events(self, before: float) -> int:
         """Idempotent (a retry after an ambiguous commit deletes nothing more and returns 0)."""
-        def body(conn: psycopg.Connection, _tx: _Tx) -> int:
+        def body(conn: psycopg.Connection, tx: _Tx) -> int:
             conn.execute("SET LOCAL statement_timeout = 0")
             conn.execute("DELETE FROM rewards WHERE assignment_id IN "
                          "(SELECT id FROM assignments WHERE created_at < %s)", (before,))
             deleted = conn.execute("DELETE FROM assignments WHERE created_at < %s", (before,)).rowcount
             conn.execute(_placeholders(PRUNE_EVENTS_SQL), (before,))
+            conn.execute("SET LOCAL lock_timeout = '120s'")  # a running rebuild finishes first
+            conn.execute("SELECT pg_advisory_xact_lock(%s::integer, id::integer) FROM experiments ORDER BY id", (FOLD_LOCK,))
+            forget_all(_PostgresTx(conn, tx))
             if deleted:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('pruned_before', %s) ON CONFLICT (key) DO UPDATE "

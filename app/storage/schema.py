@@ -195,5 +195,35 @@ def _v4(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE experiments ADD COLUMN stopped_variants TEXT")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
+#: v7: the materialised per-visitor metric values (``metric_fold``), the same DDL on both backends
+#: (SQLite reads DOUBLE PRECISION as REAL). metric_values is keyed by (experiment,
+#: metric, variant, slice, exposure) so the per-slice GROUP BY of a rebuild reads it in key
+#: order; (assignment_id) serves erasure.
+METRIC_VALUES_DDL = (
+    """CREATE TABLE metric_state (
+        experiment_id BIGINT NOT NULL, metric_key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+        events_through BIGINT NOT NULL, assignments_through BIGINT NOT NULL,
+        shift_y DOUBLE PRECISION NOT NULL, shift_x DOUBLE PRECISION NOT NULL, PRIMARY KEY (experiment_id, metric_key))""",
+    """CREATE TABLE metric_values (
+        experiment_id BIGINT NOT NULL, metric_key TEXT NOT NULL, variant_id BIGINT NOT NULL,
+        holdout INTEGER NOT NULL, assignment_id BIGINT NOT NULL, t0 DOUBLE PRECISION NOT NULL, propensity DOUBLE PRECISION NOT NULL,
+        y DOUBLE PRECISION NOT NULL, x DOUBLE PRECISION NOT NULL, fy DOUBLE PRECISION NOT NULL, fx DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (experiment_id, metric_key, variant_id, holdout, assignment_id))""",
+    "CREATE INDEX idx_metric_values_assignment_id ON metric_values (assignment_id)",
+    """CREATE TABLE metric_slices (
+        experiment_id BIGINT NOT NULL, metric_key TEXT NOT NULL, variant_id BIGINT NOT NULL,
+        holdout INTEGER NOT NULL, visitors BIGINT NOT NULL, s_y DOUBLE PRECISION NOT NULL, s_yy DOUBLE PRECISION NOT NULL,
+        s_x DOUBLE PRECISION NOT NULL, s_xx DOUBLE PRECISION NOT NULL, s_xy DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (experiment_id, metric_key, variant_id, holdout))""",
+)
+
+
+def _v7(db: sqlite_utils.Database) -> None:
+    """Materialised metric values (issue #15). Number 6 belongs to another branch: the
+    migration loop runs every number above the stored version in order, so a gap is fine."""
+    for statement in METRIC_VALUES_DDL:
+        db.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 7: _v7}
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -12,7 +12,7 @@ it) and is cast to JSONB where SQL needs to look inside.
 """
 from __future__ import annotations
 
-from .schema import AUDIT_IMMUTABLE_MESSAGE, SCHEMA_VERSION
+from .schema import AUDIT_IMMUTABLE_MESSAGE, METRIC_VALUES_DDL, SCHEMA_VERSION
 
 _COUNTERS = (
     "assignments BIGINT NOT NULL DEFAULT 0, conversions BIGINT NOT NULL DEFAULT 0, "
@@ -163,6 +163,10 @@ _V4 = [
 ]
 
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+# v7: materialised metric values (see schema._v7; the same statements)
+_V7 = list(METRIC_VALUES_DDL)
+
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 7: _V7}
 
 assert max(MIGRATIONS) == SCHEMA_VERSION, "schema_postgres.MIGRATIONS is behind schema.MIGRATIONS"

@@ -52,6 +52,7 @@ from .base import (
 from .batching import GroupCommitOptions, GroupCommitter
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
 from .metric_adaptive import MetricAdaptiveStore
+from .metric_fold import erase_values, forget_all, lower_watermarks
 from .metrics import MetricStore
 from .repair import RepairStore
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
@@ -569,6 +570,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricA
             rows = conn.execute(
                 f"SELECT {records.ERASE_COLUMNS} FROM assignments WHERE visitor = ?", (visitor,)
             ).fetchall()
+            erase_values(_SQLiteTx(conn), [row[0] for row in rows])
             for erased in records.erasures(rows):
                 conn.execute(_counter_increment_sql(len(erased.arms)),
                              _counter_params(erased.experiment_id, erased.holdout, erased.period, erased.arms))
@@ -581,6 +583,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricA
                 conn.execute("DELETE FROM assignments WHERE id = ?", (erased.assignment_id,))
             conn.execute(ERASE_EVENTS_SQL, (visitor,))
             _lower_watermark(conn)
+            lower_watermarks(_SQLiteTx(conn))
             maybe_audit(_SQLiteTx(conn), audit)
         return len(rows)
 
@@ -592,6 +595,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricA
             deleted = conn.execute("DELETE FROM assignments WHERE created_at < ?", (before,)).rowcount
             conn.execute(PRUNE_EVENTS_SQL, (before,))
             _lower_watermark(conn)
+            forget_all(_SQLiteTx(conn))
             if deleted:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('pruned_before', ?) "

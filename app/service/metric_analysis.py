@@ -41,7 +41,6 @@ from stats.metric_inputs import pick
 from ..domain.experiments import Experiment
 from ..domain.metrics import REWARD_METRIC, MetricDefinition
 from ..storage import ArmTotals, MetricPeriodSums, MetricSums, Storage
-from ..storage.metric_adaptive import slice_sums
 from .policy_cache import PolicyEntry
 
 #: modes whose policy traffic is compared with the holdout
@@ -135,8 +134,9 @@ def metric_aggregates(entry: PolicyEntry, storage: Storage,
         return (aggregate(REWARD_METRIC, [_reward_slice(keys[t.variant_id], t, binary)
                                           for t in entry.snapshot.totals if t.variant_id in keys], periods),)
     definitions = [catalogue[key] for key in experiment.metrics.keys]
+    # the per-slice sums come from the folded slices (shifted: stable for large near-constant values)
+    sums = storage.metric_sums(experiment, definitions)  # type: ignore[attr-defined]
     if not adaptive:
-        sums = storage.metric_sums(experiment, definitions)  # type: ignore[attr-defined]
         return tuple(aggregate(key, [_sums_slice(keys[s.variant_id], s) for s in rows if s.variant_id in keys])
                      for key, rows in sums.items())
     rows = storage.metric_period_sums(experiment, definitions)  # type: ignore[attr-defined]
@@ -145,7 +145,7 @@ def metric_aggregates(entry: PolicyEntry, storage: Storage,
     return tuple(
         aggregate(key, [_sums_slice(keys[s.variant_id], s) for s in cells if s.variant_id in keys],
                   _metric_periods(rows, index, keys, expected))
-        for index, (key, cells) in enumerate(slice_sums(rows, definitions).items()))
+        for index, (key, cells) in enumerate(sums.items()))
 
 
 def _personalisation(experiment: Experiment, specs: tuple[MetricSpec, ...],

@@ -8,9 +8,10 @@ per (hour period of the exposure t0, variant, slice) and per conversion/count/su
 
 (the fields of ``stats.inputs.SliceAggregate``; the policy's expected assignments come from
 the reward counters, ``period_totals``). One statement, a GROUP BY of the per-visitor
-relation ``metrics.per_visitor_sql`` (whatever computes it), also carries the five sums
-``metric_sums`` returns per metric, so an adaptive experiment's metrics read the events once:
-``MetricSums`` per (variant, slice) are the period rows added up (``slice_sums``).
+relation — the folded ``metric_values`` rows (``metrics.materialised_sql``) on SQLite, the live
+``metrics.per_visitor_sql`` on PostgreSQL (whose fold lag leaves a tail) — also carries the five
+plain sums per metric; ``slice_sums`` adds the period rows up to per-slice ``MetricSums`` (a check
+against ``metric_sums``; the stats take the shifted, stable per-slice sums from ``metric_sums``).
 
 Ratio metrics get only their five sums (their all-visitor estimator is not offered, see
 ``stats.metric_adaptive``). The period is ``base.period_of(t0)``, written per dialect
@@ -24,7 +25,7 @@ from typing import Any, Sequence
 from ..domain.experiments import Experiment
 from ..domain.metrics import MetricDefinition
 from .base import PERIOD_SECONDS
-from .metrics import RATIO_FIELDS, SUM_FIELDS, MetricSums, per_visitor_sql
+from .metrics import RATIO_FIELDS, SUM_FIELDS, MetricSums, materialised_sql, per_visitor_sql
 
 #: Σy/p, Σy²/p², Σy/p² of a non-ratio metric, in row order after its five sums
 IPS_FIELDS = ("ips_reward_sum", "ips_reward_sumsq", "ips_cross_sum")
@@ -46,7 +47,9 @@ class MetricPeriodSums:
 
 
 def metric_period_sql(experiment: Experiment, definitions: Sequence[MetricDefinition], scalar_min: str,
-                      period_of_t0: str) -> tuple[str, list[Any]]:
+                      period_of_t0: str, materialised: bool = False) -> tuple[str, list[Any]]:
+    """The per-hour statement over the live per-visitor relation, or (``materialised``) over the
+    folded ``metric_values`` rows — equal once everything is folded."""
     outer = ["COUNT(*)", "SUM(1.0 / p)", "SUM(1.0 / (p * p))"]
     for index, definition in enumerate(definitions):
         if definition.type == "ratio":
@@ -56,7 +59,8 @@ def metric_period_sql(experiment: Experiment, definitions: Sequence[MetricDefini
         y, x = f"y{index}", f"x{index}"
         outer += [f"SUM({y})", f"SUM({y} * {y})", f"SUM({x})", f"SUM({x} * {x})", f"SUM({x} * {y})",
                   f"SUM({y} / p)", f"SUM({y} * {y} / (p * p))", f"SUM({y} / (p * p))"]
-    per_visitor, params = per_visitor_sql(experiment, definitions, scalar_min)
+    per_visitor, params = (materialised_sql(experiment, definitions) if materialised
+                           else per_visitor_sql(experiment, definitions, scalar_min))
     sql = (f"SELECT {period_of_t0} AS period, v, h, {', '.join(outer)} FROM ({per_visitor}) per_visitor "
            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
     return sql, params
@@ -107,9 +111,16 @@ class MetricAdaptiveStore:
 
     def metric_period_sums(self, experiment: Experiment,
                            definitions: Sequence[MetricDefinition]) -> list[MetricPeriodSums]:
-        """Every (hour period, variant, slice) with exposed visitors, oldest first (one statement)."""
+        """Every (hour period, variant, slice) with exposed visitors, oldest first (one statement).
+
+        Where folds leave no tail (SQLite: ``fold_lag_s`` 0, every committed row is folded by
+        ``fold_metrics``) it reads the materialised per-visitor rows; PostgreSQL leaves rows younger
+        than its fold lag to a read-time tail, so there it runs the exact live statement."""
         if not definitions:
             return []
+        materialised = self.fold_lag_s == 0  # type: ignore[attr-defined]
+        if materialised:
+            self.fold_metrics(experiment, definitions)  # type: ignore[attr-defined]
         sql, params = metric_period_sql(experiment, definitions, self._SCALAR_MIN,  # type: ignore[attr-defined]
-                                        self._PERIOD_OF_T0)
+                                        self._PERIOD_OF_T0, materialised)
         return [_row(row, definitions) for row in self._read(sql, params)]  # type: ignore[attr-defined]

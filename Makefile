@@ -8,7 +8,7 @@ export FLASK_APP := app
 
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test wrk bench bench-postgres bench-stats bench-report bench-bandits bench-metrics bench-inprocess init-db clean
+.PHONY: run test wrk bench bench-postgres bench-stats bench-report bench-bandits bench-bandits-http bench-metrics bench-inprocess init-db clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -66,6 +66,9 @@ bench-inprocess: $(VENV)/.installed-test  # one assign and one reward through th
 
 bench-bandits: $(VENV)/.installed-bench
 	$(PY) benchmarks/bandits_bench.py
+
+bench-bandits-http: $(VENV)/.installed-bench  # contextual regret through the HTTP API and its refresh cadence
+	$(PY) benchmarks/bandits_http.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

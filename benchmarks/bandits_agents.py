@@ -5,7 +5,11 @@ of the block (``block`` = 1: it learns after every visitor), then observes what 
 did. Lever's agents run at the service's cadence: a decision counts in its arm's
 statistics at once (reward 0 so far), its click only when the click is reported
 (``Stream.delays``), and the policy is re-fitted from the stored statistics once per
-simulated second. The peers are fully online: one update per visitor, clicks at once.
+simulated second. The peers are fully online: one update per visitor, clicks at once —
+or, with ``join_window_s``, as a peer deployed behind a service must learn: each decision is
+learned once, ``join_window_s`` after it was made, with its click if the click was reported by
+then and as a non-click otherwise (Azure Personalizer's "reward wait time", Vowpal Wabbit
+Decision Service's join window).
 """
 from __future__ import annotations
 
@@ -60,6 +64,29 @@ class _DelayedClicks:
         while self.pending and self.pending[0][0] <= now:
             reported_at, serial, arm, decided_at = heapq.heappop(self.pending)
             yield reported_at, arm, decided_at, self.rows.pop(serial)
+
+
+class _JoinWindow:
+    """Decisions waiting for their join: released ``window`` seconds after the decision, with the
+    reward the peer can know by then (a click reported after the window is lost, as in production)."""
+
+    def __init__(self, window: float | None) -> None:
+        self.window = window
+        self.pending: list[tuple[float, int, tuple]] = []
+        self.serial = 0
+
+    def push(self, decided_at: float, delay: float, reward: float, item: tuple) -> None:
+        self.serial += 1
+        joined = reward if delay <= self.window else 0.0
+        heapq.heappush(self.pending, (decided_at + self.window, self.serial, (joined,) + item))
+
+    def due(self, now: float):
+        while self.pending and self.pending[0][0] <= now:
+            yield heapq.heappop(self.pending)[2]
+
+
+def _join_label(window: float | None) -> str:
+    return "" if window is None else f", clicks joined after {window:g} s"
 
 
 class ServiceBetaAgent(Agent):
@@ -147,8 +174,10 @@ class MabwiserAgent(Agent):
     ``crossed``: give it the encoding with Lever's declared crosses as well.
     """
 
-    def __init__(self, n_arms, dim, rng, rate, policy: str = "LinTS", alpha: float = 1.0, crossed: bool = False):
+    def __init__(self, n_arms, dim, rng, rate, policy: str = "LinTS", alpha: float = 1.0, crossed: bool = False,
+                 join_window_s: float | None = None):
         super().__init__(n_arms, dim, rng, rate)
+        self.joins = _JoinWindow(join_window_s)
         from mabwiser.linear import _LinTS, _LinUCB
         from mabwiser.utils import create_rng
 
@@ -160,7 +189,8 @@ class MabwiserAgent(Agent):
         for model in self.models:
             model.init(dim)
         self.factors = [None] * n_arms
-        self.name = f"MABWiser {policy} (alpha={alpha:g}, online per visitor{', crossed columns' if crossed else ''})"
+        self.name = (f"MABWiser {policy} (alpha={alpha:g}, online per visitor{', crossed columns' if crossed else ''}"
+                     f"{_join_label(join_window_s)})")
 
     def _scores(self, row: np.ndarray) -> np.ndarray:
         if self.policy == "LinUCB":
@@ -174,13 +204,20 @@ class MabwiserAgent(Agent):
         return scores
 
     def choose(self, start, x):
+        for reward, row, arm in self.joins.due(start / self.rate):
+            self._learn(row, arm, reward)
         scores = self._scores(x[0])
         best = np.flatnonzero(scores == scores.max())
         return np.array([best[0] if best.size == 1 else self.rng.choice(best)])
 
     def observe(self, start, x, arms, rewards, delays):
-        arm = int(arms[0])
-        self.models[arm].fit(x[:1], rewards[:1])
+        if self.joins.window is not None:
+            self.joins.push(start / self.rate, float(delays[0]), float(rewards[0]), (x[0], int(arms[0])))
+            return
+        self._learn(x[0], int(arms[0]), float(rewards[0]))
+
+    def _learn(self, row: np.ndarray, arm: int, reward: float) -> None:
+        self.models[arm].fit(row[None], np.array([reward]))
         self.factors[arm] = None
 
 
@@ -203,17 +240,21 @@ class VowpalAgent(Agent):
     generator.
     """
 
-    def __init__(self, n_arms, dim, rng, rate, exploration: str = "--squarecb", interactions: str = "-q sa"):
+    def __init__(self, n_arms, dim, rng, rate, exploration: str = "--squarecb", interactions: str = "-q sa",
+                 join_window_s: float | None = None):
         super().__init__(n_arms, dim, rng, rate)
+        self.joins = _JoinWindow(join_window_s)
         import vowpalwabbit
 
         seed = int(rng.integers(2**31))
         self.args = f"--cb_explore_adf {interactions} {exploration} --quiet --random_seed {seed}"
         self.vw = vowpalwabbit.Workspace(self.args)
         self.pmf = np.full(n_arms, 1.0 / n_arms)
-        self.name = f"Vowpal Wabbit cb_explore_adf ({exploration.strip('-')}, {interactions})"
+        self.name = f"Vowpal Wabbit cb_explore_adf ({exploration.strip('-')}, {interactions}{_join_label(join_window_s)})"
 
     def choose(self, start, x):
+        for reward, row, arm, probability in self.joins.due(start / self.rate):
+            self._learn(row, arm, reward, probability)
         pmf = np.asarray(self.vw.predict(vw_lines(x[0], self.n_arms)), dtype=float)
         self.pmf = pmf / pmf.sum()
         arm = int(min(np.searchsorted(np.cumsum(self.pmf), self.rng.random(), side="right"), self.n_arms - 1))
@@ -221,7 +262,13 @@ class VowpalAgent(Agent):
 
     def observe(self, start, x, arms, rewards, delays):
         arm = int(arms[0])
-        self.vw.learn(vw_lines(x[0], self.n_arms, (arm, -float(rewards[0]), float(self.pmf[arm]))))
+        if self.joins.window is not None:
+            self.joins.push(start / self.rate, float(delays[0]), float(rewards[0]), (x[0], arm, float(self.pmf[arm])))
+            return
+        self._learn(x[0], arm, float(rewards[0]), float(self.pmf[arm]))
+
+    def _learn(self, row: np.ndarray, arm: int, reward: float, probability: float) -> None:
+        self.vw.learn(vw_lines(row, self.n_arms, (arm, -reward, probability)))
 
     def close(self) -> None:
         self.vw.finish()

@@ -141,13 +141,13 @@ def linear(g: adaptive.GroupSums, coef: np.ndarray, h: np.ndarray,
     on every visitor) from the design (1/p), and covers 93.5-94% there."""
     c = np.broadcast_to(np.asarray(coef, dtype=float), g.mu.shape)
     n = g.decisions
-    base = np.sum(c * g.mu, axis=-1)
-    residual = g.ips - g.mu * g.inv  # R_gk
-    r = np.sum(c * residual, axis=-1)
-    rr = np.sum(c**2 * (g.ips_sq - 2 * g.mu * g.cross + g.mu**2 * g.inv_sq), axis=-1)
-    total = n * base + r
-    total_sq = n * base**2 + 2 * base * r + rr
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # non-finite sums (poisoned values) give NaN, reported by the caller
+        base = np.sum(c * g.mu, axis=-1)
+        residual = g.ips - g.mu * g.inv  # R_gk
+        r = np.sum(c * residual, axis=-1)
+        rr = np.sum(c**2 * (g.ips_sq - 2 * g.mu * g.cross + g.mu**2 * g.inv_sq), axis=-1)
+        total = n * base + r
+        total_sq = n * base**2 + 2 * base * r + rr
         weight = np.sum(h * n)
         value = np.sum(h * total) / weight
         if outcome_var is None:

@@ -54,7 +54,7 @@ RESULTS = HERE / "results" / "bandits_http.md"
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef0123"
 SECRET_KEY = "bench-secret-key-0123456789abcdef01234567"
 #: in-process rows beside the HTTP run: Lever's own simulation and the peers best in earlier runs
-IN_PROCESS = ("lever", "mab-linucb-1", "mab-linucb-.25", "mab-lints-.25", "vw-squarecb-cubic", "beta")
+IN_PROCESS = ("lever", "mab-linucb-1", "mab-linucb-.25", "mab-lints-.25", "vw-squarecb-cubic", "beta")  # noqa: E501
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def render(http_runs: list[HttpRun], in_process: list[dict], args, wall: float) 
         "Regret = Σ (best variant's click probability − served variant's), mean ± standard error over "
         "seeds; the same visitors, click draws and delays for every row. *HTTP* rows drive the real "
         "service; *in-process* rows are `bandits_bench.simulate` on the same stream (Lever at service "
-        "cadence without holdout or `min_share`; peers fully online).",
+        "cadence with the service's min_share 0.01 and no holdout; peers fully online or behind a join window).",
         "",
         "| environment | policy | regret | CR last 10% (oracle) | achieved visitors/s | refreshes seen | errors |",
         "|---|---|---:|---:|---:|---:|---:|",

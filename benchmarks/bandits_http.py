@@ -54,7 +54,7 @@ RESULTS = HERE / "results" / "bandits_http.md"
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef0123"
 SECRET_KEY = "bench-secret-key-0123456789abcdef01234567"
 #: in-process rows beside the HTTP run: Lever's own simulation and the peers best in earlier runs
-IN_PROCESS = ("lever", "mab-linucb-1", "mab-linucb-.25", "mab-lints-.25", "vw-squarecb-cubic", "beta")  # noqa: E501
+IN_PROCESS = ("lever", "mab-linucb-1", "mab-linucb-.25", "mab-lints-.25", "vw-squarecb-cubic", "beta")
 
 
 @dataclass(frozen=True)

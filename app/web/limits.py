@@ -25,6 +25,8 @@ from .errors import error_response
 from .events_api import ENDPOINTS as EVENT_ENDPOINTS
 from .public_api import ENDPOINTS as PUBLIC_ENDPOINTS
 
+#: app.extensions key of the app's ``RateLimits`` (the fast path counts in the same windows)
+RATE_LIMITS = "lever.rate_limits"
 #: password guessing: failed or not, login attempts per client address
 LOGIN_LIMIT = "10/minute"
 LOGIN_ENDPOINT = "report.login"
@@ -46,24 +48,36 @@ class RateLimits:
     def add(self, endpoint: str, limit: str, group: str, methods: tuple[str, ...]) -> None:
         self.rules[endpoint] = Rule(group, tuple(parse_many(limit)), frozenset(methods))
 
-    def check(self) -> Response | None:
-        """None when the request may go on, else the 429 response."""
-        rule = self.rules.get(request.endpoint or "")
-        if rule is None or not self.enabled or request.method not in rule.methods:
+    def hit(self, endpoint: str, method: str, client: str) -> tuple[RateLimitItem, int] | None:
+        """Count one request of ``client`` to ``endpoint``: None when it may go on, else the limit
+        it exceeds and the seconds until that window resets (``Retry-After``)."""
+        rule = self.rules.get(endpoint)
+        if rule is None or not self.enabled or method not in rule.methods:
             return None
-        client = request.remote_addr or "unknown"
         for item in rule.items:
             if not self._limiter.hit(item, rule.group, client):
                 reset = self._limiter.get_window_stats(item, rule.group, client).reset_time
-                response = error_response(429, "rate_limited", f"more than {item} from this address; retry later")
-                response.headers["Retry-After"] = str(max(1, math.ceil(reset - time.time())))
-                return response
+                return item, max(1, math.ceil(reset - time.time()))
         return None
+
+    def check(self) -> Response | None:
+        """Flask's before-request hook: None when the request may go on, else the 429 response."""
+        exceeded = self.hit(request.endpoint or "", request.method, request.remote_addr or "unknown")
+        if exceeded is None:
+            return None
+        item, retry_after = exceeded
+        response = error_response(429, "rate_limited", over_limit_message(item))
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
+
+def over_limit_message(item: RateLimitItem) -> str:
+    return f"more than {item} from this address; retry later"
 
 
 def init_rate_limits(app: Flask) -> None:
     limits = RateLimits(app.config["LEVER_RATE_LIMIT_STORAGE"])
-    app.extensions["lever.rate_limits"] = limits
+    app.extensions[RATE_LIMITS] = limits
     limits.add(LOGIN_ENDPOINT, LOGIN_LIMIT, "login", ("POST",))
     if app.config["LEVER_RATE_LIMIT"]:
         for endpoint in PUBLIC_ENDPOINTS + EVENT_ENDPOINTS:

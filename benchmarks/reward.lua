@@ -1,11 +1,13 @@
 -- wrk script: POST /api/v1/reward (server-side form) for pre-assigned visitors, a distinct
--- event_id per request so each one is a new reward; counts 202 and other statuses.
+-- event_id per request so each one is a new reward; counts 202 and other statuses. That form
+-- (experiment and visitor, no assignment token) needs events.ingest: the admin token (args[3]).
 dofile("wrk_status.lua")
 local counter = 0
 
 function init(args)
   init_post(args)
   visitors = tonumber(args[2] or "500")
+  wrk.headers["Authorization"] = "Bearer " .. (args[3] or "")
 end
 
 function request()

@@ -5,9 +5,11 @@ import time
 
 import numpy as np
 import pytest
+from limits import parse, storage, strategies
 
 from app import create_app
 from app.service.modes import MODES
+from app.web.limits import MemoryWindows
 from bandits import LinearArmState
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY, experiment_body
@@ -145,3 +147,24 @@ def test_login_attempts_are_rate_limited(client):
                 for i in range(12)]
     assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
     assert client.get("/login").status_code == 200  # the form itself is not limited
+
+
+def test_memory_windows_count_as_the_limits_library_does():
+    """``memory://`` is counted by ``MemoryWindows`` (no timer thread); the same hits must get the
+    same answers and reset times as ``limits``' FixedWindowRateLimiter over its MemoryStorage."""
+    ours = MemoryWindows(prune_at=3)  # prunes on nearly every hit here: pruning must not change answers
+    theirs = strategies.FixedWindowRateLimiter(storage.storage_from_string("memory://"))
+    items = [parse("3/second"), parse("5/minute")]
+
+    def both(client: str) -> list[tuple[bool, bool]]:
+        return [(ours.hit(item, "public", client), theirs.hit(item, "public", client)) for item in items]
+
+    answers = [both(client) for _ in range(7) for client in ("a", "b", "c", "d")]
+    time.sleep(1.05)  # the per-second windows reset, the per-minute ones do not
+    answers += [both(client) for client in ("a", "e")]
+    assert all(mine == reference for pair in answers for mine, reference in pair)
+    assert [pair[0][0] for pair in answers[:12]] == [True] * 12 and answers[12][0] == (False, False)
+    assert answers[-2] == [(True, True), (False, False)]
+    for item in items:
+        assert ours.reset_time(item, "public", "a") == pytest.approx(
+            theirs.get_window_stats(item, "public", "a").reset_time, abs=0.05)

@@ -27,6 +27,7 @@ from ..domain.errors import Forbidden, Unauthorized
 from ..service.accounts import ApiKeyResolver
 from ..service.audit import SYSTEM_ACTOR
 from ..service.permissions import ADMIN, OWNER, PERMISSIONS, Principal, roles_with
+from ..storage import AccountStore
 from . import session_auth
 from .db import get_storage
 
@@ -39,15 +40,22 @@ KEY_RESOLVER = "lever.api_keys"
 _PRINCIPAL = "lever.principal"
 
 
-def is_admin_token(candidate: str | None) -> bool:
-    expected = current_app.config["LEVER_ADMIN_TOKEN"]
+def matches_admin_token(candidate: str | None, expected: str) -> bool:
     return bool(candidate) and bool(expected) and hmac.compare_digest(candidate.encode(), expected.encode())
 
 
-def bearer_token() -> str | None:
-    header = request.headers.get("Authorization", "")
+def is_admin_token(candidate: str | None) -> bool:
+    return matches_admin_token(candidate, current_app.config["LEVER_ADMIN_TOKEN"])
+
+
+def bearer_from_header(header: str) -> str | None:
+    """The credential of an ``Authorization: Bearer <credential>`` header value, else None."""
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
+
+
+def bearer_token() -> str | None:
+    return bearer_from_header(request.headers.get("Authorization", ""))
 
 
 def _is_api_path() -> bool:
@@ -63,13 +71,19 @@ def init_auth(app: Flask) -> None:
     app.extensions[KEY_RESOLVER] = ApiKeyResolver()
 
 
-def _bearer_principal() -> Principal | None:
-    token = bearer_token()
+def bearer_principal(token: str | None, admin_token: str, resolver: ApiKeyResolver, storage: AccountStore,
+                     now: float) -> Principal | None:
+    """Who a bearer credential is: the admin token (the owner), an active API key, or nobody."""
     if not token:
         return None
-    if is_admin_token(token):
+    if matches_admin_token(token, admin_token):
         return OWNER
-    return key_resolver().principal(get_storage(), token, time.time())
+    return resolver.principal(storage, token, now)
+
+
+def _bearer_principal() -> Principal | None:
+    return bearer_principal(bearer_token(), current_app.config["LEVER_ADMIN_TOKEN"], key_resolver(), get_storage(),
+                            time.time())
 
 
 def authenticate() -> Principal | None:
@@ -92,17 +106,22 @@ def current_actor() -> str:
     return principal.actor if principal is not None else SYSTEM_ACTOR
 
 
-def _unauthorized() -> Unauthorized:
-    if bearer_token():
+def _unauthorized(token: str | None) -> Unauthorized:
+    if token:
         return Unauthorized("unknown or revoked credential: give an API key or LEVER_ADMIN_TOKEN")
     return Unauthorized("this endpoint needs 'Authorization: Bearer <API key or LEVER_ADMIN_TOKEN>'")
 
 
 def check(permission: str) -> Principal:
     """Authenticate and authorise inside a view (401 without a valid credential, 403 without the role)."""
-    principal = authenticate()
+    return authorize(authenticate(), permission, bearer_token())
+
+
+def authorize(principal: Principal | None, permission: str, token: str | None) -> Principal:
+    """``principal`` (authenticated from ``token``, the bearer credential sent) may do ``permission``,
+    else Unauthorized (nobody) or Forbidden (a role without it)."""
     if principal is None:
-        raise _unauthorized()
+        raise _unauthorized(token)
     if not principal.may(permission):
         raise Forbidden(f"{permission} needs the role {' or '.join(roles_with(permission))}; "
                         f"this credential has the role {principal.role}", code="insufficient_role")

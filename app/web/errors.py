@@ -35,6 +35,31 @@ _HTML = """<!doctype html><title>{{ status }} {{ code }}</title>
 <main class="error-page"><h1>{{ status }}</h1><p>{{ message }}</p><p><a href="/">Back to experiments</a></p></main>"""
 
 
+#: the database's failures a request can meet: status, code, message (nothing written, or unknown)
+STORAGE_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
+    StorageOutcomeUnknown: (503, "outcome_unknown",
+                            "the database connection dropped while committing and the outcome could not be "
+                            "checked: this request may or may not have been recorded"),
+    StorageBusy: (503, "service_unavailable", "the database is busy; retry shortly (nothing was written)"),
+}
+#: what an unexpected failure answers (after logging it with ``UNHANDLED_LOG``)
+UNEXPECTED = (500, "internal_error", "Unexpected server error; it has been logged.")
+UNHANDLED_LOG = "unhandled error on %s %s"
+
+
+def storage_error(error: Exception) -> tuple[int, str, str] | None:
+    """The answer to a storage error (its most specific class in ``STORAGE_ERRORS``), else None."""
+    for cls in type(error).__mro__:
+        if cls in STORAGE_ERRORS:
+            return STORAGE_ERRORS[cls]
+    return None
+
+
+def _render_storage_error(error: Exception) -> Response:
+    status, code, message = storage_error(error) or UNEXPECTED
+    return error_response(status, code, message)
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path in ("/healthz",) or request.is_json
 
@@ -53,15 +78,8 @@ def register_error_handlers(app: Flask) -> None:
     def handle_lever_error(error: LeverError) -> Response:
         return error_response(error.status, error.code, error.message)
 
-    @app.errorhandler(StorageOutcomeUnknown)
-    def storage_outcome_unknown(_error: StorageOutcomeUnknown) -> Response:
-        return error_response(503, "outcome_unknown",
-                              "the database connection dropped while committing and the outcome could not be "
-                              "checked: this request may or may not have been recorded")
-
-    @app.errorhandler(StorageBusy)
-    def storage_busy(_error: StorageBusy) -> Response:
-        return error_response(503, "service_unavailable", "the database is busy; retry shortly (nothing was written)")
+    for error_class in STORAGE_ERRORS:
+        app.register_error_handler(error_class, _render_storage_error)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException) -> Response:
@@ -73,5 +91,5 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response:  # the last line of defence
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "Unexpected server error; it has been logged.")
+        log.exception(UNHANDLED_LOG, request.method, request.path)
+        return error_response(*UNEXPECTED)

@@ -30,20 +30,23 @@ from . import (
     admin_api,
     db,
     events_api,
+    fast_path,
     metrics_api,
     openapi,
     public_api,
+    public_calls,
     report,
     snippet,
     team_api,
     team_pages,
     webhooks_api,
 )
-from .auth import init_auth
+from .auth import KEY_RESOLVER, init_auth
 from .cli import register_cli
 from .db import get_storage
 from .errors import error_response, register_error_handlers
 from .limits import init_rate_limits
+from .public_calls import PublicSetup
 
 log = logging.getLogger("lever")
 
@@ -103,12 +106,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     monitor = GuardrailMonitor(store, services.cache, 0 if app.testing else settings["LEVER_GUARDRAIL_INTERVAL_S"])
     app.extensions["lever.guardrails"] = monitor
     app.before_request(monitor.ensure_started)
-    if app.config["LEVER_PROXY_COUNT"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["LEVER_PROXY_COUNT"],
-                                x_proto=app.config["LEVER_PROXY_COUNT"])
-
     register_error_handlers(app)
     init_auth(app)  # API keys: the per-worker resolver
+    app.extensions[public_calls.SETUP] = PublicSetup(services, app.extensions["lever.limits"],
+                                                     app.extensions[events_api.ROUTES], app.extensions[KEY_RESOLVER],
+                                                     app.config)
     app.register_blueprint(public_api.bp, url_prefix="/api/v1")  # assign, reward
     app.register_blueprint(admin_api.bp, url_prefix="/api/v1")  # experiments, stats, visitors
     app.register_blueprint(webhooks_api.bp, url_prefix="/api/v1")  # webhooks and their delivery logs
@@ -128,6 +130,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             return error_response(503, "database_unavailable", "the database does not answer")
         return jsonify({"status": "ok", "worker": os.getpid()})
 
+    if settings["LEVER_FAST_PATH"]:
+        fast_path.install(app)  # after every hook and route: it serves the public routes the way they do
+    if app.config["LEVER_PROXY_COUNT"]:  # outermost: both paths see the client's address
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["LEVER_PROXY_COUNT"],
+                                x_proto=app.config["LEVER_PROXY_COUNT"])
     return app
 
 

@@ -1,9 +1,8 @@
-"""What every view needs from the request: the JSON body, the limits, the request's
-metadata for enrichment, the per-process services, and the CORS origin check."""
+"""What every view needs from the request: the JSON body, the limits, the per-process
+services, and the CORS origin check."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from flask import current_app, request
@@ -12,15 +11,18 @@ from ..domain.errors import Forbidden, ValidationError
 from ..domain.experiments import Experiment
 from ..domain.requests import Limits
 from ..service.decisions import Services
-from ..service.modes import RequestInfo
 
 
 def json_body() -> Any:
+    return parse_json(request.get_data())
+
+
+def parse_json(data: bytes) -> Any:
+    """A request body as JSON, whatever its content type, or a 400 ``invalid_json``."""
     # sendBeacon posts text/plain, so the body is parsed as JSON whatever its content type.
     # Refused like malformed JSON: nesting deeper than the parser's recursion limit and lone
     # surrogates ("\ud800": no UTF-8 form, storage cannot encode them). NaN and Infinity parse,
     # and the field validators refuse them by name.
-    data = request.get_data()
     try:
         body = json.loads(data)
         if b"\\u" in data or not data.isascii():  # the only ways a lone surrogate gets in: an
@@ -39,13 +41,7 @@ def services() -> Services:
     return current_app.extensions["lever.services"]
 
 
-def request_info() -> RequestInfo:
-    return RequestInfo(now=time.time(), user_agent=request.headers.get("User-Agent", "")[:512],
-                       origin=request.headers.get("Origin"))
-
-
-def check_origin(experiment: Experiment) -> None:
-    """A page on an origin outside the experiment's allow-list gets a 403."""
-    origin = request.headers.get("Origin")
+def origin_allowed(origin: str | None, experiment: Experiment) -> None:
+    """403 ``origin_not_allowed`` unless the page's ``Origin`` (None: not a browser) is on the allow-list."""
     if origin and experiment.allowed_origins and origin.rstrip("/") not in experiment.allowed_origins:
         raise Forbidden(f"origin {origin} is not allowed for experiment {experiment.key}", code="origin_not_allowed")

@@ -27,10 +27,14 @@ as *delta rows* (exposure, Δy, Δx), a GROUP BY of the joined pairs. Folded bef
 pair (exposure <= A, event <= E): each (exposure, event) pair is counted exactly once. An
 event belongs to a visitor's exposure when its name is the metric's and its ts lies in the
 metric's window around t0 (ts before t0 — backfilled — included: the pre-period), whatever
-order the rows arrived in. The slices change by f(new) - f(old) of every touched row (an
-upsert that adds), then metric_values adds the deltas. A definition change, a metric new
+order the rows arrived in. For (1) the slices change by f(new) - f(old) of every touched
+row (an upsert that adds), then metric_values adds the deltas; (2) only inserts rows (none
+exists above the watermark), whose slice sums are then read back from them. A definition change, a metric new
 to the experiment or an experiment with nothing materialised yet rebuilds the metric
-(from watermarks 0: (2) alone). Folders are serialised: SQLite folds in its write
+(from watermarks 0: (2) alone), like ``rebuild=True`` (``flask rebuild-stats``). A fold
+takes at most ``Dialect.chunk`` new exposures per transaction (a build of a million
+exposures is fifty transactions of 20,000, each one pass over their events, on both
+backends), and says MORE until it has caught up. Folders are serialised: SQLite folds in its write
 transaction (BEGIN IMMEDIATE); PostgreSQL takes the advisory lock (namespace, experiment
 id) with pg_try_advisory_xact_lock, and a request that cannot get it skips the fold.
 
@@ -273,6 +277,16 @@ def _values_upsert(experiment: Experiment, definition: MetricDefinition, bounds:
     return sql, [experiment.id, definition.key, *f_params, *params, *u_params]
 
 
+def _slices_from_values(tx: Tx, key: tuple[int, str], low: int, high: int, ky: float, kx: float) -> None:
+    """Add the rows of exposures (low, high] to the slices: they were all new (n + 1 each)."""
+    tx.execute(_SLICE_UPSERT.format(select=(
+        "SELECT experiment_id, metric_key, variant_id, holdout, COUNT(*), SUM(fy - ?), SUM((fy - ?) * (fy - ?)), "
+        "SUM(fx - ?), SUM((fx - ?) * (fx - ?)), SUM((fx - ?) * (fy - ?)) FROM metric_values "
+        "WHERE experiment_id = ? AND metric_key = ? AND assignment_id > ? AND assignment_id <= ? "
+        "GROUP BY experiment_id, metric_key, variant_id, holdout")),
+        (ky, ky, ky, kx, kx, kx, kx, ky, *key, low, high))
+
+
 def _rebuild(tx: Tx, experiment: Experiment, definition: MetricDefinition, ev: int, asg: int,
              scalar_min: str) -> None:
     key = (experiment.id, definition.key)
@@ -285,11 +299,7 @@ def _rebuild(tx: Tx, experiment: Experiment, definition: MetricDefinition, ev: i
         row = tx.execute("SELECT AVG(fy), AVG(fx) FROM metric_values WHERE experiment_id = ? AND metric_key = ?",
                          key).fetchone()
         ky, kx = float(row[0] or 0.0), float(row[1] or 0.0)
-    tx.execute(_SLICE_UPSERT.format(select=(
-        "SELECT experiment_id, metric_key, variant_id, holdout, COUNT(*), SUM(fy - ?), SUM((fy - ?) * (fy - ?)), "
-        "SUM(fx - ?), SUM((fx - ?) * (fx - ?)), SUM((fx - ?) * (fy - ?)) FROM metric_values "
-        "WHERE experiment_id = ? AND metric_key = ? GROUP BY experiment_id, metric_key, variant_id, holdout")),
-        (ky, ky, ky, kx, kx, kx, kx, ky, *key))
+    _slices_from_values(tx, key, 0, asg, ky, kx)
     tx.execute("INSERT INTO metric_state (experiment_id, metric_key, fingerprint, events_through, "
                "assignments_through, shift_y, shift_x) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
                "(experiment_id, metric_key) DO UPDATE SET fingerprint = excluded.fingerprint, "
@@ -300,13 +310,23 @@ def _rebuild(tx: Tx, experiment: Experiment, definition: MetricDefinition, ev: i
 
 def _advance(tx: Tx, experiment: Experiment, definition: MetricDefinition, state: FoldState, ev: int, asg: int,
              scalar_min: str) -> None:
-    bounds = fixed_bounds(state.events_through, ev, state.assignments_through, asg)
-    correction, params = correction_sql(experiment, definition, bounds, scalar_min,
-                                        ("SELECT ? AS ky, ? AS kx", (state.shift_y, state.shift_x)),
-                                        label="?, ?, ")
-    tx.execute(_SLICE_UPSERT.format(select=f"SELECT * FROM ({correction}) c WHERE true"),
-               [experiment.id, definition.key, *params])
-    tx.execute(*_values_upsert(experiment, definition, bounds, scalar_min))
+    """Pairs (1) and (2) of the module docstring in two steps. (1), the new events of stored
+    exposures, changes stored rows: the slices take f(new) - f(old) (``correction_sql``), then
+    the rows add the deltas. (2), the new exposures, only adds rows (none exists above the
+    watermark): they are inserted and their slice sums read back from them, one pass over
+    the events (a chunked build is all (2))."""
+    aw = state.assignments_through
+    if ev > state.events_through:
+        bounds = fixed_bounds(state.events_through, ev, aw, aw)
+        correction, params = correction_sql(experiment, definition, bounds, scalar_min,
+                                            ("SELECT ? AS ky, ? AS kx", (state.shift_y, state.shift_x)),
+                                            label="?, ?, ")
+        tx.execute(_SLICE_UPSERT.format(select=f"SELECT * FROM ({correction}) c WHERE true"),
+                   [experiment.id, definition.key, *params])
+        tx.execute(*_values_upsert(experiment, definition, bounds, scalar_min))
+    if asg > aw:
+        tx.execute(*_values_upsert(experiment, definition, fixed_bounds(ev, ev, aw, asg), scalar_min))
+        _slices_from_values(tx, (experiment.id, definition.key), aw, asg, state.shift_y, state.shift_x)
     tx.execute("UPDATE metric_state SET events_through = ?, assignments_through = ? "
                "WHERE experiment_id = ? AND metric_key = ?", (ev, asg, experiment.id, definition.key))
 
@@ -327,14 +347,15 @@ def _chunk_end(tx: Tx, experiment_id: int, low: int, target: int, chunk: int | N
 
 
 def fold(tx: Tx, experiment: Experiment, definitions: Sequence[MetricDefinition], dialect: Dialect,
-         now: float) -> str:
+         now: float, rebuild: bool = False) -> str:
     """Bring every metric of the experiment up to the final ids (module docstring), at most
     ``dialect.chunk`` new exposures at a time (SQLite: a rebuild of a million exposures is many
     short write transactions, so writers wait seconds, not a minute): DONE, MORE (call again)
-    or SKIPPED (another transaction is folding it; the read then computes the tail)."""
+    or SKIPPED (another transaction is folding it; the read then computes the tail).
+    ``rebuild``: every metric is built again from scratch (its first chunk in this transaction)."""
     if dialect.lock_sql is not None and not tx.execute(dialect.lock_sql, (FOLD_LOCK, experiment.id)).fetchone()[0]:
         return SKIPPED
-    states = {d.key: read_state(tx, experiment.id, d.key) for d in definitions}
+    states = {d.key: None if rebuild else read_state(tx, experiment.id, d.key) for d in definitions}
     low_ev = min((s.events_through for s in states.values() if s is not None), default=0)
     low_as = min((s.assignments_through for s in states.values() if s is not None), default=0)
     cutoff = None if dialect.lag_s <= 0 else now - dialect.lag_s

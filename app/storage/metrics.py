@@ -48,6 +48,8 @@ from .sql import Tx, maybe_audit
 #: the five sums per metric, in row order after (variant_id, holdout, visitors)
 SUM_FIELDS = ("value_sum", "value_sumsq", "pre_sum", "pre_sumsq", "pre_cross_sum")
 RATIO_FIELDS = ("numerator_sum", "numerator_sumsq", "denominator_sum", "denominator_sumsq", "cross_sum")
+#: how long a rebuild waits before trying again for the fold lock another folder holds
+REBUILD_WAIT_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -303,19 +305,25 @@ class MetricStore:
         self._transact(body, idempotent=audit is None)  # type: ignore[attr-defined]
 
     def fold_metrics(self, experiment: Experiment, definitions: Sequence[MetricDefinition],
-                     now: float | None = None) -> bool:
+                     now: float | None = None, rebuild: bool = False) -> bool:
         """Fold what is final into the materialised values (``metric_fold.fold``), one chunk of
-        new exposures per transaction until caught up; False when another worker is folding."""
+        new exposures per transaction until caught up; False when another worker is folding.
+        ``rebuild``: build every metric again from scratch (waits for a running fold to let go)."""
         dialect = Dialect(self._SCALAR_MIN, self.fold_lag_s, self._FOLD_LOCK_SQL, self.fold_chunk)
         at = time.time() if now is None else now
+        first = [rebuild]
 
         def body(tx: Tx) -> str:
             self._fold_setup(tx)
-            return fold(tx, experiment, definitions, dialect, at)
+            return fold(tx, experiment, definitions, dialect, at, rebuild=first[0])
 
         outcome = MORE
-        while outcome == MORE:
+        while outcome == MORE or (first[0] and outcome == SKIPPED):
+            if outcome == SKIPPED:  # a rebuild waits for the other folder's transaction
+                time.sleep(REBUILD_WAIT_S)
             outcome = self._transact(body, idempotent=True)  # type: ignore[attr-defined]
+            if outcome != SKIPPED:
+                first[0] = False
         return outcome != SKIPPED
 
     def _fold_setup(self, tx: Tx) -> None:

@@ -36,7 +36,8 @@ def _setup(client, admin, storage, keys=("hero", "other"), visitors: int = 24) -
         assert client.post("/api/v1/metrics", json=metric, headers=admin).status_code == 201
     rng = np.random.default_rng(7)
     for key in keys:
-        body = experiment_body(key, mode="ab", holdout=0.2, metrics={"primary": "conv", "secondary": ["spend", "clicks"]})
+        body = experiment_body(key, mode="ab", holdout=0.2,
+                               metrics={"primary": "conv", "secondary": ["spend", "clicks"]})
         assert client.post("/api/v1/experiments", json=body, headers=admin).status_code == 201
         for i in range(visitors):
             response = client.post("/api/v1/assign", json={"experiment": key, "visitor": f"{key}-v{i}"})

@@ -262,18 +262,23 @@ def _target(tx: Tx, table: str, low: int, cutoff: float | None) -> int:
 
 
 def _values_upsert(experiment: Experiment, definition: MetricDefinition, bounds: Bounds,
-                   scalar_min: str) -> tuple[str, list[Any]]:
+                   scalar_min: str, new_rows: bool = False) -> tuple[str, list[Any]]:
+    """Add the delta rows to metric_values. ``new_rows``: only exposures above the watermark,
+    which have no row yet: a plain INSERT (a row there would be a bug: it fails, never adds twice)."""
     delta, params = delta_sql(experiment, definition, bounds)
     f_params: list[Any] = []
     fy = value_expr(definition, "d.dy", scalar_min, f_params)
     fx = value_expr(definition, "d.dx", scalar_min, f_params)
+    sql = ("INSERT INTO metric_values (experiment_id, metric_key, variant_id, holdout, assignment_id, t0, "
+           f"propensity, y, x, fy, fx) SELECT ?, ?, d.v, d.h, d.id, d.t0, d.p, d.dy, d.dx, {fy}, {fx} "
+           f"FROM ({delta}) d")
+    if new_rows:
+        return sql, [experiment.id, definition.key, *f_params, *params]
     u_params: list[Any] = []
     uy = value_expr(definition, "(metric_values.y + excluded.y)", scalar_min, u_params)
     ux = value_expr(definition, "(metric_values.x + excluded.x)", scalar_min, u_params)
-    sql = ("INSERT INTO metric_values (experiment_id, metric_key, variant_id, holdout, assignment_id, t0, "
-           f"propensity, y, x, fy, fx) SELECT ?, ?, d.v, d.h, d.id, d.t0, d.p, d.dy, d.dx, {fy}, {fx} "
-           f"FROM ({delta}) d WHERE true ON CONFLICT (experiment_id, metric_key, variant_id, holdout, assignment_id) "
-           f"DO UPDATE SET y = metric_values.y + excluded.y, x = metric_values.x + excluded.x, fy = {uy}, fx = {ux}")
+    sql += (" WHERE true ON CONFLICT (experiment_id, metric_key, variant_id, holdout, assignment_id) "
+            f"DO UPDATE SET y = metric_values.y + excluded.y, x = metric_values.x + excluded.x, fy = {uy}, fx = {ux}")
     return sql, [experiment.id, definition.key, *f_params, *params, *u_params]
 
 
@@ -292,7 +297,7 @@ def _rebuild(tx: Tx, experiment: Experiment, definition: MetricDefinition, ev: i
     key = (experiment.id, definition.key)
     for table in ("metric_values", "metric_slices"):
         tx.execute(f"DELETE FROM {table} WHERE experiment_id = ? AND metric_key = ?", key)
-    tx.execute(*_values_upsert(experiment, definition, fixed_bounds(0, ev, 0, asg), scalar_min))
+    tx.execute(*_values_upsert(experiment, definition, fixed_bounds(0, ev, 0, asg), scalar_min, new_rows=True))
     if definition.type == "conversion":  # the sums are counts: exact without a shift
         ky, kx = 0.0, 0.0
     else:  # the first pass: each value's mean over the visitors (the shift of issue #16)
@@ -325,7 +330,7 @@ def _advance(tx: Tx, experiment: Experiment, definition: MetricDefinition, state
                    [experiment.id, definition.key, *params])
         tx.execute(*_values_upsert(experiment, definition, bounds, scalar_min))
     if asg > aw:
-        tx.execute(*_values_upsert(experiment, definition, fixed_bounds(ev, ev, aw, asg), scalar_min))
+        tx.execute(*_values_upsert(experiment, definition, fixed_bounds(ev, ev, aw, asg), scalar_min, new_rows=True))
         _slices_from_values(tx, (experiment.id, definition.key), aw, asg, state.shift_y, state.shift_x)
     tx.execute("UPDATE metric_state SET events_through = ?, assignments_through = ? "
                "WHERE experiment_id = ? AND metric_key = ?", (ev, asg, experiment.id, definition.key))

@@ -29,14 +29,15 @@ event belongs to a visitor's exposure when its name is the metric's and its ts l
 metric's window around t0 (ts before t0 — backfilled — included: the pre-period), whatever
 order the rows arrived in. For (1) the slices change by f(new) - f(old) of every touched
 row (an upsert that adds), then metric_values adds the deltas; (2) only inserts rows (none
-exists above the watermark), whose slice sums are then read back from them. A definition change, a metric new
-to the experiment or an experiment with nothing materialised yet rebuilds the metric
-(from watermarks 0: (2) alone), like ``rebuild=True`` (``flask rebuild-stats``). A fold
-takes at most ``Dialect.chunk`` new exposures per transaction (a build of a million
-exposures is fifty transactions of 20,000, each one pass over their events, on both
-backends), and says MORE until it has caught up. Folders are serialised: SQLite folds in its write
-transaction (BEGIN IMMEDIATE); PostgreSQL takes the advisory lock (namespace, experiment
-id) with pg_try_advisory_xact_lock, and a request that cannot get it skips the fold.
+exists above the watermark), whose slice sums are then read back from them. A definition
+change, a metric new to the experiment or an experiment with nothing materialised yet
+rebuilds the metric (from watermarks 0: (2) alone), like ``rebuild=True`` (``flask
+rebuild-stats``). A fold takes at most ``Dialect.chunk`` new exposures per transaction (a
+build of a million exposures is fifty transactions of 20,000, each one index seek per
+exposure and metric, on both backends) and says MORE until it has caught up. Folders are
+serialised: SQLite folds in its write transaction (BEGIN IMMEDIATE); PostgreSQL takes the
+advisory lock (namespace, experiment id) with pg_try_advisory_xact_lock, and a request that
+cannot get it skips the fold.
 
 Which ids are final. SQLite commits one writer at a time and a row's id is given inside
 the write transaction, so every id <= MAX(id) is visible; the one hole is id reuse (an

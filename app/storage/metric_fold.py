@@ -36,7 +36,7 @@ rebuild-stats``). A fold takes at most ``Dialect.chunk`` new exposures per trans
 build of a million exposures is fifty transactions of 20,000, each one index seek per
 exposure and metric, on both backends) and says MORE until it has caught up. Folders are
 serialised: SQLite folds in its write transaction (BEGIN IMMEDIATE); PostgreSQL takes the
-advisory lock (namespace, experiment id) with pg_try_advisory_xact_lock, and a request that
+advisory lock (namespace, hash of schema and experiment id) with pg_try_advisory_xact_lock, and a request that
 cannot get it skips the fold.
 
 Which ids are final. SQLite commits one writer at a time and a row's id is given inside
@@ -54,9 +54,10 @@ c_i >= F - D (it commits after F, within D of c_i), so j was drawn after F - D, 
 created_at c_j >= F - 2D > F - lag: j is young — a contradiction. (``FOLD_LAG_S`` = 300:
 D <= 2 min, skew <= 1 min.)
 
-Reads are exact anyway: ``metric_sums`` reads, in one statement (one snapshot on both
-backends), each metric's slices plus its *tail*: the delta rows of (ew, ∞) × (<= aw) and
-(aw, ∞) × all, corrected against the stored rows exactly as a fold would. Shifts: the
+Reads are exact anyway: ``metric_sums`` reads the watermarks, then, in one statement (one
+snapshot on both backends), each metric's slices plus its *tail*: the delta rows of
+(ew, ∞) × (<= aw) and (aw, ∞) × all, corrected against the stored rows exactly as a fold
+would, and the state row only where the watermarks are still those (else it reads again). Shifts: the
 sums are of (f - K) with K, L the metric's mean fy, fx over the visitors materialised at
 its (re)build (0 for conversion, whose sums are counts), so Σ(f-K)² stays small for large
 near-constant values (issue #16); ``stats.metric_inputs.MetricSlice`` carries K and L.
@@ -77,8 +78,14 @@ from .sql import Tx
 
 #: PostgreSQL folds only rows older than this (module docstring); SQLite needs no lag
 FOLD_LAG_S = 300.0
-#: PostgreSQL advisory lock namespace of the folders ('Lv' 'mf'); key 2 is the experiment id
+#: PostgreSQL advisory lock namespace of the folders ('Lv' 'mf'); key 2: ``fold_lock_key``
 FOLD_LOCK = 0x4C76_6D66
+
+
+def fold_lock_key(experiment_id_sql: str) -> str:
+    """Key 2 of an experiment's fold lock: a hash of (schema, experiment id). Advisory locks
+    belong to the database, and every schema of it (instances, test runs) has an experiment 1."""
+    return f"hashtext(coalesce(current_schema(), '') || ':' || CAST({experiment_id_sql} AS text))"
 #: above every id: the open upper bound of the read-time tail
 NO_LIMIT = 2 ** 62
 #: the slice sums in column order
@@ -163,13 +170,6 @@ class Bounds:
 
 def fixed_bounds(ev_low: int, ev_high: int, as_low: int, as_high: int) -> Bounds:
     return Bounds(("?", (ev_low,)), ("?", (ev_high,)), ("?", (as_low,)), ("?", (as_high,)))
-
-
-def tail_bounds(experiment_id: int, key: str) -> Bounds:
-    """From the stored watermarks (read in the same statement) to no limit."""
-    where = "FROM metric_state WHERE experiment_id = ? AND metric_key = ?"
-    return Bounds((f"(SELECT events_through {where})", (experiment_id, key)), ("?", (NO_LIMIT,)),
-                  (f"(SELECT assignments_through {where})", (experiment_id, key)), ("?", (NO_LIMIT,)))
 
 
 def delta_sql(experiment: Experiment, definition: MetricDefinition, bounds: Bounds) -> tuple[str, list[Any]]:
@@ -385,24 +385,41 @@ def fold(tx: Tx, experiment: Experiment, definitions: Sequence[MetricDefinition]
 
 # -- reads ------------------------------------------------------------------------------------
 
-def snapshot_sql(experiment: Experiment, definitions: Sequence[MetricDefinition],
+#: every metric state of an experiment (``states_from_rows`` reads the rows)
+STATES_SQL = ("SELECT metric_key, fingerprint, events_through, assignments_through, shift_y, shift_x "
+              "FROM metric_state WHERE experiment_id = ?")
+
+
+def states_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, FoldState]:
+    return {row[0]: FoldState(row[1], int(row[2]), int(row[3]), float(row[4]), float(row[5])) for row in rows}
+
+
+def snapshot_sql(experiment: Experiment, definitions: Sequence[MetricDefinition], states: dict[str, FoldState],
                  scalar_min: str) -> tuple[str, list[Any]]:
-    """One statement (one snapshot): per metric index i, its state row (v = -1: fingerprint
-    match as s_y = 1, shifts as s_x, s_xx), its slice rows, and its tail corrections."""
+    """One statement (one snapshot): per metric index i with a current state in ``states``, its
+    state row (v = -1: shifts as s_x, s_xx) only if the stored watermarks are still the ones
+    given, its slice rows, and its tail corrections from those watermarks. The watermarks are
+    literals so that the planner sees how few rows lie above them (as subqueries it hashed
+    every exposure to meet a few hundred new events); a fold that committed since ``states``
+    was read shows as a missing state row (read again)."""
     parts: list[str] = []
     params: list[Any] = []
     for index, definition in enumerate(definitions):
+        state = states.get(definition.key)
+        if state is None or state.fingerprint != fingerprint(definition):
+            continue
         key = (experiment.id, definition.key)
         parts.append(f"SELECT {index}, -1, -1, 0, 1.0, 0.0, shift_y, shift_x, 0.0 FROM metric_state "
-                     "WHERE experiment_id = ? AND metric_key = ? AND fingerprint = ?")
-        params += [*key, fingerprint(definition)]
+                     "WHERE experiment_id = ? AND metric_key = ? AND fingerprint = ? AND events_through = ? "
+                     "AND assignments_through = ?")
+        params += [*key, state.fingerprint, state.events_through, state.assignments_through]
         parts.append(f"SELECT {index}, variant_id, holdout, visitors, s_y, s_yy, s_x, s_xx, s_xy FROM metric_slices "
                      "WHERE experiment_id = ? AND metric_key = ?")
         params += key
         shifts = ("SELECT shift_y AS ky, shift_x AS kx FROM metric_state WHERE experiment_id = ? AND metric_key = ?",
                   key)
-        correction, more = correction_sql(experiment, definition, tail_bounds(*key), scalar_min, shifts,
-                                          label=f"{index}, ")
+        bounds = fixed_bounds(state.events_through, NO_LIMIT, state.assignments_through, NO_LIMIT)
+        correction, more = correction_sql(experiment, definition, bounds, scalar_min, shifts, label=f"{index}, ")
         parts.append(f"SELECT * FROM ({correction}) t{index}")
         params += more
     return " UNION ALL ".join(parts), params

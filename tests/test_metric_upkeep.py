@@ -4,6 +4,7 @@ rebuild-stats`` build on demand; and chunked folds (bounded transactions) stay e
 backends. Real SQLite files and real PostgreSQL; sums checked against the live statement."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -11,9 +12,10 @@ import pytest
 
 from app.service import guardrails
 from app.storage import NewEvent
-from app.storage.metric_fold import DONE, MORE, Dialect, fold
+from app.storage.metric_fold import DONE, FOLD_LOCK, MORE, Dialect, fold
 
 from .conftest import experiment_body
+from .dbutil import TEST_DATABASE_URL_ENV, fresh_schema, is_postgres
 from .test_metric_fold import DEFINITIONS, _check, _events
 
 METRICS = (
@@ -170,3 +172,23 @@ def test_a_chunked_build_runs_in_bounded_transactions_and_stays_exact(app, clien
     assert step == DONE
     assert _values(storage, "hero") == (len(ids) + late) * len(definitions)
     _check(storage, experiment, definitions, exact=True)
+
+
+def test_fold_locks_of_another_schema_do_not_block(app, database_url, client, admin):
+    """Advisory locks belong to the database: a fold of experiment 1 in another schema (another
+    instance, another test run) must not make this schema's fold of its experiment 1 skip."""
+    if not is_postgres(database_url):
+        pytest.skip("SQLite folds in its own file's write transaction")
+    import psycopg
+
+    storage = _storage(app)
+    _setup(client, admin, storage, keys=("hero",), visitors=4)
+    experiment = storage.get_experiment("hero")
+    lock = storage._FOLD_LOCK_SQL.replace("?", "%s")
+    with fresh_schema(os.environ[TEST_DATABASE_URL_ENV]) as other_url, psycopg.connect(other_url) as other:
+        assert other.execute(lock, (FOLD_LOCK, experiment.id)).fetchone()[0]  # held until this block ends
+        assert storage.fold_metrics(experiment, _definitions(storage))
+        with psycopg.connect(database_url) as same:  # the same schema's lock is the one folds take
+            assert same.execute(lock, (FOLD_LOCK, experiment.id)).fetchone()[0]
+            assert not storage.fold_metrics(experiment, _definitions(storage))
+    assert _values(storage, "hero") == 3 * 4

@@ -138,7 +138,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Store visitor ids as keyed hashes (HMAC with LEVER_SECRET_KEY) instead of as sent. Set before collecting data."),
     Setting("LEVER_GUARDRAIL_INTERVAL_S", 60, _non_negative_int,
             "How often (s) guardrails are evaluated in the background (one process per interval, by a database "
-            "lease); 0 turns the schedule off (stats requests still evaluate them)."),
+            "lease), after folding the metric values of running experiments; 0 turns the schedule off (stats "
+            "requests still evaluate them and fold)."),
     Setting("LEVER_MAX_EVENTS", 100, _positive_int, "Most events accepted in one POST /api/v1/events request."),
     Setting("LEVER_RETENTION_DAYS", 0, _non_negative_int,
             "Prune raw events older than this many days (flask prune-events); 0 keeps them. Totals are kept."),

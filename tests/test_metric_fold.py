@@ -74,8 +74,7 @@ def test_random_interleavings_match_the_live_statement(app, client, make_experim
     storage = _storage(app)
     if lag is not None:
         storage.fold_lag_s = lag
-        if storage.fold_chunk is not None:  # SQLite: folds of 3 new exposures per transaction
-            storage.fold_chunk = 3
+        storage.fold_chunk = 3
     exact = storage.fold_lag_s == 0  # PostgreSQL's default lag leaves these young rows to the tail
     make_experiment(mode="ab", sticky=sticky, holdout=0.2)
     experiment = storage.get_experiment("hero")

@@ -19,7 +19,8 @@ When: at every stats request (``analysis.experiment_stats``) and on a schedule:
 ``GuardrailMonitor`` is a per-process daemon thread that wakes every
 ``LEVER_GUARDRAIL_INTERVAL_S`` and evaluates only when it takes the database lease
 ``guardrails`` (``MetricStore.take_lease``), so across all workers and instances one
-process evaluates per interval.
+process evaluates per interval. The schedule first folds the metric values of every running
+experiment (``metric_upkeep.fold_running``), so builds happen there, not in stats requests.
 
 Hook: ``on_action(experiment, action)`` is called after each newly recorded action
 (the audit log and webhooks subscribe there; default: nothing).
@@ -37,6 +38,7 @@ from ..domain.audit import AuditEntry
 from ..domain.experiments import Experiment
 from ..storage import GuardrailAction, Storage, StorageError
 from .metric_analysis import MetricsReport, analyse
+from .metric_upkeep import fold_running
 from .policy_cache import LearningCache, PolicyEntry
 
 log = logging.getLogger("lever.guardrails")
@@ -45,6 +47,8 @@ LEASE = "guardrails"
 #: the pseudo-variant of personalisation checks (policy traffic against the holdout)
 POLICY = "policy"
 ActionHook = Callable[[Experiment, GuardrailAction], None]
+#: a scheduled fold that took this long (a build) is logged
+SLOW_FOLD_S = 1.0
 
 
 def _evidence(result: Any, variant: Any) -> dict[str, Any]:
@@ -118,9 +122,14 @@ def evaluate_all(storage: Storage, cache: LearningCache, now: float,
 
 def run_due(storage: Storage, cache: LearningCache, now: float, interval_s: float, holder: str,
             on_action: ActionHook | None = None) -> list[GuardrailAction] | None:
-    """``evaluate_all`` when this holder takes the lease for the next interval, else None."""
+    """When this holder takes the lease for the next interval: fold the metric values of every
+    running experiment (``metric_upkeep``: builds happen here, not in a stats request), then
+    ``evaluate_all``; else None."""
     if not storage.take_lease(LEASE, holder, now, interval_s):  # type: ignore[attr-defined]
         return None
+    for report in fold_running(storage):
+        if report.seconds >= SLOW_FOLD_S:
+            log.info("metric values of %s", report.summary())
     return evaluate_all(storage, cache, now, on_action)
 
 

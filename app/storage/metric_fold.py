@@ -27,12 +27,17 @@ as *delta rows* (exposure, Δy, Δx), a GROUP BY of the joined pairs. Folded bef
 pair (exposure <= A, event <= E): each (exposure, event) pair is counted exactly once. An
 event belongs to a visitor's exposure when its name is the metric's and its ts lies in the
 metric's window around t0 (ts before t0 — backfilled — included: the pre-period), whatever
-order the rows arrived in. The slices change by f(new) - f(old) of every touched row (an
-upsert that adds), then metric_values adds the deltas. A definition change, a metric new
-to the experiment or an experiment with nothing materialised yet rebuilds the metric
-(from watermarks 0: (2) alone). Folders are serialised: SQLite folds in its write
-transaction (BEGIN IMMEDIATE); PostgreSQL takes the advisory lock (namespace, experiment
-id) with pg_try_advisory_xact_lock, and a request that cannot get it skips the fold.
+order the rows arrived in. For (1) the slices change by f(new) - f(old) of every touched
+row (an upsert that adds), then metric_values adds the deltas; (2) only inserts rows (none
+exists above the watermark), whose slice sums are then read back from them. A definition
+change, a metric new to the experiment or an experiment with nothing materialised yet
+rebuilds the metric (from watermarks 0: (2) alone), like ``rebuild=True`` (``flask
+rebuild-stats``). A fold takes at most ``Dialect.chunk`` new exposures per transaction (a
+build of a million exposures is fifty transactions of 20,000, each one index seek per
+exposure and metric, on both backends) and says MORE until it has caught up. Folders are
+serialised: SQLite folds in its write transaction (BEGIN IMMEDIATE); PostgreSQL takes the
+advisory lock (namespace, hash of schema and experiment id) with pg_try_advisory_xact_lock, and a request that
+cannot get it skips the fold.
 
 Which ids are final. SQLite commits one writer at a time and a row's id is given inside
 the write transaction, so every id <= MAX(id) is visible; the one hole is id reuse (an
@@ -49,9 +54,10 @@ c_i >= F - D (it commits after F, within D of c_i), so j was drawn after F - D, 
 created_at c_j >= F - 2D > F - lag: j is young — a contradiction. (``FOLD_LAG_S`` = 300:
 D <= 2 min, skew <= 1 min.)
 
-Reads are exact anyway: ``metric_sums`` reads, in one statement (one snapshot on both
-backends), each metric's slices plus its *tail*: the delta rows of (ew, ∞) × (<= aw) and
-(aw, ∞) × all, corrected against the stored rows exactly as a fold would. Shifts: the
+Reads are exact anyway: ``metric_sums`` reads the watermarks, then, in one statement (one
+snapshot on both backends), each metric's slices plus its *tail*: the delta rows of
+(ew, ∞) × (<= aw) and (aw, ∞) × all, corrected against the stored rows exactly as a fold
+would, and the state row only where the watermarks are still those (else it reads again). Shifts: the
 sums are of (f - K) with K, L the metric's mean fy, fx over the visitors materialised at
 its (re)build (0 for conversion, whose sums are counts), so Σ(f-K)² stays small for large
 near-constant values (issue #16); ``stats.metric_inputs.MetricSlice`` carries K and L.
@@ -72,8 +78,14 @@ from .sql import Tx
 
 #: PostgreSQL folds only rows older than this (module docstring); SQLite needs no lag
 FOLD_LAG_S = 300.0
-#: PostgreSQL advisory lock namespace of the folders ('Lv' 'mf'); key 2 is the experiment id
+#: PostgreSQL advisory lock namespace of the folders ('Lv' 'mf'); key 2: ``fold_lock_key``
 FOLD_LOCK = 0x4C76_6D66
+
+
+def fold_lock_key(experiment_id_sql: str) -> str:
+    """Key 2 of an experiment's fold lock: a hash of (schema, experiment id). Advisory locks
+    belong to the database, and every schema of it (instances, test runs) has an experiment 1."""
+    return f"hashtext(coalesce(current_schema(), '') || ':' || CAST({experiment_id_sql} AS text))"
 #: above every id: the open upper bound of the read-time tail
 NO_LIMIT = 2 ** 62
 #: the slice sums in column order
@@ -158,13 +170,6 @@ class Bounds:
 
 def fixed_bounds(ev_low: int, ev_high: int, as_low: int, as_high: int) -> Bounds:
     return Bounds(("?", (ev_low,)), ("?", (ev_high,)), ("?", (as_low,)), ("?", (as_high,)))
-
-
-def tail_bounds(experiment_id: int, key: str) -> Bounds:
-    """From the stored watermarks (read in the same statement) to no limit."""
-    where = "FROM metric_state WHERE experiment_id = ? AND metric_key = ?"
-    return Bounds((f"(SELECT events_through {where})", (experiment_id, key)), ("?", (NO_LIMIT,)),
-                  (f"(SELECT assignments_through {where})", (experiment_id, key)), ("?", (NO_LIMIT,)))
 
 
 def delta_sql(experiment: Experiment, definition: MetricDefinition, bounds: Bounds) -> tuple[str, list[Any]]:
@@ -258,19 +263,36 @@ def _target(tx: Tx, table: str, low: int, cutoff: float | None) -> int:
 
 
 def _values_upsert(experiment: Experiment, definition: MetricDefinition, bounds: Bounds,
-                   scalar_min: str) -> tuple[str, list[Any]]:
+                   scalar_min: str, new_rows: bool = False) -> tuple[str, list[Any]]:
+    """Add the delta rows to metric_values. ``new_rows``: only exposures above the watermark,
+    which have no row yet: a plain INSERT (a row there would be a bug: it fails, never adds twice)."""
     delta, params = delta_sql(experiment, definition, bounds)
     f_params: list[Any] = []
     fy = value_expr(definition, "d.dy", scalar_min, f_params)
     fx = value_expr(definition, "d.dx", scalar_min, f_params)
+    sql = ("INSERT INTO metric_values (experiment_id, metric_key, variant_id, holdout, assignment_id, t0, "
+           f"propensity, y, x, fy, fx) SELECT ?, ?, d.v, d.h, d.id, d.t0, d.p, d.dy, d.dx, {fy}, {fx} "
+           f"FROM ({delta}) d")
+    if new_rows:
+        return sql, [experiment.id, definition.key, *f_params, *params]
     u_params: list[Any] = []
     uy = value_expr(definition, "(metric_values.y + excluded.y)", scalar_min, u_params)
     ux = value_expr(definition, "(metric_values.x + excluded.x)", scalar_min, u_params)
-    sql = ("INSERT INTO metric_values (experiment_id, metric_key, variant_id, holdout, assignment_id, t0, "
-           f"propensity, y, x, fy, fx) SELECT ?, ?, d.v, d.h, d.id, d.t0, d.p, d.dy, d.dx, {fy}, {fx} "
-           f"FROM ({delta}) d WHERE true ON CONFLICT (experiment_id, metric_key, variant_id, holdout, assignment_id) "
-           f"DO UPDATE SET y = metric_values.y + excluded.y, x = metric_values.x + excluded.x, fy = {uy}, fx = {ux}")
+    sql += (" WHERE true ON CONFLICT (experiment_id, metric_key, variant_id, holdout, assignment_id) "
+            f"DO UPDATE SET y = metric_values.y + excluded.y, x = metric_values.x + excluded.x, fy = {uy}, fx = {ux}")
     return sql, [experiment.id, definition.key, *f_params, *params, *u_params]
+
+
+def _slices_from_values(tx: Tx, key: tuple[int, str], low: int, high: int, ky: float, kx: float) -> None:
+    """Add the rows of exposures (low, high] to the slices: they were all new (n + 1 each).
+    ``+experiment_id`` keeps the planners off the primary key (whose prefix would read every
+    row of the metric, once per chunk: quadratic) and on the (assignment_id) index's range."""
+    tx.execute(_SLICE_UPSERT.format(select=(
+        "SELECT experiment_id, metric_key, variant_id, holdout, COUNT(*), SUM(fy - ?), SUM((fy - ?) * (fy - ?)), "
+        "SUM(fx - ?), SUM((fx - ?) * (fx - ?)), SUM((fx - ?) * (fy - ?)) FROM metric_values "
+        "WHERE +experiment_id = ? AND metric_key = ? AND assignment_id > ? AND assignment_id <= ? "
+        "GROUP BY experiment_id, metric_key, variant_id, holdout")),
+        (ky, ky, ky, kx, kx, kx, kx, ky, *key, low, high))
 
 
 def _rebuild(tx: Tx, experiment: Experiment, definition: MetricDefinition, ev: int, asg: int,
@@ -278,18 +300,14 @@ def _rebuild(tx: Tx, experiment: Experiment, definition: MetricDefinition, ev: i
     key = (experiment.id, definition.key)
     for table in ("metric_values", "metric_slices"):
         tx.execute(f"DELETE FROM {table} WHERE experiment_id = ? AND metric_key = ?", key)
-    tx.execute(*_values_upsert(experiment, definition, fixed_bounds(0, ev, 0, asg), scalar_min))
+    tx.execute(*_values_upsert(experiment, definition, fixed_bounds(0, ev, 0, asg), scalar_min, new_rows=True))
     if definition.type == "conversion":  # the sums are counts: exact without a shift
         ky, kx = 0.0, 0.0
     else:  # the first pass: each value's mean over the visitors (the shift of issue #16)
         row = tx.execute("SELECT AVG(fy), AVG(fx) FROM metric_values WHERE experiment_id = ? AND metric_key = ?",
                          key).fetchone()
         ky, kx = float(row[0] or 0.0), float(row[1] or 0.0)
-    tx.execute(_SLICE_UPSERT.format(select=(
-        "SELECT experiment_id, metric_key, variant_id, holdout, COUNT(*), SUM(fy - ?), SUM((fy - ?) * (fy - ?)), "
-        "SUM(fx - ?), SUM((fx - ?) * (fx - ?)), SUM((fx - ?) * (fy - ?)) FROM metric_values "
-        "WHERE experiment_id = ? AND metric_key = ? GROUP BY experiment_id, metric_key, variant_id, holdout")),
-        (ky, ky, ky, kx, kx, kx, kx, ky, *key))
+    _slices_from_values(tx, key, 0, asg, ky, kx)
     tx.execute("INSERT INTO metric_state (experiment_id, metric_key, fingerprint, events_through, "
                "assignments_through, shift_y, shift_x) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
                "(experiment_id, metric_key) DO UPDATE SET fingerprint = excluded.fingerprint, "
@@ -300,13 +318,23 @@ def _rebuild(tx: Tx, experiment: Experiment, definition: MetricDefinition, ev: i
 
 def _advance(tx: Tx, experiment: Experiment, definition: MetricDefinition, state: FoldState, ev: int, asg: int,
              scalar_min: str) -> None:
-    bounds = fixed_bounds(state.events_through, ev, state.assignments_through, asg)
-    correction, params = correction_sql(experiment, definition, bounds, scalar_min,
-                                        ("SELECT ? AS ky, ? AS kx", (state.shift_y, state.shift_x)),
-                                        label="?, ?, ")
-    tx.execute(_SLICE_UPSERT.format(select=f"SELECT * FROM ({correction}) c WHERE true"),
-               [experiment.id, definition.key, *params])
-    tx.execute(*_values_upsert(experiment, definition, bounds, scalar_min))
+    """Pairs (1) and (2) of the module docstring in two steps. (1), the new events of stored
+    exposures, changes stored rows: the slices take f(new) - f(old) (``correction_sql``), then
+    the rows add the deltas. (2), the new exposures, only adds rows (none exists above the
+    watermark): they are inserted and their slice sums read back from them, one pass over
+    the events (a chunked build is all (2))."""
+    aw = state.assignments_through
+    if ev > state.events_through:
+        bounds = fixed_bounds(state.events_through, ev, aw, aw)
+        correction, params = correction_sql(experiment, definition, bounds, scalar_min,
+                                            ("SELECT ? AS ky, ? AS kx", (state.shift_y, state.shift_x)),
+                                            label="?, ?, ")
+        tx.execute(_SLICE_UPSERT.format(select=f"SELECT * FROM ({correction}) c WHERE true"),
+                   [experiment.id, definition.key, *params])
+        tx.execute(*_values_upsert(experiment, definition, bounds, scalar_min))
+    if asg > aw:
+        tx.execute(*_values_upsert(experiment, definition, fixed_bounds(ev, ev, aw, asg), scalar_min, new_rows=True))
+        _slices_from_values(tx, (experiment.id, definition.key), aw, asg, state.shift_y, state.shift_x)
     tx.execute("UPDATE metric_state SET events_through = ?, assignments_through = ? "
                "WHERE experiment_id = ? AND metric_key = ?", (ev, asg, experiment.id, definition.key))
 
@@ -327,14 +355,15 @@ def _chunk_end(tx: Tx, experiment_id: int, low: int, target: int, chunk: int | N
 
 
 def fold(tx: Tx, experiment: Experiment, definitions: Sequence[MetricDefinition], dialect: Dialect,
-         now: float) -> str:
+         now: float, rebuild: bool = False) -> str:
     """Bring every metric of the experiment up to the final ids (module docstring), at most
     ``dialect.chunk`` new exposures at a time (SQLite: a rebuild of a million exposures is many
     short write transactions, so writers wait seconds, not a minute): DONE, MORE (call again)
-    or SKIPPED (another transaction is folding it; the read then computes the tail)."""
+    or SKIPPED (another transaction is folding it; the read then computes the tail).
+    ``rebuild``: every metric is built again from scratch (its first chunk in this transaction)."""
     if dialect.lock_sql is not None and not tx.execute(dialect.lock_sql, (FOLD_LOCK, experiment.id)).fetchone()[0]:
         return SKIPPED
-    states = {d.key: read_state(tx, experiment.id, d.key) for d in definitions}
+    states = {d.key: None if rebuild else read_state(tx, experiment.id, d.key) for d in definitions}
     low_ev = min((s.events_through for s in states.values() if s is not None), default=0)
     low_as = min((s.assignments_through for s in states.values() if s is not None), default=0)
     cutoff = None if dialect.lag_s <= 0 else now - dialect.lag_s
@@ -358,24 +387,41 @@ def fold(tx: Tx, experiment: Experiment, definitions: Sequence[MetricDefinition]
 
 # -- reads ------------------------------------------------------------------------------------
 
-def snapshot_sql(experiment: Experiment, definitions: Sequence[MetricDefinition],
+#: every metric state of an experiment (``states_from_rows`` reads the rows)
+STATES_SQL = ("SELECT metric_key, fingerprint, events_through, assignments_through, shift_y, shift_x "
+              "FROM metric_state WHERE experiment_id = ?")
+
+
+def states_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, FoldState]:
+    return {row[0]: FoldState(row[1], int(row[2]), int(row[3]), float(row[4]), float(row[5])) for row in rows}
+
+
+def snapshot_sql(experiment: Experiment, definitions: Sequence[MetricDefinition], states: dict[str, FoldState],
                  scalar_min: str) -> tuple[str, list[Any]]:
-    """One statement (one snapshot): per metric index i, its state row (v = -1: fingerprint
-    match as s_y = 1, shifts as s_x, s_xx), its slice rows, and its tail corrections."""
+    """One statement (one snapshot): per metric index i with a current state in ``states``, its
+    state row (v = -1: shifts as s_x, s_xx) only if the stored watermarks are still the ones
+    given, its slice rows, and its tail corrections from those watermarks. The watermarks are
+    literals so that the planner sees how few rows lie above them (as subqueries it hashed
+    every exposure to meet a few hundred new events); a fold that committed since ``states``
+    was read shows as a missing state row (read again)."""
     parts: list[str] = []
     params: list[Any] = []
     for index, definition in enumerate(definitions):
+        state = states.get(definition.key)
+        if state is None or state.fingerprint != fingerprint(definition):
+            continue
         key = (experiment.id, definition.key)
         parts.append(f"SELECT {index}, -1, -1, 0, 1.0, 0.0, shift_y, shift_x, 0.0 FROM metric_state "
-                     "WHERE experiment_id = ? AND metric_key = ? AND fingerprint = ?")
-        params += [*key, fingerprint(definition)]
+                     "WHERE experiment_id = ? AND metric_key = ? AND fingerprint = ? AND events_through = ? "
+                     "AND assignments_through = ?")
+        params += [*key, state.fingerprint, state.events_through, state.assignments_through]
         parts.append(f"SELECT {index}, variant_id, holdout, visitors, s_y, s_yy, s_x, s_xx, s_xy FROM metric_slices "
                      "WHERE experiment_id = ? AND metric_key = ?")
         params += key
         shifts = ("SELECT shift_y AS ky, shift_x AS kx FROM metric_state WHERE experiment_id = ? AND metric_key = ?",
                   key)
-        correction, more = correction_sql(experiment, definition, tail_bounds(*key), scalar_min, shifts,
-                                          label=f"{index}, ")
+        bounds = fixed_bounds(state.events_through, NO_LIMIT, state.assignments_through, NO_LIMIT)
+        correction, more = correction_sql(experiment, definition, bounds, scalar_min, shifts, label=f"{index}, ")
         parts.append(f"SELECT * FROM ({correction}) t{index}")
         params += more
     return " UNION ALL ".join(parts), params

@@ -42,12 +42,26 @@ from ..domain.metrics import (
     metric_from_dict,
 )
 from .base import DuplicateKey
-from .metric_fold import MORE, SKIPPED, Dialect, fold, snapshot_sql
+from .metric_fold import (
+    MORE,
+    SKIPPED,
+    STATES_SQL,
+    Dialect,
+    FoldState,
+    fingerprint,
+    fold,
+    snapshot_sql,
+    states_from_rows,
+)
 from .sql import Tx, maybe_audit
 
 #: the five sums per metric, in row order after (variant_id, holdout, visitors)
 SUM_FIELDS = ("value_sum", "value_sumsq", "pre_sum", "pre_sumsq", "pre_cross_sum")
 RATIO_FIELDS = ("numerator_sum", "numerator_sumsq", "denominator_sum", "denominator_sumsq", "cross_sum")
+#: how long a rebuild waits before trying again for the fold lock another folder holds
+REBUILD_WAIT_S = 0.2
+#: reads of the watermarks and the snapshot before a metric that keeps being folded meanwhile goes live
+SNAPSHOT_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -303,23 +317,33 @@ class MetricStore:
         self._transact(body, idempotent=audit is None)  # type: ignore[attr-defined]
 
     def fold_metrics(self, experiment: Experiment, definitions: Sequence[MetricDefinition],
-                     now: float | None = None) -> bool:
+                     now: float | None = None, rebuild: bool = False) -> bool:
         """Fold what is final into the materialised values (``metric_fold.fold``), one chunk of
-        new exposures per transaction until caught up; False when another worker is folding."""
+        new exposures per transaction until caught up; False when another worker is folding.
+        ``rebuild``: build every metric again from scratch (waits for a running fold to let go)."""
         dialect = Dialect(self._SCALAR_MIN, self.fold_lag_s, self._FOLD_LOCK_SQL, self.fold_chunk)
         at = time.time() if now is None else now
+        first = [rebuild]
 
         def body(tx: Tx) -> str:
             self._fold_setup(tx)
-            return fold(tx, experiment, definitions, dialect, at)
+            return fold(tx, experiment, definitions, dialect, at, rebuild=first[0])
 
         outcome = MORE
-        while outcome == MORE:
+        while outcome == MORE or (first[0] and outcome == SKIPPED):
+            if outcome == SKIPPED:  # a rebuild waits for the other folder's transaction
+                time.sleep(REBUILD_WAIT_S)
             outcome = self._transact(body, idempotent=True)  # type: ignore[attr-defined]
+            if outcome != SKIPPED:
+                first[0] = False
         return outcome != SKIPPED
 
     def _fold_setup(self, tx: Tx) -> None:
         """Backend settings of a fold transaction (PostgreSQL: no statement timeout for a rebuild)."""
+
+    def _read_seeking(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """A read whose joins should seek indexes (PostgreSQL: planner settings; SQLite does)."""
+        return self._read(sql, params)  # type: ignore[attr-defined]
 
     def metric_sums(self, experiment: Experiment,
                     definitions: Sequence[MetricDefinition]) -> dict[str, list[MetricSums]]:
@@ -328,17 +352,13 @@ class MetricStore:
         if not definitions:
             return {}
         self.fold_metrics(experiment, definitions)
-        sql, params = snapshot_sql(experiment, definitions, self._SCALAR_MIN)
-        current: dict[int, tuple[float, float]] = {}
-        slices: dict[tuple[int, int, int], list[float]] = {}
-        for row in self._read(sql, params):  # type: ignore[attr-defined]
-            index, variant_id, holdout = int(row[0]), int(row[1]), int(row[2])
-            if variant_id == -1:
-                current[index] = (float(row[6]), float(row[7]))
-                continue
-            totals = slices.setdefault((index, variant_id, holdout), [0.0] * 6)
-            for i, value in enumerate(row[3:9]):
-                totals[i] += float(value or 0.0)
+        for _ in range(SNAPSHOT_TRIES):
+            states = states_from_rows(self._read(STATES_SQL, (experiment.id,)))  # type: ignore[attr-defined]
+            current, slices = self._snapshot(experiment, definitions, states)
+            expected = {i for i, d in enumerate(definitions)
+                        if d.key in states and states[d.key].fingerprint == fingerprint(d)}
+            if expected <= set(current):
+                break  # every current metric read its watermarks unchanged (else a fold committed between)
         found: dict[str, list[MetricSums]] = {d.key: [] for d in definitions}
         for (index, variant_id, holdout), totals in sorted(slices.items()):
             if index in current and round(totals[0]) > 0:
@@ -349,6 +369,25 @@ class MetricStore:
         if stale:  # being rebuilt by another worker: the live statement
             found.update(self.live_metric_sums(experiment, stale))
         return found
+
+    def _snapshot(self, experiment: Experiment, definitions: Sequence[MetricDefinition],
+                  states: dict[str, FoldState]) -> tuple[dict[int, tuple[float, float]], dict[tuple[int, int, int], list[float]]]:
+        """``snapshot_sql``'s rows: per metric index its shifts (where current), per (index,
+        variant, slice) the six sums, slices and tail added."""
+        current: dict[int, tuple[float, float]] = {}
+        slices: dict[tuple[int, int, int], list[float]] = {}
+        sql, params = snapshot_sql(experiment, definitions, states, self._SCALAR_MIN)
+        if not sql:
+            return current, slices
+        for row in self._read_seeking(sql, params):
+            index, variant_id, holdout = int(row[0]), int(row[1]), int(row[2])
+            if variant_id == -1:
+                current[index] = (float(row[6]), float(row[7]))
+                continue
+            totals = slices.setdefault((index, variant_id, holdout), [0.0] * 6)
+            for i, value in enumerate(row[3:9]):
+                totals[i] += float(value or 0.0)
+        return current, slices
 
     def live_metric_sums(self, experiment: Experiment,
                          definitions: Sequence[MetricDefinition]) -> dict[str, list[MetricSums]]:

@@ -80,7 +80,7 @@ from .base import (
 from .batching import GroupCommitOptions, GroupCommitter
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
 from .metric_adaptive import MetricAdaptiveStore
-from .metric_fold import FOLD_LAG_S, FOLD_LOCK, erase_values, forget_all
+from .metric_fold import FOLD_LAG_S, FOLD_LOCK, erase_values, fold_lock_key, forget_all
 from .metrics import MetricStore
 from .postgres_counters import Counters
 from .repair import RepairStore
@@ -156,16 +156,34 @@ class _PostgresTx(Tx):
         return row_id
 
 
+#: planner settings of metric folds and tail reads: a chunk's 20,000 exposures (or the tail's
+#: new events) find their rows by index seeks of (visitor, name, ts) and (visitor); the cost
+#: model prefers hashing every event or exposure (one scan of millions per chunk and metric)
+_SEEK_SETTINGS = ("enable_hashjoin", "enable_mergejoin", "jit")
+
+
 class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricAdaptiveStore, EventStore,
                       RepairStore, SqlStorage):
     _SCALAR_MIN = "LEAST"
     _PERIOD_OF_T0 = f"(floor(t0 / {PERIOD_SECONDS}))::bigint * {PERIOD_SECONDS}"  # = base.period_of
-    _FOLD_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(CAST(? AS integer), CAST(? AS integer))"
+    _FOLD_LOCK_SQL = f"SELECT pg_try_advisory_xact_lock(CAST(? AS integer), {fold_lock_key('?')})"
     fold_lag_s = FOLD_LAG_S
-    fold_chunk = None  # a rebuild blocks no writer here (an advisory lock): one transaction
+    # fold_chunk: MetricStore's (a build of 1M exposures: 50 bounded transactions, not one of minutes)
 
     def _fold_setup(self, tx: Tx) -> None:
         tx.execute("SET LOCAL statement_timeout = 0")  # a rebuild reads every exposure and event
+        for setting in _SEEK_SETTINGS:
+            tx.execute(f"SET LOCAL {setting} = off")
+
+    def _read_seeking(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """``_read`` with hash and merge joins off (``_SEEK_SETTINGS``): the metric tail's few new
+        events meet their exposures by index seeks, not by hashing a million exposures."""
+        def body(conn: psycopg.Connection, _tx: _Tx) -> list[tuple]:
+            for setting in _SEEK_SETTINGS:
+                conn.execute(f"SET LOCAL {setting} = off")
+            return conn.execute(_placeholders(sql), params).fetchall()
+
+        return self._run(body, write=True, idempotent=True)
 
     def __init__(self, url: str, min_size: int = 1, max_size: int = 5, timeout_s: float = 5.0,
                  group_commit: GroupCommitOptions | None = None) -> None:
@@ -568,7 +586,8 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
             if not rows:
                 return 0
             for experiment_id in sorted({row[1] for row in rows}):  # no fold of theirs runs meanwhile
-                conn.execute("SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", (FOLD_LOCK, experiment_id))
+                conn.execute(f"SELECT pg_advisory_xact_lock(%s::integer, {fold_lock_key('%s')})",
+                             (FOLD_LOCK, experiment_id))
             erase_values(_PostgresTx(conn, tx), [row[0] for row in rows])
             counters = Counters()
             removals: list[tuple[int, int, int, ModelUpdate]] = []
@@ -598,7 +617,8 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
             deleted = conn.execute("DELETE FROM assignments WHERE created_at < %s", (before,)).rowcount
             conn.execute(_placeholders(PRUNE_EVENTS_SQL), (before,))
             conn.execute("SET LOCAL lock_timeout = '120s'")  # a running rebuild finishes first
-            conn.execute("SELECT pg_advisory_xact_lock(%s::integer, id::integer) FROM experiments ORDER BY id", (FOLD_LOCK,))
+            conn.execute(f"SELECT pg_advisory_xact_lock(%s::integer, {fold_lock_key('id')}) FROM experiments "
+                         "ORDER BY id", (FOLD_LOCK,))
             forget_all(_PostgresTx(conn, tx))
             if deleted:
                 conn.execute(

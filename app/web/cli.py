@@ -22,6 +22,7 @@ from ..domain.webhooks import parse_allowed_hosts
 from ..service import accounts
 from ..service.demo import DEMO_EXPERIMENT
 from ..service.experiments import create_experiment as create
+from ..service.metric_upkeep import fold_all, fold_experiment
 from ..service.modes import MODES
 from ..service.monitor import evaluate
 from ..service.permissions import ACCOUNT_ROLES
@@ -161,7 +162,7 @@ def export(key: str) -> None:
 @with_appcontext
 @click.argument("key")
 def rebuild_stats(key: str) -> None:
-    """Recompute an experiment's learning counters from its event log."""
+    """Recompute an experiment's learning counters from its event log, and its materialised metric values."""
     store = get_storage()
     experiment = store.get_experiment(key)
     if experiment is None:
@@ -176,6 +177,32 @@ def rebuild_stats(key: str) -> None:
     except PrunedLog as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"rebuilt counters of {key}")
+    report = fold_experiment(store, experiment, rebuild=True)
+    if report is not None:
+        click.echo(f"rebuilt metric values of {report.summary()}")
+
+
+@click.command("fold-metrics")
+@with_appcontext
+@click.argument("key", required=False)
+@click.option("--rebuild", is_flag=True, help="Build the materialised values again from scratch.")
+def fold_metrics(key: str | None, rebuild: bool) -> None:
+    """Build or bring up to date the materialised metric values of experiment KEY (default: every experiment
+    with metrics, whatever its status), so stats requests find them current (e.g. after an upgrade)."""
+    store = get_storage()
+    if key is None:
+        experiments = store.list_experiments()
+    else:
+        found = store.get_experiment(key)
+        if found is None:
+            raise click.ClickException(f"no experiment {key!r}")
+        if found.metrics is None:
+            raise click.ClickException(f"experiment {key!r} has no catalogue metrics")
+        experiments = [found]
+    reports = fold_all(store, experiments, rebuild=rebuild)
+    for report in reports:
+        click.echo(report.summary())
+    click.echo(f"folded the metric values of {sum(r.folded for r in reports)} of {len(reports)} experiments")
 
 
 @click.command("prune-events")
@@ -282,7 +309,7 @@ def deliver(once: bool) -> None:
 
 
 COMMANDS = (init_db, prune_events, create_experiment, create_user, seed_demo, show_urls, simulate, export, rebuild_stats,
-            repair_values, deliver)
+            fold_metrics, repair_values, deliver)
 
 
 def register_cli(app: Flask) -> None:

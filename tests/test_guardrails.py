@@ -4,11 +4,13 @@ recorded once, personalisation that hurts is flagged, and the schedule's lease l
 process evaluate per interval — on both backends."""
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
 import pytest
 
+from app import create_app
 from app.domain.experiments import Experiment, Variant
 from app.service import guardrails
 from app.service.modes import FixedPolicy
@@ -17,7 +19,7 @@ from app.service.modes.stopped import WithoutStopped, served_mask
 from app.storage import NewAssignment, NewEvent
 from bandits import FixedWeights
 
-from .conftest import experiment_body
+from .conftest import ADMIN_TOKEN, SECRET_KEY, experiment_body
 
 
 def _experiment(stopped=("b",), sticky=False) -> Experiment:
@@ -161,3 +163,16 @@ def test_schedule_lease_lets_one_process_evaluate_per_interval(app):
     assert guardrails.run_due(services.storage, services.cache, now + 1, 60, "worker-2") is None
     assert guardrails.run_due(services.storage, services.cache, now + 30, 60, "worker-1") is None
     assert guardrails.run_due(services.storage, services.cache, now + 61, 60, "worker-2") == []
+
+
+def test_the_schedule_stops_when_its_storage_is_closed(database_url):
+    """A background schedule must not outlive its storage (it would read a closed or dropped database)."""
+    app = create_app({"DATABASE_URL": database_url, "LEVER_ADMIN_TOKEN": ADMIN_TOKEN, "LEVER_SECRET_KEY": SECRET_KEY,
+                      "LEVER_RATE_LIMIT": "", "LEVER_GUARDRAIL_INTERVAL_S": 0.05})
+    before = {t.ident for t in threading.enumerate() if t.name == "lever-guardrails"}
+    assert app.test_client().get("/healthz").status_code == 200  # the first request starts the schedule
+    (schedule,) = [t for t in threading.enumerate() if t.name == "lever-guardrails" and t.ident not in before]
+    assert schedule.is_alive()
+    app.extensions["lever.storage"].close()
+    schedule.join(timeout=5)
+    assert not schedule.is_alive()

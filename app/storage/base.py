@@ -170,7 +170,16 @@ class Storage(abc.ABC):
     def healthy(self) -> bool: ...
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Let go of connections and threads; implementations start with ``_run_close_hooks``."""
+
+    def on_close(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` when this storage is closed (background schedules stop with it)."""
+        self.__dict__.setdefault("_close_hooks", []).append(hook)
+
+    def _run_close_hooks(self) -> None:
+        for hook in self.__dict__.pop("_close_hooks", []):
+            hook()
 
     def release(self) -> None:
         """End of a request: give back anything request-scoped (default: nothing)."""

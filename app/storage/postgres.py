@@ -228,6 +228,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
             return pool
 
     def close(self) -> None:
+        self._run_close_hooks()
         if self._group_commit is not None:
             self._group_commit.stop()
         with self._lock:

@@ -303,6 +303,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricA
         return conn
 
     def close(self) -> None:
+        self._run_close_hooks()
         if self._group_commit is not None:
             self._group_commit.stop()  # its thread's connection goes with the thread
         if self._checkpointer is not None and self._checkpointer[0] == os.getpid():

@@ -105,6 +105,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # gunicorn's fork); a database lease lets one process evaluate per interval. Not in tests.
     monitor = GuardrailMonitor(store, services.cache, 0 if app.testing else settings["LEVER_GUARDRAIL_INTERVAL_S"])
     app.extensions["lever.guardrails"] = monitor
+    store.on_close(monitor.stop)  # its thread must not outlive the storage it reads
     app.before_request(monitor.ensure_started)
     register_error_handlers(app)
     init_auth(app)  # API keys: the per-worker resolver

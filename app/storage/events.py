@@ -26,7 +26,8 @@ class NewEvent:
     ts: float
 
 
-_INSERT = "INSERT INTO events (visitor, name, value, event_id, ts, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_HEAD = "INSERT INTO events (visitor, name, value, event_id, ts, created_at) VALUES"
+_INSERT = _INSERT_HEAD + " (?, ?, ?, ?, ?, ?)"
 #: deletes of the event log that erasure and retention run inside their own transactions
 ERASE_EVENTS_SQL = "DELETE FROM events WHERE visitor = ?"
 PRUNE_EVENTS_SQL = "DELETE FROM events WHERE ts < ?"
@@ -39,15 +40,21 @@ class EventStore:
         """Insert the events in one transaction; per event, True when new, False when its
         (visitor, event_id) was stored before (a retry, or a repeat within the request)."""
         def body(tx: Tx) -> list[bool]:
-            accepted = []
+            accepted = [True] * len(events)
+            keyed = [(i, event) for i, event in enumerate(events) if event.event_id is not None]
             for event in events:
-                values = (visitor, event.name, event.value, event.event_id, event.ts, now)
                 if event.event_id is None:  # cannot collide; its new id settles an ambiguous commit
-                    tx.insert(_INSERT, values)
-                    accepted.append(True)
-                    continue
-                accepted.append(bool(tx.execute(_INSERT + " ON CONFLICT (visitor, event_id) DO NOTHING",
-                                                values).rowcount))
+                    tx.insert(_INSERT, (visitor, event.name, event.value, None, event.ts, now))
+            if keyed:  # one statement for all of them; RETURNING names the rows that were new
+                values = [v for _, e in keyed for v in (visitor, e.name, e.value, e.event_id, e.ts, now)]
+                rows = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(keyed))
+                inserted = {row[0] for row in tx.execute(
+                    f"{_INSERT_HEAD} {rows} ON CONFLICT (visitor, event_id) DO NOTHING RETURNING event_id",
+                    values).fetchall()}
+                seen: set[str] = set()
+                for i, event in keyed:  # a repeat within the request met its first copy's row
+                    accepted[i] = event.event_id in inserted and event.event_id not in seen
+                    seen.add(event.event_id)  # type: ignore[arg-type]
             return accepted
 
         # rides the group commit with assignments and rewards (one transaction for many requests);

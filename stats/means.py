@@ -5,8 +5,10 @@ so an arm is summarised by n, S = sum y_i and Q = sum y_i^2:
 
     mean = S / n,   sample variance s^2 = (Q - S^2 / n) / (n - 1).
 
-(The one-pass formula can lose precision for huge, nearly-constant values; the tiny
-negative results it can produce are clamped to 0.) All functions are vectorised.
+The one-pass formula loses precision for huge, nearly-constant values (1e9 + noise), so
+S and Q may be sums of (y_i - K) for a constant K near the values (``stats.welford``):
+the variance is the same formula on them, and means add K back (``shift`` arguments).
+Tiny negative results of rounding are clamped to 0. All functions are vectorised.
 """
 from __future__ import annotations
 
@@ -29,10 +31,11 @@ def moments(n, total, total_sq):
     return mean, np.where(n >= 2, var, np.nan)
 
 
-def t_interval(n, total, total_sq, alpha: float = ALPHA):
+def t_interval(n, total, total_sq, alpha: float = ALPHA, shift=0.0):
     """mean +- t_{n-1, 1-alpha/2} * s / sqrt(n): the classic interval for a mean
-    (exact for normal data, asymptotically valid otherwise by the CLT)."""
+    (exact for normal data, asymptotically valid otherwise by the CLT); ``shift`` as in ``compare``."""
     mean, var = moments(n, total, total_sq)
+    mean = mean + shift
     n = np.asarray(n, dtype=float)
     with np.errstate(all="ignore"):
         half = st.t.ppf(1 - alpha / 2, n - 1) * np.sqrt(var / n)

@@ -82,6 +82,48 @@ def maybe_audit(tx: Tx, entry: AuditEntry | None) -> None:
         write_audit(tx, entry)
 
 
+def reward_shift_for(tx: Tx, experiment_id: int, value: float, serialise: str | None = None) -> float:
+    """K for a numeric reward of ``value`` being counted in ``tx`` (issue #16, ``base.ArmTotals``).
+
+    A set K is final except for a rebuild of an experiment without one. NULL: when the
+    experiment already has rewards (counted before schema v8 as raw sums) K is 0 and stays
+    NULL, so ``rebuild-stats`` may still choose one; else this, its first reward, sets K =
+    ``value``. ``serialise`` (PostgreSQL: a lock on arm_stats that a rebuild's lock excludes)
+    runs before the NULL case is decided, so a concurrent rebuild that sets K cannot slip
+    between this read and this reward's counter update. A concurrent first reward waits on
+    the row lock of the UPDATE and then reads the winner's K.
+    """
+    row = tx.execute("SELECT reward_shift FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+    if row is not None and row[0] is not None:
+        return float(row[0])
+    if serialise is not None:
+        tx.execute(serialise)
+        row = tx.execute("SELECT reward_shift FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        if row is not None and row[0] is not None:
+            return float(row[0])
+    if tx.execute("SELECT 1 FROM arm_stats WHERE experiment_id = ? AND reward_events != 0 LIMIT 1",
+                  (experiment_id,)).fetchone() is not None:
+        return 0.0
+    tx.execute("UPDATE experiments SET reward_shift = ? WHERE id = ? AND reward_shift IS NULL", (value, experiment_id))
+    row = tx.execute("SELECT reward_shift FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+    return float(row[0]) if row is not None and row[0] is not None else 0.0
+
+
+def rebuild_shift(tx: Tx, experiment: Experiment) -> float:
+    """K for a rebuild of ``experiment``'s counters, stored: binary 0; numeric: the stored K, or
+    when there is none (no reward yet, or rewards from before v8) the mean outcome of the
+    rewarded assignments (NULL again when there are none)."""
+    if experiment.reward == "binary":
+        return 0.0
+    row = tx.execute("SELECT reward_shift FROM experiments WHERE id = ?", (experiment.id,)).fetchone()
+    if row is not None and row[0] is not None:
+        return float(row[0])
+    mean = tx.execute("SELECT AVG(reward_total) FROM assignments WHERE experiment_id = ? AND reward_count > 0",
+                      (experiment.id,)).fetchone()[0]
+    tx.execute("UPDATE experiments SET reward_shift = ? WHERE id = ?", (mean, experiment.id))
+    return float(mean) if mean is not None else 0.0
+
+
 class SqlStorage(Storage):
     @abc.abstractmethod
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -168,43 +210,47 @@ class SqlStorage(Storage):
     # -- learning and analysis reads ---------------------------------------------------------
     def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
         self._counters_current()
-        rows, states = self._read_together((
+        rows, states, shift = self._read_together((
             (f"SELECT variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
              "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)),
             ("SELECT variant_id, state FROM model_state WHERE experiment_id = ?", (experiment_id,)),
+            (records.REWARD_SHIFT_SQL, (experiment_id,)),
         ))
-        return LearningSnapshot(totals=records.arm_totals(rows),
+        return LearningSnapshot(totals=records.arm_totals(rows, records.shift_of(shift)),
                                 model_states={row[0]: bytes(row[1]) for row in states if row[1] is not None})
 
     def period_totals(self, experiment_id: int) -> list[tuple[int, tuple[ArmTotals, ...]]]:
         """Every counter per hour period, variant and slice (summed over shards), oldest period first:
         what the adaptive estimators weight period by period."""
         self._counters_current()
-        rows = self._read(
-            f"SELECT period, variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
-            "GROUP BY period, variant_id, holdout ORDER BY period, variant_id, holdout", (experiment_id,)
-        )
+        rows, shift = self._read_together((
+            (f"SELECT period, variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
+             "GROUP BY period, variant_id, holdout ORDER BY period, variant_id, holdout", (experiment_id,)),
+            (records.REWARD_SHIFT_SQL, (experiment_id,)),
+        ))
         by_period: dict[int, list[Sequence[Any]]] = {}
         for row in rows:
             by_period.setdefault(int(row[0]), []).append(row[1:])
-        return [(period, records.arm_totals(cells)) for period, cells in by_period.items()]
+        return [(period, records.arm_totals(cells, records.shift_of(shift))) for period, cells in by_period.items()]
 
     def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
         self._counters_current()
-        rows = self._read(
-            "SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
-            "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
-            (experiment_id,),
-        )
-        return records.segment_totals(rows)
+        rows, shift = self._read_together((
+            ("SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
+             "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+             (experiment_id,)),
+            (records.REWARD_SHIFT_SQL, (experiment_id,)),
+        ))
+        return records.segment_totals(rows, records.shift_of(shift))
 
     def time_series(self, experiment_id: int) -> list[TimeBucket]:
         self._counters_current()
-        rows = self._read(
-            "SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
-            "FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,),
-        )
-        return records.time_buckets(rows)
+        rows, shift = self._read_together((
+            ("SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
+             "FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,)),
+            (records.REWARD_SHIFT_SQL, (experiment_id,)),
+        ))
+        return records.time_buckets(rows, records.shift_of(shift))
 
     # -- privacy -----------------------------------------------------------------------------
     def visitor_events(self, visitor: str) -> list[dict[str, Any]]:

@@ -225,7 +225,9 @@ def reward_increments(total: float, count: int, value: float, propensity: float,
     weight = 1.0 / propensity
     first = count == 0
     z_old, z_new = _outcome(total, count, shift), new_total - shift
-    change = z_new if first else value  # K = 0: exactly the pre-v8 increments
+    # K = 0: exactly the pre-v8 increments; else the change of z as stored (total + value is
+    # rounded to y's precision, so a rebuild from the stored totals finds the same sums)
+    change = value if shift == 0.0 else z_new - z_old
     square_change = z_new * z_new - z_old * z_old
     arm = (0, int(first), 1, change, square_change, 0.0,
            0.0, 0.0, change * weight, square_change * weight * weight, change * weight * weight,

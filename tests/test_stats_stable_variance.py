@@ -125,6 +125,9 @@ def test_bandit_posterior_sees_the_spread(big_app):
     mu = 0, so on 1e9-sized outcomes that hour's scores are y/p themselves, a genuine variance.)"""
     client = big_app.test_client()
     outcomes = _run(client, "arms", 300, 1.0, seed=13, mode="bandit")
+    # the policy route shows the worker's cached fit; the stats request refreshes it with every
+    # reward in (a fit between an assign and its reward rightly counts that visitor as a 0)
+    assert client.get("/api/v1/experiments/arms/stats", headers=ADMIN).status_code == 200
     policy = client.get("/api/v1/experiments/arms/policy", headers=ADMIN)
     assert policy.status_code == 200
     posterior = policy.get_json()["posterior"]

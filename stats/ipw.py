@@ -65,8 +65,14 @@ class ArmSums(NamedTuple):
     ips: np.ndarray  # S: sum y/p
     ips_sq: np.ndarray  # Q: sum y^2/p^2
     cross: np.ndarray  # X: sum y/p^2
-    #: K: reward, ips, ips_sq and cross are sums of (y - K) (one K for every arm; module docstring)
-    shift: float = 0.0
+    #: K: reward, ips, ips_sq and cross are sums of (y - K) (module docstring); one K for every
+    #: arm, given as a scalar, per leading index (...), or repeated per arm like the sums (..., K)
+    shift: np.ndarray | float = 0.0
+
+    def common_shift(self) -> np.ndarray:
+        """K per leading index (shape (...)), whichever way ``shift`` was given."""
+        k = np.asarray(self.shift, dtype=float)
+        return k[..., 0] if k.ndim and k.ndim == np.ndim(self.n) else k
 
     @classmethod
     def from_slices(cls, arms: Sequence[SliceAggregate]) -> "ArmSums":
@@ -115,9 +121,10 @@ def ips(sums: ArmSums, policy, n_decisions, alpha: float = ALPHA) -> Estimates:
     pi = np.asarray(policy, dtype=float)
     a = np.sum(pi * sums.ips, axis=-1)  # sum w y'
     aa = np.sum(pi**2 * sums.ips_sq, axis=-1)  # sum w^2 y'^2
-    if sums.shift == 0.0:
+    k = sums.common_shift()
+    if not np.any(k):
         return _mean_of_terms(a, aa, n_decisions, alpha)
-    k, n = sums.shift, np.asarray(n_decisions, dtype=float)
+    n = np.asarray(n_decisions, dtype=float)
     b = np.sum(pi * sums.inv, axis=-1)  # sum w
     with np.errstate(all="ignore"):  # the three pieces of M2 (module docstring)
         m2 = ((aa - a**2 / n) + 2 * k * (np.sum(pi**2 * sums.cross, axis=-1) - a * b / n)
@@ -137,7 +144,7 @@ def snips(sums: ArmSums, policy, alpha: float = ALPHA) -> Estimates:
         value = y / w  # of the shifted outcomes: the residuals, so the SE, are the same
         residual_sq = np.maximum(yy - 2 * value * yw + value**2 * ww, 0.0)
         se = np.sqrt(residual_sq) / w
-        value = value + sums.shift
+        value = value + sums.common_shift()
     z = st.norm.ppf(1 - alpha / 2)
     ok = w > 0
     value, se = np.where(ok, value, np.nan), np.where(ok, se, np.nan)
@@ -155,7 +162,7 @@ def doubly_robust(sums: ArmSums, policy, n_decisions, alpha: float = ALPHA) -> E
     r_sq = np.sum(pi**2 * (sums.ips_sq - 2 * mu * sums.cross + mu**2 * sums.inv_sq), axis=-1)
     # shifted sums: every term z_i moves by -K sum_k pi_k, its spread does not
     return _mean_of_terms(n * c + r_sum, n * c**2 + 2 * c * r_sum + r_sq, n, alpha,
-                          offset=sums.shift * np.sum(pi, axis=-1))
+                          offset=sums.common_shift() * np.sum(pi, axis=-1))
 
 
 # ----------------------------------------------------------------------- results

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from stats import ipw, means, slices
-from stats.inputs import SliceAggregate
+from stats import adaptive, ipw, means, slices
+from stats.inputs import ExperimentAggregate, PeriodAggregate, SliceAggregate
 from stats.welford import Moments, chan_merge, from_shifted, over_all, reshift, slice_from_counters, with_zeros
 
 
@@ -165,10 +165,6 @@ def test_slice_aggregate_default_shift_is_zero():
 def test_per_hour_aipw_is_the_same_on_shifted_sums():
     """The adaptive contrast only sees differences and residuals: sums about K = the first reward
     give the raw sums' estimate (moderate values, where the raw sums are still exact)."""
-    from stats import adaptive
-    from stats.inputs import ExperimentAggregate, PeriodAggregate
-
-    rng = np.random.default_rng(8)
     periods = {}
     for shift in (0.0, 40.0):
         parts = []
@@ -194,4 +190,3 @@ def test_per_hour_aipw_is_the_same_on_shifted_sums():
     assert raw.reason is None and shifted.reason is None
     assert shifted.absolute == pytest.approx(raw.absolute, rel=1e-9)
     assert shifted.se == pytest.approx(raw.se, rel=1e-9)
-    del rng

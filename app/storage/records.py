@@ -295,35 +295,33 @@ def erasures(rows: Sequence[Sequence[Any]]) -> Iterator[Erasure]:
 COUNTER_SUMS = ", ".join(f"SUM({c})" for c in COUNTER_COLUMNS)
 
 
-#: the experiment's reward shift K (NULL: no numeric reward counted yet, or counted before v8: 0)
-REWARD_SHIFT_SQL = "SELECT COALESCE(reward_shift, 0) FROM experiments WHERE id = ?"
+#: the last column of every counter read: the experiment's reward shift K, read in the same
+#: statement as the sums so that they always agree (NULL: no numeric reward counted yet, or
+#: counted before v8 as raw sums: 0). Its parameter is the experiment id, before the WHERE's.
+REWARD_SHIFT_COLUMN = "(SELECT COALESCE(e.reward_shift, 0) FROM experiments e WHERE e.id = ?)"
 
 
-def shift_of(rows: Sequence[Sequence[Any]]) -> float:
-    """K from the rows of ``REWARD_SHIFT_SQL`` (0 for an experiment that is gone)."""
-    return float(rows[0][0]) if rows else 0.0
-
-
-def arm_totals(rows: Sequence[Sequence[Any]], shift: float = 0.0) -> tuple[ArmTotals, ...]:
-    """From (variant_id, holdout, ``COUNTER_SUMS``...) rows of an experiment with reward shift ``shift``."""
+def arm_totals(rows: Sequence[Sequence[Any]]) -> tuple[ArmTotals, ...]:
+    """From (variant_id, holdout, ``COUNTER_SUMS``..., ``REWARD_SHIFT_COLUMN``) rows."""
     return tuple(
         ArmTotals(row[0], bool(row[1]), *(int(v) if c in INTEGER_COUNTERS else float(v)
-                                          for c, v in zip(COUNTER_COLUMNS, row[2:])), reward_shift=shift)
+                                          for c, v in zip(COUNTER_COLUMNS, row[2:-1])), reward_shift=float(row[-1]))
         for row in rows
     )
 
 
-def segment_totals(rows: Sequence[Sequence[Any]], shift: float = 0.0) -> list[SegmentTotals]:
-    """From (feature, level, variant_id, holdout, assignments, conversions, reward_sum, reward_sumsq) sums."""
-    return [SegmentTotals(f, l, v, bool(h), int(n), int(c), float(t), float(q), shift)
-            for f, l, v, h, n, c, t, q in rows]
+def segment_totals(rows: Sequence[Sequence[Any]]) -> list[SegmentTotals]:
+    """From (feature, level, variant_id, holdout, assignments, conversions, reward_sum, reward_sumsq,
+    ``REWARD_SHIFT_COLUMN``) rows."""
+    return [SegmentTotals(f, l, v, bool(h), int(n), int(c), float(t), float(q), float(k))
+            for f, l, v, h, n, c, t, q, k in rows]
 
 
-def time_buckets(rows: Sequence[Sequence[Any]], shift: float = 0.0) -> list[TimeBucket]:
-    """From (period, variant_id, holdout, assignments, conversions, reward_sum) sums; the raw
-    Σy = Σ_r (y - K) + n_r K (the chart's totals need no more precision than that)."""
-    return [TimeBucket(float(p), v, bool(h), int(n), int(c), float(t) + int(c) * shift if shift else float(t))
-            for p, v, h, n, c, t in rows]
+def time_buckets(rows: Sequence[Sequence[Any]]) -> list[TimeBucket]:
+    """From (period, variant_id, holdout, assignments, conversions, reward_sum, ``REWARD_SHIFT_COLUMN``)
+    rows; the raw Σy = Σ_r (y - K) + n_r K (the chart's totals need no more precision than that)."""
+    return [TimeBucket(float(p), v, bool(h), int(n), int(c), float(t) + int(c) * float(k) if k else float(t))
+            for p, v, h, n, c, t, k in rows]
 
 
 #: columns of ``assignments a JOIN variants v`` read by ``event``, in its row order

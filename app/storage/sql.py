@@ -210,47 +210,46 @@ class SqlStorage(Storage):
     # -- learning and analysis reads ---------------------------------------------------------
     def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
         self._counters_current()
-        rows, states, shift = self._read_together((
-            (f"SELECT variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
-             "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)),
+        rows, states = self._read_together((
+            (f"SELECT variant_id, holdout, {records.COUNTER_SUMS}, {records.REWARD_SHIFT_COLUMN} FROM arm_stats "
+             "WHERE experiment_id = ? GROUP BY variant_id, holdout ORDER BY variant_id, holdout",
+             (experiment_id, experiment_id)),
             ("SELECT variant_id, state FROM model_state WHERE experiment_id = ?", (experiment_id,)),
-            (records.REWARD_SHIFT_SQL, (experiment_id,)),
         ))
-        return LearningSnapshot(totals=records.arm_totals(rows, records.shift_of(shift)),
+        return LearningSnapshot(totals=records.arm_totals(rows),
                                 model_states={row[0]: bytes(row[1]) for row in states if row[1] is not None})
 
     def period_totals(self, experiment_id: int) -> list[tuple[int, tuple[ArmTotals, ...]]]:
         """Every counter per hour period, variant and slice (summed over shards), oldest period first:
         what the adaptive estimators weight period by period."""
         self._counters_current()
-        rows, shift = self._read_together((
-            (f"SELECT period, variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
-             "GROUP BY period, variant_id, holdout ORDER BY period, variant_id, holdout", (experiment_id,)),
-            (records.REWARD_SHIFT_SQL, (experiment_id,)),
-        ))
+        rows = self._read(
+            f"SELECT period, variant_id, holdout, {records.COUNTER_SUMS}, {records.REWARD_SHIFT_COLUMN} FROM arm_stats "
+            "WHERE experiment_id = ? GROUP BY period, variant_id, holdout ORDER BY period, variant_id, holdout",
+            (experiment_id, experiment_id)
+        )
         by_period: dict[int, list[Sequence[Any]]] = {}
         for row in rows:
             by_period.setdefault(int(row[0]), []).append(row[1:])
-        return [(period, records.arm_totals(cells, records.shift_of(shift))) for period, cells in by_period.items()]
+        return [(period, records.arm_totals(cells)) for period, cells in by_period.items()]
 
     def segment_totals(self, experiment_id: int) -> list[SegmentTotals]:
         self._counters_current()
-        rows, shift = self._read_together((
-            ("SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
-             "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
-             (experiment_id,)),
-            (records.REWARD_SHIFT_SQL, (experiment_id,)),
-        ))
-        return records.segment_totals(rows, records.shift_of(shift))
+        rows = self._read(
+            "SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
+            f"SUM(reward_sumsq), {records.REWARD_SHIFT_COLUMN} FROM segment_stats WHERE experiment_id = ? "
+            "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", (experiment_id, experiment_id),
+        )
+        return records.segment_totals(rows)
 
     def time_series(self, experiment_id: int) -> list[TimeBucket]:
         self._counters_current()
-        rows, shift = self._read_together((
-            ("SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
-             "FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,)),
-            (records.REWARD_SHIFT_SQL, (experiment_id,)),
-        ))
-        return records.time_buckets(rows, records.shift_of(shift))
+        rows = self._read(
+            f"SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
+            f"{records.REWARD_SHIFT_COLUMN} FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 "
+            "ORDER BY 1, 2, 3", (experiment_id, experiment_id),
+        )
+        return records.time_buckets(rows)
 
     # -- privacy -----------------------------------------------------------------------------
     def visitor_events(self, visitor: str) -> list[dict[str, Any]]:

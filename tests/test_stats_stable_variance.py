@@ -13,15 +13,12 @@ Also here: an upgrade from v7 (raw counters, no shift column) keeps the same sta
 """
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import stats as st
 
 from app import create_app
-from app.storage import SQLiteStorage
+from app.storage import open_storage
 from stats import means
 
 from .conftest import ADMIN_TOKEN, SECRET_KEY
@@ -137,21 +134,18 @@ def test_bandit_posterior_sees_the_spread(big_app):
         assert low < y.mean() < high and 0.01 < high - low < 2
 
 
-def _downgrade_to_v7(path: Path) -> None:
-    """Turn a v8 SQLite file into what v7 left: raw counters (K = 0, as rebuilt then), no v8 columns."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("UPDATE experiments SET reward_shift = 0")
-    conn.close()
-    storage = SQLiteStorage(f"sqlite:///{path}")
+def _downgrade_to_v7(database_url: str) -> None:
+    """Turn a v8 database into what v7 left: raw counters (K = 0, as a rebuild then made them), no
+    v8 columns, version 7."""
+    query(database_url, "UPDATE experiments SET reward_shift = 0")
+    storage = open_storage(database_url)
     for experiment in storage.list_experiments():
         storage.rebuild_arm_stats(experiment)  # K = 0 is kept: raw sums
     storage.close()
-    conn = sqlite3.connect(path, isolation_level=None)
     for table, column in (("arm_stats", "rewarded_inv_sum"), ("arm_stats", "rewarded_inv_sumsq"),
                           ("experiments", "reward_shift")):
-        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-    conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
-    conn.close()
+        query(database_url, f"ALTER TABLE {table} DROP COLUMN {column}")
+    query(database_url, "UPDATE meta SET value = '7' WHERE key = 'schema_version'")
 
 
 def _numbers(stats: dict) -> list[float]:
@@ -164,9 +158,8 @@ def _numbers(stats: dict) -> list[float]:
     return out
 
 
-def test_a_v7_database_upgrades_to_the_same_stats_and_a_rebuild_shifts_it(tmp_path):
-    path = tmp_path / "old.db"
-    app = _make_app(f"sqlite:///{path}")
+def test_a_v7_database_upgrades_to_the_same_stats_and_a_rebuild_shifts_it(database_url):
+    app = _make_app(database_url)
     client = app.test_client()
     rng = np.random.default_rng(14)
     body = {"key": "old", "name": "Old", "mode": "ab", "reward": "numeric", "control": "control",
@@ -180,25 +173,25 @@ def test_a_v7_database_upgrades_to_the_same_stats_and_a_rebuild_shifts_it(tmp_pa
     before = client.get("/api/v1/experiments/old/stats", headers=ADMIN).get_json()
     app.extensions["lever.storage"].close()
 
-    _downgrade_to_v7(path)
-    assert query(f"sqlite:///{path}", "SELECT value FROM meta WHERE key = 'schema_version'") == [("7",)]
-    upgraded = _make_app(f"sqlite:///{path}")  # migrates to v8
+    _downgrade_to_v7(database_url)
+    assert query(database_url, "SELECT value FROM meta WHERE key = 'schema_version'") == [("7",)]
+    upgraded = _make_app(database_url)  # migrates to v8
     client = upgraded.test_client()
-    assert query(f"sqlite:///{path}", "SELECT reward_shift FROM experiments") == [(None,)]  # raw sums: K = 0
+    assert query(database_url, "SELECT reward_shift FROM experiments") == [(None,)]  # raw sums: K = 0
     after = client.get("/api/v1/experiments/old/stats", headers=ADMIN).get_json()
     assert _numbers(after) == pytest.approx(_numbers(before), rel=1e-9)
 
     # a new reward on the upgraded experiment still counts about K = 0 (its counters are raw)
     a = client.post("/api/v1/assign", json={"experiment": "old", "visitor": "late"}).get_json()
     assert client.post("/api/v1/reward", json={"assignment": a["assignment"], "value": 70.0}).status_code == 202
-    assert query(f"sqlite:///{path}", "SELECT reward_shift FROM experiments") == [(None,)]
+    assert query(database_url, "SELECT reward_shift FROM experiments") == [(None,)]
     incremental = client.get("/api/v1/experiments/old/stats", headers=ADMIN).get_json()
 
     # rebuild-stats chooses K = the mean rewarded outcome and recounts about it: the same stats
     result = upgraded.test_cli_runner().invoke(args=["rebuild-stats", "old"])
     assert result.exit_code == 0, result.output
-    (shift,), = query(f"sqlite:///{path}", "SELECT reward_shift FROM experiments")
-    totals = query(f"sqlite:///{path}", "SELECT AVG(reward_total) FROM assignments WHERE reward_count > 0")
+    (shift,), = query(database_url, "SELECT reward_shift FROM experiments")
+    totals = query(database_url, "SELECT AVG(reward_total) FROM assignments WHERE reward_count > 0")
     assert shift == pytest.approx(totals[0][0], rel=1e-12)
     rebuilt = client.get("/api/v1/experiments/old/stats", headers=ADMIN).get_json()
     assert _numbers(rebuilt) == pytest.approx(_numbers(incremental), rel=1e-9)

@@ -277,8 +277,10 @@ class Erasure:
 
 def erasures(rows: Sequence[Sequence[Any]]) -> Iterator[Erasure]:
     """From ``ERASE_COLUMNS`` rows, in their order."""
-    for (assignment_id, experiment_id, variant_id, holdout, created_at, propensity, probabilities_json,
-         total, count, segments_json, context_json, shift) in rows:
+    for row in rows:
+        (assignment_id, experiment_id, variant_id, holdout, created_at, propensity, probabilities_json,
+         total, count, segments_json, context_json) = row[:11]
+        shift = row[11] if len(row) > 11 else 0.0  # the reward shift column (rows without it: K = 0)
         yield Erasure(
             assignment_id=assignment_id, experiment_id=experiment_id, variant_id=variant_id, holdout=holdout,
             period=period_of(created_at),

@@ -85,7 +85,7 @@ from .metrics import MetricStore
 from .postgres_counters import Counters
 from .repair import RepairStore
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
-from .sql import Query, Rows, SqlStorage, Tx, maybe_audit, rebuild_shift, reward_shift_for
+from .sql import STORED_SHIFT_COLUMN, Query, Rows, SqlStorage, Tx, maybe_audit, rebuild_shift, reward_shift_for
 from .webhooks import WebhookStore
 
 log = logging.getLogger("lever.storage")
@@ -501,9 +501,9 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
                        model_update: ModelUpdate | None, batch: _Batch) -> RewardResult:
         conn = batch.conn
         # Re-read under the row lock: another worker may have rewarded it meanwhile.
-        total, count, segments_json = conn.execute(
-            "SELECT reward_total, reward_count, segments FROM assignments WHERE id = %s FOR UPDATE",
-            (assignment.id,),
+        total, count, segments_json, stored_shift = conn.execute(
+            f"SELECT reward_total, reward_count, segments, {STORED_SHIFT_COLUMN} FROM assignments "
+            "WHERE id = %s FOR UPDATE", (assignment.id,),
         ).fetchone()
         if binary and count > 0:
             return RewardResult(accepted=False, reward_total=total, reward_count=count)
@@ -519,7 +519,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         conn.execute("UPDATE assignments SET reward_total = %s, reward_count = %s WHERE id = %s",
                      (new_total, new_count, assignment.id))
         shift = 0.0 if binary else reward_shift_for(_PostgresTx(conn, batch.tx), assignment.experiment_id, value,
-                                                    serialise=_SERIALISE_WITH_REBUILD)
+                                                    stored_shift, serialise=_SERIALISE_WITH_REBUILD)
         arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity, shift)
         batch.counters.add_arm(assignment.experiment_id, assignment.variant_id, assignment.holdout,
                                period_of(assignment.created_at), arm_values)

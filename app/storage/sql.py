@@ -82,7 +82,12 @@ def maybe_audit(tx: Tx, entry: AuditEntry | None) -> None:
         write_audit(tx, entry)
 
 
-def reward_shift_for(tx: Tx, experiment_id: int, value: float, serialise: str | None = None) -> float:
+#: read with the rewarded assignment's row (``assignments`` in FROM): the experiment's stored shift
+STORED_SHIFT_COLUMN = "(SELECT e.reward_shift FROM experiments e WHERE e.id = assignments.experiment_id)"
+
+
+def reward_shift_for(tx: Tx, experiment_id: int, value: float, stored: float | None,
+                     serialise: str | None = None) -> float:
     """K for a numeric reward of ``value`` being counted in ``tx`` (issue #16, ``base.ArmTotals``).
 
     A set K is final except for a rebuild of an experiment without one. NULL: when the
@@ -91,11 +96,11 @@ def reward_shift_for(tx: Tx, experiment_id: int, value: float, serialise: str | 
     ``value``. ``serialise`` (PostgreSQL: a lock on arm_stats that a rebuild's lock excludes)
     runs before the NULL case is decided, so a concurrent rebuild that sets K cannot slip
     between this read and this reward's counter update. A concurrent first reward waits on
-    the row lock of the UPDATE and then reads the winner's K.
+    the row lock of the UPDATE and then reads the winner's K. ``stored``: the shift as read with
+    the assignment (``STORED_SHIFT_COLUMN``), so the common case costs no statement of its own.
     """
-    row = tx.execute("SELECT reward_shift FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
-    if row is not None and row[0] is not None:
-        return float(row[0])
+    if stored is not None:
+        return float(stored)
     if serialise is not None:
         tx.execute(serialise)
         row = tx.execute("SELECT reward_shift FROM experiments WHERE id = ?", (experiment_id,)).fetchone()

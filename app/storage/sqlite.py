@@ -56,7 +56,7 @@ from .metric_fold import erase_values, forget_all, lower_watermarks
 from .metrics import MetricStore
 from .repair import RepairStore
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
-from .sql import Query, Rows, SqlStorage, T, Tx, maybe_audit, rebuild_shift, reward_shift_for
+from .sql import STORED_SHIFT_COLUMN, Query, Rows, SqlStorage, T, Tx, maybe_audit, rebuild_shift, reward_shift_for
 from .webhooks import WebhookStore
 
 
@@ -498,8 +498,9 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricA
     def _insert_reward(self, assignment: StoredAssignment, value: float, event_id: str | None, binary: bool,
                        now: float, model_update: ModelUpdate | None, conn: sqlite3.Connection) -> RewardResult:
         # Re-read under the write lock: another worker may have rewarded it meanwhile.
-        total, count, segments_json = conn.execute(
-            "SELECT reward_total, reward_count, segments FROM assignments WHERE id = ?", (assignment.id,)
+        total, count, segments_json, stored_shift = conn.execute(
+            f"SELECT reward_total, reward_count, segments, {STORED_SHIFT_COLUMN} FROM assignments WHERE id = ?",
+            (assignment.id,)
         ).fetchone()
         if binary and count > 0:
             return RewardResult(accepted=False, reward_total=total, reward_count=count)
@@ -515,7 +516,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricA
             "UPDATE assignments SET reward_total = ?, reward_count = ? WHERE id = ?",
             (new_total, new_count, assignment.id),
         )
-        shift = 0.0 if binary else reward_shift_for(_SQLiteTx(conn), assignment.experiment_id, value)
+        shift = 0.0 if binary else reward_shift_for(_SQLiteTx(conn), assignment.experiment_id, value, stored_shift)
         arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity, shift)
         conn.execute(_INCREMENT_SQL, (assignment.experiment_id, assignment.variant_id, int(assignment.holdout),
                                       period_of(assignment.created_at), *arm_values))

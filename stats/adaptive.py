@@ -38,6 +38,11 @@ slice's average propensity of the previous period (expected_assignments / N),
 to the previous period. Without per-period sums the whole log is one group (plain
 AIPW with the full-sample mean model: an O(1/N) bias, as in ``ipw``).
 
+Shifted sums (``stats.welford``): D_i depends on y only through y - mu and mu_k - mu_c, so
+sums of y - K give the same scores (and their spread without the cancellation of raw sums of
+huge values): the groups run on them as they come, with the no-history prediction mu = 0
+written as -K.
+
 Anytime validity: S_n = sum h (D - delta) is a martingale, so the normal-mixture
 confidence sequence of ``stats.anytime`` applies with n = decisions (Waudby-Smith,
 Pekelis, Ramdas et al. 2022, "Anytime-valid off-policy inference for contextual
@@ -59,6 +64,7 @@ from scipy import stats as st
 from stats import anytime, slices
 from stats.inputs import ExperimentAggregate, PeriodAggregate, SliceAggregate
 from stats.results import ALPHA, Reason, finite, interval, jsonable
+from stats.welford import reshift
 
 MIN_PROPENSITY = 1e-3  # predicted propensities are floored here (weights stay bounded)
 
@@ -184,9 +190,14 @@ def period_groups(variants: Sequence[str], periods: Sequence[PeriodAggregate],
     rows: dict[str, list] = {f: [] for f in GroupSums._fields}
     seen_n, seen_s, seen_q = np.zeros(k), np.zeros(k), np.zeros(k)
     last_policy = np.full(k, 1 / k)
+    # Sums of y - K (``SliceAggregate.reward_shift``): the scores only see mu_k - mu_c and the
+    # residuals y - mu, so they do not move with K, provided the prediction before any data is
+    # still mu = 0 on the raw scale (-K here). One K for every slice: re-centred on the first.
+    shift = next((s.reward_shift for p in periods for s in p.slices), 0.0)
+    periods = [dataclasses.replace(p, slices=tuple(reshift(s, shift) for s in p.slices)) for p in periods]
     for period in sorted(periods, key=lambda p: p.period):
         with np.errstate(all="ignore"):
-            mu = np.where(seen_n > 0, seen_s / seen_n, 0.0)
+            mu = np.where(seen_n > 0, seen_s / seen_n, -shift)
             var = np.where(seen_n >= 2, (seen_q - seen_s**2 / seen_n) / (seen_n - 1), np.nan)
         pooled = np.nanmean(var) if np.any(np.isfinite(var)) else 1.0
         var = np.where(np.isfinite(var) & (var > 0), var, pooled if pooled > 0 else 1.0)

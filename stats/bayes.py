@@ -43,10 +43,12 @@ def beta_draws(rng: np.random.Generator, conversions, visitors, draws: int = DRA
     return rng.beta(1 + x, 1 + n - x, size=(draws, x.size))
 
 
-def t_draws(rng: np.random.Generator, n, total, total_sq, draws: int = DRAWS):
-    """(draws, K) samples of mean_k + s_k/sqrt(n_k) * T_{n_k - 1} (requires n_k >= 2)."""
+def t_draws(rng: np.random.Generator, n, total, total_sq, draws: int = DRAWS, shift=0.0):
+    """(draws, K) samples of mean_k + s_k/sqrt(n_k) * T_{n_k - 1} (requires n_k >= 2); sums
+    of (y - shift) give the same variance, the mean adds the shift back."""
     n = np.asarray(n, dtype=float)
     mean, var = moments(n, total, total_sq)
+    mean = mean + np.asarray(shift, dtype=float)
     return mean + np.sqrt(var / n) * rng.standard_t(n - 1, size=(draws, n.size))
 
 
@@ -92,10 +94,11 @@ def _numeric(rng, arms: Sequence[SliceAggregate], draws: int):
         return None, Reason.NOT_ENOUGH_DATA, False
     total = np.array([a.reward_sum for a in arms])
     total_sq = np.array([a.reward_sumsq for a in arms])
+    shift = np.array([a.reward_shift for a in arms], dtype=float)
     _, var = moments(n, total, total_sq)
     if np.all(var <= 0):
         return None, Reason.ZERO_VARIANCE, False
-    return t_draws(rng, n, total, total_sq, draws), None, False
+    return t_draws(rng, n, total, total_sq, draws, shift), None, False
 
 
 # reward type -> (method label, posterior sampler returning (draws | None, reason, positive))
@@ -111,6 +114,7 @@ def _control_clearly_positive(arm: SliceAggregate, positive_support: bool) -> bo
     if positive_support:
         return True
     mean, var = moments(arm.assignments, arm.reward_sum, arm.reward_sumsq)
+    mean = mean + arm.reward_shift
     if not mean > 0:
         return False
     se = np.sqrt(var / arm.assignments)

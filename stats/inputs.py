@@ -4,7 +4,8 @@ Every number here is a sum over logged assignments, so the storage keeps them as
 transactional counters (or computes them with one GROUP BY) and no event is ever
 loaded into Python. Notation for one assignment i: y_i is its outcome (binary: 1 when
 converted, else 0; numeric: the sum of its reward values, 0 when none), p_i the logged
-propensity of the variant it was served.
+propensity of the variant it was served. The outcome sums may be shifted by a constant
+(``SliceAggregate.reward_shift``, ``stats.welford``).
 """
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ class SliceAggregate:
     ips_reward_sum: float = 0.0  # sum y_i/p_i
     ips_reward_sumsq: float = 0.0  # sum y_i^2/p_i^2
     ips_cross_sum: float = 0.0  # sum y_i/p_i^2
+    # The outcome sums above (reward_*, ips_*) may be of (y_i - K) instead of y_i, for one
+    # constant K per experiment (``stats.welford``: the storage keeps them so, which keeps
+    # the variances of large near-constant outcomes exact). Variances, covariances and
+    # differences do not depend on K; means add it back. 0 = raw sums.
+    reward_shift: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,17 @@ first two moments are linear in the per-variant sums of ``SliceAggregate``:
   sum z^2 = N c^2 + 2 c sum r + sum_k pi_k^2 (Q_k - 2 mu_k X_k + mu_k^2 U_k)
   (W_k = sum 1/p, U_k = sum 1/p^2, X_k = sum y/p^2).
 
+Shifted outcomes (``SliceAggregate.reward_shift``, ``stats.welford``): the sums may be of
+y' = y - K over every decision. SNIPS and DR are shift-equivariant: with y' the SNIPS
+residuals w (y - V) and the DR residuals w (y - mu) are unchanged and both values move by
+K (DR: by K sum_k pi_k, which is K for a policy), so they run on the shifted sums and add
+K back. IPS is not (sum w y = sum w y' + K sum w), so its variance is taken apart into
+pieces that are each small: with A = sum w y', B = sum w,
+  M2 = sum (w y)^2 - (sum w y)^2 / N
+     = [sum w^2 y'^2 - A^2/N] + 2K [sum w^2 y' - A B/N] + K^2 [sum w^2 - B^2/N],
+the spread of w y', the covariance of w y' with w, and the spread of w (which is real
+variance, K^2 Var(w), and never a difference of two huge sums of y).
+
 Intervals are normal: value +- z_{0.975} SE (martingale CLT for adaptive logs). All
 cores are vectorised over leading axes: per-variant sums have shape (..., K).
 """
@@ -41,6 +52,7 @@ from scipy import stats as st
 from stats import slices
 from stats.inputs import ExperimentAggregate, SliceAggregate
 from stats.results import ALPHA, Estimate, Reason, finite, interval, jsonable
+from stats.welford import reshift
 
 
 class ArmSums(NamedTuple):
@@ -53,9 +65,20 @@ class ArmSums(NamedTuple):
     ips: np.ndarray  # S: sum y/p
     ips_sq: np.ndarray  # Q: sum y^2/p^2
     cross: np.ndarray  # X: sum y/p^2
+    #: K: reward, ips, ips_sq and cross are sums of (y - K) (module docstring); one K for every
+    #: arm, given as a scalar, per leading index (...), or repeated per arm like the sums (..., K)
+    shift: np.ndarray | float = 0.0
+
+    def common_shift(self) -> np.ndarray:
+        """K per leading index (shape (...)), whichever way ``shift`` was given."""
+        k = np.asarray(self.shift, dtype=float)
+        return k[..., 0] if k.ndim and k.ndim == np.ndim(self.n) else k
 
     @classmethod
     def from_slices(cls, arms: Sequence[SliceAggregate]) -> "ArmSums":
+        shift = float(arms[0].reward_shift) if arms else 0.0
+        arms = [reshift(a, shift) for a in arms]
+
         def col(name: str) -> np.ndarray:
             return np.array([getattr(a, name) for a in arms], dtype=float)
 
@@ -67,6 +90,7 @@ class ArmSums(NamedTuple):
             ips=col("ips_reward_sum"),
             ips_sq=col("ips_reward_sumsq"),
             cross=col("ips_cross_sum"),
+            shift=shift,
         )
 
 
@@ -77,12 +101,14 @@ class Estimates(NamedTuple):
     high: np.ndarray
 
 
-def _mean_of_terms(total, total_sq, n_decisions, alpha: float) -> Estimates:
-    """Mean of N per-decision terms from their sum and sum of squares, normal CI."""
+def _mean_of_terms(total, total_sq, n_decisions, alpha: float, m2=None, offset=0.0) -> Estimates:
+    """Mean of N per-decision terms from their sum and sum of squares (or their M2 =
+    sum (z - mean)^2 when given), plus ``offset``, normal CI."""
     n = np.asarray(n_decisions, dtype=float)
     with np.errstate(all="ignore"):
-        value = total / n
-        var = np.maximum((total_sq - total**2 / n) / (n - 1), 0.0)
+        value = total / n + offset
+        spread = total_sq - total**2 / n if m2 is None else m2
+        var = np.maximum(spread / (n - 1), 0.0)
         se = np.sqrt(var / n)
     z = st.norm.ppf(1 - alpha / 2)
     ok = n >= 2
@@ -93,9 +119,17 @@ def _mean_of_terms(total, total_sq, n_decisions, alpha: float) -> Estimates:
 def ips(sums: ArmSums, policy, n_decisions, alpha: float = ALPHA) -> Estimates:
     """Horvitz-Thompson IPS value of ``policy`` (probabilities over the K variants)."""
     pi = np.asarray(policy, dtype=float)
-    return _mean_of_terms(
-        np.sum(pi * sums.ips, axis=-1), np.sum(pi**2 * sums.ips_sq, axis=-1), n_decisions, alpha
-    )
+    a = np.sum(pi * sums.ips, axis=-1)  # sum w y'
+    aa = np.sum(pi**2 * sums.ips_sq, axis=-1)  # sum w^2 y'^2
+    k = sums.common_shift()
+    if not np.any(k):
+        return _mean_of_terms(a, aa, n_decisions, alpha)
+    n = np.asarray(n_decisions, dtype=float)
+    b = np.sum(pi * sums.inv, axis=-1)  # sum w
+    with np.errstate(all="ignore"):  # the three pieces of M2 (module docstring)
+        m2 = ((aa - a**2 / n) + 2 * k * (np.sum(pi**2 * sums.cross, axis=-1) - a * b / n)
+              + k * k * (np.sum(pi**2 * sums.inv_sq, axis=-1) - b**2 / n))
+    return _mean_of_terms(a + k * b, None, n, alpha, m2=m2)
 
 
 def snips(sums: ArmSums, policy, alpha: float = ALPHA) -> Estimates:
@@ -107,9 +141,10 @@ def snips(sums: ArmSums, policy, alpha: float = ALPHA) -> Estimates:
     yw = np.sum(pi**2 * sums.cross, axis=-1)  # sum w^2 y
     ww = np.sum(pi**2 * sums.inv_sq, axis=-1)  # sum w^2
     with np.errstate(all="ignore"):
-        value = y / w
+        value = y / w  # of the shifted outcomes: the residuals, so the SE, are the same
         residual_sq = np.maximum(yy - 2 * value * yw + value**2 * ww, 0.0)
         se = np.sqrt(residual_sq) / w
+        value = value + sums.common_shift()
     z = st.norm.ppf(1 - alpha / 2)
     ok = w > 0
     value, se = np.where(ok, value, np.nan), np.where(ok, se, np.nan)
@@ -125,7 +160,9 @@ def doubly_robust(sums: ArmSums, policy, n_decisions, alpha: float = ALPHA) -> E
     c = np.sum(pi * mu, axis=-1)
     r_sum = np.sum(pi * (sums.ips - mu * sums.inv), axis=-1)
     r_sq = np.sum(pi**2 * (sums.ips_sq - 2 * mu * sums.cross + mu**2 * sums.inv_sq), axis=-1)
-    return _mean_of_terms(n * c + r_sum, n * c**2 + 2 * c * r_sum + r_sq, n, alpha)
+    # shifted sums: every term z_i moves by -K sum_k pi_k, its spread does not
+    return _mean_of_terms(n * c + r_sum, n * c**2 + 2 * c * r_sum + r_sq, n, alpha,
+                          offset=sums.common_shift() * np.sum(pi, axis=-1))
 
 
 # ----------------------------------------------------------------------- results

@@ -5,8 +5,10 @@ so an arm is summarised by n, S = sum y_i and Q = sum y_i^2:
 
     mean = S / n,   sample variance s^2 = (Q - S^2 / n) / (n - 1).
 
-(The one-pass formula can lose precision for huge, nearly-constant values; the tiny
-negative results it can produce are clamped to 0.) All functions are vectorised.
+The one-pass formula loses precision for huge, nearly-constant values (1e9 + noise), so
+S and Q may be sums of (y_i - K) for a constant K near the values (``stats.welford``):
+the variance is the same formula on them, and means add K back (``shift`` arguments).
+Tiny negative results of rounding are clamped to 0. All functions are vectorised.
 """
 from __future__ import annotations
 
@@ -29,10 +31,11 @@ def moments(n, total, total_sq):
     return mean, np.where(n >= 2, var, np.nan)
 
 
-def t_interval(n, total, total_sq, alpha: float = ALPHA):
+def t_interval(n, total, total_sq, alpha: float = ALPHA, shift=0.0):
     """mean +- t_{n-1, 1-alpha/2} * s / sqrt(n): the classic interval for a mean
-    (exact for normal data, asymptotically valid otherwise by the CLT)."""
+    (exact for normal data, asymptotically valid otherwise by the CLT); ``shift`` as in ``compare``."""
     mean, var = moments(n, total, total_sq)
+    mean = mean + shift
     n = np.asarray(n, dtype=float)
     with np.errstate(all="ignore"):
         half = st.t.ppf(1 - alpha / 2, n - 1) * np.sqrt(var / n)
@@ -63,16 +66,19 @@ def compare(n_c, s_c, q_c, n_t, s_t, q_t, alpha: float = ALPHA, shift=0.0) -> Co
     n_c, n_t = np.asarray(n_c, dtype=float), np.asarray(n_t, dtype=float)
     m_c, v_c = moments(n_c, s_c, q_c)
     m_t, v_t = moments(n_t, s_t, q_t)
-    m_c, m_t = m_c + shift, m_t + shift  # sums of (y - shift): the variances need no change
     with np.errstate(all="ignore"):
+        # sums of (y - shift): the variances need no change, and the difference is taken
+        # before the shift goes back in (1e9 + 0.3 minus 1e9 would keep only 1e-7 of it)
         diff = m_t - m_c
+    m_c, m_t = m_c + shift, m_t + shift
+    with np.errstate(all="ignore"):
         var_diff = v_t / n_t + v_c / n_c
         se = np.sqrt(var_diff)
         dof = welch_dof(v_c, n_c, v_t, n_t)
         t_crit = st.t.ppf(1 - alpha / 2, dof)
         t_stat = diff / se
         p_value = 2 * st.t.sf(np.abs(t_stat), dof)
-        rel = m_t / m_c - 1
+        rel = diff / m_c  # = m_t / m_c - 1, without losing the digits of a tiny relative change
         se_rel = np.sqrt(v_t / (n_t * m_c**2) + m_t**2 * v_c / (n_c * m_c**4))
         ratio_low, ratio_high = fieller_interval(m_t, v_t / n_t, m_c, v_c / n_c, t_crit)
         av_low, av_high = anytime.confidence_sequence_arrays(diff, se, n_c + n_t, alpha)

@@ -19,6 +19,7 @@ import numpy as np
 from stats import means, proportions
 from stats.inputs import SliceAggregate
 from stats.results import ALPHA, Comparison, Reason, Uplift, finite, interval, jsonable
+from stats.welford import reshift
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,14 @@ def _rate(s: SliceAggregate) -> float:
 
 
 def _mean(s: SliceAggregate) -> float:
-    return s.reward_sum / s.assignments if s.assignments > 0 else float("nan")
+    """K + Σ(y - K)/n (``SliceAggregate.reward_shift``)."""
+    return s.reward_shift + s.reward_sum / s.assignments if s.assignments > 0 else float("nan")
+
+
+def _compare_means(c: SliceAggregate, t: SliceAggregate, alpha: float) -> Comparison:
+    t = reshift(t, c.reward_shift)  # both arms about one shift (one experiment's slices share it anyway)
+    return means.compare(c.assignments, c.reward_sum, c.reward_sumsq, t.assignments, t.reward_sum, t.reward_sumsq,
+                         alpha, shift=c.reward_shift)
 
 
 METRICS: dict[str, Metric] = {
@@ -58,12 +66,9 @@ METRICS: dict[str, Metric] = {
         min_units=2,
         point=_mean,
         interval=lambda s, alpha: means.t_interval(
-            s.assignments, s.reward_sum, s.reward_sumsq, alpha
+            s.assignments, s.reward_sum, s.reward_sumsq, alpha, shift=s.reward_shift
         ),
-        compare=lambda c, t, alpha: means.compare(
-            c.assignments, c.reward_sum, c.reward_sumsq,
-            t.assignments, t.reward_sum, t.reward_sumsq, alpha,
-        ),
+        compare=_compare_means,
     ),
 }
 

@@ -118,7 +118,9 @@ def test_numeric_rewards_sum_and_deduplicate_by_event_id(client, make_experiment
         assert response.status_code == 202
     assert rows(app, "SELECT reward_total, reward_count FROM assignments") == [(21.0, 3)]
     (sum_, sumsq, conversions), = rows(app, "SELECT SUM(reward_sum), SUM(reward_sumsq), SUM(conversions) FROM arm_stats")
-    assert (sum_, sumsq, conversions) == (21.0, 21.0**2, 1)
+    # the counters hold sums of y - K over the rewarded assignments, K = the first reward (schema v8)
+    assert rows(app, "SELECT reward_shift FROM experiments") == [(12.5,)]
+    assert (sum_, sumsq, conversions) == (21.0 - 12.5, (21.0 - 12.5) ** 2, 1)
 
 
 def test_server_side_reward_by_experiment_and_visitor(client, make_experiment, app, admin):

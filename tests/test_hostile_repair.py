@@ -65,8 +65,11 @@ def totals(database_url: str) -> dict[str, tuple[float, int]]:
 def assert_counters_match_the_log(database_url: str) -> None:
     sums = query(database_url, "SELECT SUM(reward_sum), SUM(reward_sumsq), SUM(reward_events) FROM arm_stats")[0]
     assert all(math.isfinite(v) for v in sums[:2])
-    log = query(database_url, "SELECT SUM(reward_total), SUM(reward_total * reward_total), SUM(reward_count) "
-                              "FROM assignments")[0]
+    # schema v8: the counters hold sums of y - K over the rewarded assignments, K the experiment's shift
+    log = query(database_url, "SELECT SUM(a.reward_total - COALESCE(e.reward_shift, 0)), "
+                              "SUM((a.reward_total - COALESCE(e.reward_shift, 0)) * (a.reward_total - "
+                              "COALESCE(e.reward_shift, 0))), SUM(a.reward_count) FROM assignments a "
+                              "JOIN experiments e ON e.id = a.experiment_id WHERE a.reward_count > 0")[0]
     assert sums == pytest.approx(log)
 
 

@@ -127,7 +127,7 @@ def test_v1_database_migrates_with_its_per_request_counters_kept(tmp_path):
                               "context": "{}", "probabilities": '{"1":0.5,"2":0.5}', "propensity": 0.5, "holdout": 0,
                               "model_version": 0, "created_at": 3600.0})
     # v1 counted that assignment in the same transaction
-    zero = dict.fromkeys(COUNTER_COLUMNS, 0)
+    zero = {c: 0 for c in COUNTER_COLUMNS if c in db["arm_stats"].columns_dict}  # v1's columns (v8 added two)
     db["arm_stats"].insert_all([
         {**zero, "experiment_id": 1, "variant_id": 2, "holdout": 0, "period": 3600, "shard": 0, "assignments": 1,
          "expected_assignments": 0.5, "inv_propensity_sum": 2.0, "inv_propensity_sumsq": 4.0},

@@ -10,28 +10,23 @@ import time
 from typing import Any
 
 import stats
-from stats import ExperimentAggregate, SegmentAggregate, SliceAggregate
+from stats import ExperimentAggregate, SegmentAggregate
 from stats.inputs import PeriodAggregate
 
 from ..domain.experiments import Experiment
-from ..storage import ArmTotals, Storage
+from ..storage import Storage
 from . import guardrails, metric_analysis
+from .counters import counter_slice, segment_slice
 from .policy_cache import LearningCache, PolicyEntry
 
 #: modes whose traffic is allocated adaptively (their decisions use every visitor, period by period)
 ADAPTIVE_MODES = frozenset({"bandit", "contextual"})
 
 
-def _slice(key: str, totals: ArmTotals) -> SliceAggregate:
-    fields = {name: getattr(totals, name) for name in SliceAggregate.__dataclass_fields__ if hasattr(totals, name)
-              and name not in ("variant", "holdout")}
-    return SliceAggregate(variant=key, holdout=totals.holdout, **fields)
-
-
 def build_aggregate(experiment: Experiment, entry: PolicyEntry, storage: Storage,
                     with_segments: bool = True) -> ExperimentAggregate:
     keys = {v.id: v.key for v in experiment.variants}
-    slices = tuple(_slice(keys[t.variant_id], t) for t in entry.snapshot.totals if t.variant_id in keys)
+    slices = tuple(counter_slice(keys[t.variant_id], t) for t in entry.snapshot.totals if t.variant_id in keys)
     segments: list[SegmentAggregate] = []
     if with_segments:
         for cell in storage.segment_totals(experiment.id):
@@ -40,9 +35,7 @@ def build_aggregate(experiment: Experiment, entry: PolicyEntry, storage: Storage
             segments.append(SegmentAggregate(
                 feature=cell.feature,
                 level=cell.level,
-                slice=SliceAggregate(variant=keys[cell.variant_id], holdout=cell.holdout,
-                                     assignments=cell.assignments, conversions=cell.conversions,
-                                     reward_sum=cell.reward_sum, reward_sumsq=cell.reward_sumsq),
+                slice=segment_slice(keys[cell.variant_id], cell),
             ))
     allocation = None
     if entry.allocation is not None:
@@ -50,7 +43,7 @@ def build_aggregate(experiment: Experiment, entry: PolicyEntry, storage: Storage
     periods: tuple[PeriodAggregate, ...] = ()
     if experiment.mode in ADAPTIVE_MODES:  # the adaptive estimators weight each hour by what was known before it
         periods = tuple(
-            PeriodAggregate(period, tuple(_slice(keys[t.variant_id], t) for t in totals if t.variant_id in keys))
+            PeriodAggregate(period, tuple(counter_slice(keys[t.variant_id], t) for t in totals if t.variant_id in keys))
             for period, totals in storage.period_totals(experiment.id))
     return ExperimentAggregate(
         key=experiment.key, mode=experiment.mode, reward=experiment.reward, control=experiment.control,

@@ -37,10 +37,12 @@ from stats import (
 from stats import metric_adaptive
 from stats.inputs import PeriodAggregate, SliceAggregate
 from stats.metric_inputs import pick
+from stats.welford import reshift
 
 from ..domain.experiments import Experiment
 from ..domain.metrics import REWARD_METRIC, MetricDefinition
 from ..storage import ArmTotals, MetricPeriodSums, MetricSums, Storage
+from .counters import counter_slice
 from .policy_cache import PolicyEntry
 
 #: modes whose policy traffic is compared with the holdout
@@ -77,12 +79,14 @@ def metric_specs(experiment: Experiment, catalogue: dict[str, MetricDefinition])
 
 
 def _reward_slice(key: str, totals: ArmTotals, binary: bool) -> MetricSlice:
-    """The implicit metric per assignment from the reward counters."""
+    """The implicit metric per assignment from the reward counters: numeric, the sums of y - K over
+    every assignment with ``value_shift`` K, like a catalogue metric's (``stats.welford``)."""
     if binary:
         return MetricSlice(variant=key, holdout=totals.holdout, visitors=totals.assignments,
                            value_sum=float(totals.conversions), value_sumsq=float(totals.conversions))
+    s = counter_slice(key, totals)
     return MetricSlice(variant=key, holdout=totals.holdout, visitors=totals.assignments,
-                       value_sum=totals.reward_sum, value_sumsq=totals.reward_sumsq)
+                       value_sum=s.reward_sum, value_sumsq=s.reward_sumsq, value_shift=s.reward_shift)
 
 
 def _sums_slice(key: str, sums: MetricSums) -> MetricSlice:
@@ -91,9 +95,9 @@ def _sums_slice(key: str, sums: MetricSums) -> MetricSlice:
 
 
 def _counter_slice(key: str, totals: ArmTotals) -> SliceAggregate:
-    fields = {name: getattr(totals, name) for name in SliceAggregate.__dataclass_fields__
-              if hasattr(totals, name) and name not in ("variant", "holdout")}
-    return SliceAggregate(variant=key, holdout=totals.holdout, **fields)
+    """Per-period slices of the implicit metric: as raw sums (shift 0), the form
+    ``stats.metric_adaptive`` reads (it adds no shift back to its means)."""
+    return reshift(counter_slice(key, totals), 0.0)
 
 
 def _metric_periods(rows: list[MetricPeriodSums], index: int, keys: dict[int, str],

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from .accounts import AccountStore, DuplicateEmail, InvitationUnavailable
 from .audit import AuditStore
 from .base import (
+    COUNTER_COLUMNS,
     PERIOD_SECONDS,
     ArmTotals,
     DuplicateKey,
@@ -75,7 +76,7 @@ def open_storage(url: str, settings: dict[str, Any] | None = None) -> Storage:
 
 
 __all__ = [
-    "PERIOD_SECONDS", "AccountStore", "ArmTotals", "AuditStore", "BACKENDS", "DuplicateEmail", "GroupCommitOptions",
+    "COUNTER_COLUMNS", "PERIOD_SECONDS", "AccountStore", "ArmTotals", "AuditStore", "BACKENDS", "DuplicateEmail", "GroupCommitOptions",
     "GuardrailAction", "InvitationUnavailable", "DuplicateKey", "LearningSnapshot", "MetricPeriodSums", "MetricSums", "ModelRemoval",
     "ModelUpdate", "NewEvent",
     "NewAssignment", "SegmentTotals", "TimeBucket", "PrunedLog", "RewardResult", "Storage",

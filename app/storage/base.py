@@ -94,7 +94,16 @@ class RewardResult:
 
 @dataclass(frozen=True)
 class ArmTotals:
-    """Counters of one variant in one slice (holdout or policy), summed over shards."""
+    """Counters of one variant in one slice (holdout or policy), summed over shards.
+
+    Outcome sums are over the *rewarded* assignments only, of y - K with K the experiment's
+    ``reward_shift`` (issue #16; ``stats.welford`` explains the algebra and turns them into
+    sums over every assignment): reward_sum = Σ_r (y-K), reward_sumsq = Σ_r (y-K)²,
+    ips_reward_sum = Σ_r (y-K)/p, ips_reward_sumsq = Σ_r (y-K)²/p², ips_cross_sum = Σ_r (y-K)/p²,
+    rewarded_inv_sum = Σ_r 1/p, rewarded_inv_sumsq = Σ_r 1/p². ``conversions`` counts the
+    rewarded assignments. With K = 0 (binary experiments, and numeric ones rewarded before
+    schema v8 until a rebuild) these are the raw sums over every assignment.
+    """
 
     variant_id: int
     holdout: bool
@@ -109,11 +118,15 @@ class ArmTotals:
     ips_reward_sum: float = 0.0
     ips_reward_sumsq: float = 0.0
     ips_cross_sum: float = 0.0
+    rewarded_inv_sum: float = 0.0
+    rewarded_inv_sumsq: float = 0.0
+    #: K of the outcome sums (not a counter: the experiment's, read with them)
+    reward_shift: float = 0.0
 
 
 #: counter columns of arm_stats, in ArmTotals order (after variant_id, holdout)
 COUNTER_COLUMNS: tuple[str, ...] = tuple(
-    name for name in ArmTotals.__dataclass_fields__ if name not in ("variant_id", "holdout")
+    name for name in ArmTotals.__dataclass_fields__ if name not in ("variant_id", "holdout", "reward_shift")
 )
 
 
@@ -132,7 +145,8 @@ class LearningSnapshot:
 
 @dataclass(frozen=True)
 class SegmentTotals:
-    """Sums of one (feature value, variant, slice) cell, for the segment breakdown."""
+    """Sums of one (feature value, variant, slice) cell, for the segment breakdown (outcome sums
+    over the rewarded assignments, of y - ``reward_shift``, as in ``ArmTotals``)."""
 
     feature: str
     level: str
@@ -142,11 +156,13 @@ class SegmentTotals:
     conversions: int
     reward_sum: float
     reward_sumsq: float
+    reward_shift: float = 0.0
 
 
 @dataclass(frozen=True)
 class TimeBucket:
-    """Assignments made in one time bucket, per variant and slice, with their outcomes so far."""
+    """Assignments made in one time bucket, per variant and slice, with their outcomes so far
+    (``reward_sum``: the raw Σy)."""
 
     bucket_start: float
     variant_id: int

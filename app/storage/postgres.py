@@ -85,7 +85,7 @@ from .metrics import MetricStore
 from .postgres_counters import Counters
 from .repair import RepairStore
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
-from .sql import Query, Rows, SqlStorage, Tx, maybe_audit
+from .sql import STORED_SHIFT_COLUMN, Query, Rows, SqlStorage, Tx, maybe_audit, rebuild_shift, reward_shift_for
 from .webhooks import WebhookStore
 
 log = logging.getLogger("lever.storage")
@@ -102,6 +102,11 @@ _SESSION_SETTINGS = {
     "statement_timeout": "15s",
     "idle_in_transaction_session_timeout": "60s",
 }
+
+#: taken by every reward that may meet an unset reward shift and by every erasure before they read
+#: a shift: ROW EXCLUSIVE conflicts with the SHARE ROW EXCLUSIVE lock of ``rebuild_arm_stats``
+#: (which may set the shift) and with no other writer
+_SERIALISE_WITH_REBUILD = "LOCK TABLE arm_stats IN ROW EXCLUSIVE MODE"
 
 _ASSIGNMENT_INSERT_SQL = (
     f"INSERT INTO assignments ({records.ASSIGNMENT_INSERT_COLUMNS}) "
@@ -515,9 +520,9 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
                        model_update: ModelUpdate | None, batch: _Batch) -> RewardResult:
         conn = batch.conn
         # Re-read under the row lock: another worker may have rewarded it meanwhile.
-        total, count, segments_json = conn.execute(
-            "SELECT reward_total, reward_count, segments FROM assignments WHERE id = %s FOR UPDATE",
-            (assignment.id,),
+        total, count, segments_json, stored_shift = conn.execute(
+            f"SELECT reward_total, reward_count, segments, {STORED_SHIFT_COLUMN} FROM assignments "
+            "WHERE id = %s FOR UPDATE", (assignment.id,),
         ).fetchone()
         if binary and count > 0:
             return RewardResult(accepted=False, reward_total=total, reward_count=count)
@@ -532,7 +537,9 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         new_total, new_count = total + value, count + 1
         conn.execute("UPDATE assignments SET reward_total = %s, reward_count = %s WHERE id = %s",
                      (new_total, new_count, assignment.id))
-        arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity)
+        shift = 0.0 if binary else reward_shift_for(_PostgresTx(conn, batch.tx), assignment.experiment_id, value,
+                                                    stored_shift, serialise=_SERIALISE_WITH_REBUILD)
+        arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity, shift)
         batch.counters.add_arm(assignment.experiment_id, assignment.variant_id, assignment.holdout,
                                period_of(assignment.created_at), arm_values)
         if segments_json:
@@ -579,6 +586,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         with an audit entry, its row settles the commit instead (no second entry).
         """
         def body(conn: psycopg.Connection, tx: _Tx) -> int:
+            conn.execute(_SERIALISE_WITH_REBUILD)  # the reward shifts read below stay those of the counters
             rows = conn.execute(
                 f"SELECT {records.ERASE_COLUMNS} FROM assignments WHERE visitor = %s ORDER BY id FOR UPDATE", (visitor,)
             ).fetchall()
@@ -635,7 +643,9 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         """The SHARE ROW EXCLUSIVE lock on arm_stats makes concurrent event writers wait at their
         counter update until this commits; their events are not in the recomputed sums (not yet
         committed when read) and their increments land on top of them afterwards, so nothing is
-        lost or counted twice."""
+        lost or counted twice. A reward that may meet an unset reward shift, and every erasure,
+        take a lock this one excludes before reading the shift (``_SERIALISE_WITH_REBUILD``), so the
+        shift this rebuild chooses (``sql.rebuild_shift``) is the one their increments use."""
         if self.get_meta("pruned_before") is not None:
             raise PrunedLog("raw events were pruned (LEVER_RETENTION_DAYS): the counters can no longer be rebuilt")
         period = f"(floor(created_at / {PERIOD_SECONDS}))::bigint * {PERIOD_SECONDS}"
@@ -645,17 +655,23 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
             conn.execute("LOCK TABLE arm_stats, segment_stats IN SHARE ROW EXCLUSIVE MODE")
             conn.execute("DELETE FROM arm_stats WHERE experiment_id = %s", (experiment.id,))
             conn.execute("DELETE FROM segment_stats WHERE experiment_id = %s", (experiment.id,))
+            shift = rebuild_shift(_PostgresTx(conn, _tx), experiment)
+            # outcome sums over the rewarded assignments only, of z = reward_total - K (base.ArmTotals)
+            z = "CASE WHEN reward_count > 0 THEN reward_total - %(k)s ELSE 0 END"
+            rewarded = "CASE WHEN reward_count > 0 THEN 1.0 ELSE 0 END"
             conn.execute(
                 "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, assignments, conversions, "
                 "reward_events, reward_sum, reward_sumsq, expected_assignments, inv_propensity_sum, "
-                "inv_propensity_sumsq, ips_reward_sum, ips_reward_sumsq, ips_cross_sum) "
+                "inv_propensity_sumsq, ips_reward_sum, ips_reward_sumsq, ips_cross_sum, rewarded_inv_sum, "
+                "rewarded_inv_sumsq) "
                 f"SELECT experiment_id, variant_id, holdout, {period}, 0, COUNT(*), SUM((reward_count > 0)::int), "
-                "SUM(reward_count), SUM(reward_total), SUM(reward_total * reward_total), 0, SUM(1.0 / propensity), "
-                "SUM(1.0 / (propensity * propensity)), SUM(reward_total / propensity), "
-                "SUM(reward_total * reward_total / (propensity * propensity)), "
-                "SUM(reward_total / (propensity * propensity)) "
-                "FROM assignments WHERE experiment_id = %s GROUP BY experiment_id, variant_id, holdout, 4",
-                (experiment.id,)
+                f"SUM(reward_count), SUM({z}), SUM(({z}) * ({z})), 0, SUM(1.0 / propensity), "
+                f"SUM(1.0 / (propensity * propensity)), SUM(({z}) / propensity), "
+                f"SUM(({z}) * ({z}) / (propensity * propensity)), "
+                f"SUM(({z}) / (propensity * propensity)), SUM({rewarded} / propensity), "
+                f"SUM({rewarded} / (propensity * propensity)) "
+                "FROM assignments WHERE experiment_id = %(id)s GROUP BY experiment_id, variant_id, holdout, 4",
+                {"k": shift, "id": experiment.id}
             )
             # expected counts: sum of every variant's probability over the decisions of each slice
             conn.execute(
@@ -666,13 +682,15 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
                 "ON CONFLICT (experiment_id, variant_id, holdout, period, shard) "
                 "DO UPDATE SET expected_assignments = excluded.expected_assignments", (experiment.id,)
             )
+            segment_z = "CASE WHEN a.reward_count > 0 THEN a.reward_total - %(k)s ELSE 0 END"
             conn.execute(
                 "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, assignments, "
                 "conversions, reward_sum, reward_sumsq) "
                 "SELECT a.experiment_id, s.key, s.value, a.variant_id, a.holdout, 0, COUNT(*), "
-                "SUM((a.reward_count > 0)::int), SUM(a.reward_total), SUM(a.reward_total * a.reward_total) "
+                f"SUM((a.reward_count > 0)::int), SUM({segment_z}), SUM(({segment_z}) * ({segment_z})) "
                 "FROM assignments a, jsonb_each_text(a.segments::jsonb) s "
-                "WHERE a.experiment_id = %s AND a.segments IS NOT NULL GROUP BY 1, 2, 3, 4, 5", (experiment.id,)
+                "WHERE a.experiment_id = %(id)s AND a.segments IS NOT NULL GROUP BY 1, 2, 3, 4, 5",
+                {"k": shift, "id": experiment.id}
             )
             if model_rebuild is not None:
                 conn.execute("DELETE FROM model_state WHERE experiment_id = %s", (experiment.id,))

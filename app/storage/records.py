@@ -172,22 +172,31 @@ def finite_or_refuse(values: Iterable[float], what: str) -> None:
         raise NonFiniteCounters(what)
 
 
+def _outcome(total: float, count: int, shift: float) -> float:
+    """z = y - K of an assignment's counters: 0 (not counted at all) until its first reward."""
+    return total - shift if count > 0 else 0.0
+
+
 def decision_increments(variant_id: int, probabilities: Mapping[int, float], propensity: float, total: float,
-                        count: int, sign: int) -> list[tuple[int, tuple[float, ...]]]:
+                        count: int, sign: int, shift: float = 0.0) -> list[tuple[int, tuple[float, ...]]]:
     """(arm id, ``COUNTER_COLUMNS`` values) that add (sign=1) or remove (sign=-1) one
     assignment with outcome ``total`` from ``count`` rewards: every arm's expected count,
-    and the served arm's decision, outcome and inverse-propensity sums. ``NonFiniteCounters``
+    and the served arm's decision, outcome and inverse-propensity sums (the outcome ones,
+    of z = total - ``shift``, only when rewarded: ``base.ArmTotals``). ``NonFiniteCounters``
     if any of them is not finite."""
     if not propensity > 0.0:
         raise NonFiniteCounters(f"propensity {propensity!r}")
     weight = 1.0 / propensity
+    rewarded = count > 0
+    z = _outcome(total, count, shift)
     increments = []
     for arm_id, probability in probabilities.items():
         served = arm_id == variant_id
         values = (
-            (1, int(count > 0), count, total, total * total, probability, weight, weight * weight,
-             total * weight, total * total * weight * weight, total * weight * weight)
-            if served else (0, 0, 0, 0.0, 0.0, probability, 0.0, 0.0, 0.0, 0.0, 0.0)
+            (1, int(rewarded), count, z, z * z, probability, weight, weight * weight,
+             z * weight, z * z * weight * weight, z * weight * weight,
+             weight if rewarded else 0.0, weight * weight if rewarded else 0.0)
+            if served else (0, 0, 0, 0.0, 0.0, probability, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         )
         increments.append((arm_id, tuple(sign * v for v in values)))
         finite_or_refuse(increments[-1][1], "the counters of this assignment")
@@ -198,34 +207,46 @@ def decision_increments(variant_id: int, probabilities: Mapping[int, float], pro
 NEW_DECISION_SEGMENT_VALUES = (1, 0, 0.0, 0.0)
 
 
-def reward_increments(total: float, count: int, value: float,
-                      propensity: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def reward_increments(total: float, count: int, value: float, propensity: float,
+                      shift: float = 0.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(arm_stats values in ``COUNTER_COLUMNS`` order, segment_stats values) of one reward
     ``value`` on an assignment that had outcome ``total`` from ``count`` rewards.
 
-    y goes from ``total`` to ``total + value``: every sum that depends on y moves.
-    ``NonFiniteCounters`` if y or any of them would not be finite.
+    y goes from ``total`` to ``total + value`` (numeric rewards of one assignment add up), so
+    its shifted outcome z = y - K goes from z_old (0 while unrewarded: the assignment was
+    not in the rewarded sums) to z_new: Σz moves by z_new - z_old, Σz² by z_new² - z_old²
+    (both small numbers when K is near the values), and a first reward brings the
+    assignment's 1/p and 1/p² into the rewarded sums. ``NonFiniteCounters`` if y or any of
+    them would not be finite.
     """
     if not propensity > 0.0:
         raise NonFiniteCounters(f"propensity {propensity!r}")
     new_total = total + value
     weight = 1.0 / propensity
-    square_change = new_total * new_total - total * total
-    arm = (0, int(count == 0), 1, value, square_change, 0.0,
-           0.0, 0.0, value * weight, square_change * weight * weight, value * weight * weight)
+    first = count == 0
+    z_old, z_new = _outcome(total, count, shift), new_total - shift
+    # K = 0: exactly the pre-v8 increments; else the change of z as stored (total + value is
+    # rounded to y's precision, so a rebuild from the stored totals finds the same sums)
+    change = value if shift == 0.0 else z_new - z_old
+    square_change = z_new * z_new - z_old * z_old
+    arm = (0, int(first), 1, change, square_change, 0.0,
+           0.0, 0.0, change * weight, square_change * weight * weight, change * weight * weight,
+           weight if first else 0.0, weight * weight if first else 0.0)
     finite_or_refuse((new_total, *arm), "this reward")
-    return arm, (0, int(count == 0), value, square_change)
+    return arm, (0, int(first), change, square_change)
 
 
-def erased_segment_values(total: float, count: int) -> tuple[int, int, float, float]:
+def erased_segment_values(total: float, count: int, shift: float = 0.0) -> tuple[int, int, float, float]:
     """segment_stats values that take out one assignment with outcome ``total`` from ``count`` rewards."""
-    return (-1, -int(count > 0), -total, -total * total)
+    z = _outcome(total, count, shift)
+    return (-1, -int(count > 0), -z, -z * z)
 
 
 #: columns of ``assignments`` read by ``erasures``, in its row order
 ERASE_COLUMNS = (
     "id, experiment_id, variant_id, holdout, created_at, propensity, probabilities, "
-    "reward_total, reward_count, segments, context"
+    "reward_total, reward_count, segments, context, "
+    "(SELECT COALESCE(e.reward_shift, 0) FROM experiments e WHERE e.id = assignments.experiment_id)"
 )
 
 
@@ -256,15 +277,17 @@ class Erasure:
 
 def erasures(rows: Sequence[Sequence[Any]]) -> Iterator[Erasure]:
     """From ``ERASE_COLUMNS`` rows, in their order."""
-    for (assignment_id, experiment_id, variant_id, holdout, created_at, propensity, probabilities_json,
-         total, count, segments_json, context_json) in rows:
+    for row in rows:
+        (assignment_id, experiment_id, variant_id, holdout, created_at, propensity, probabilities_json,
+         total, count, segments_json, context_json) = row[:11]
+        shift = row[11] if len(row) > 11 else 0.0  # the reward shift column (rows without it: K = 0)
         yield Erasure(
             assignment_id=assignment_id, experiment_id=experiment_id, variant_id=variant_id, holdout=holdout,
             period=period_of(created_at),
             arms=decision_increments(variant_id, parse_probabilities(probabilities_json), propensity, total, count,
-                                     sign=-1),
+                                     sign=-1, shift=float(shift)),
             segments=json.loads(segments_json) if segments_json else {},
-            segment_values=erased_segment_values(total, count),
+            segment_values=erased_segment_values(total, count, float(shift)),
             context_json=context_json, created_at=created_at, total=total,
         )
 
@@ -274,23 +297,33 @@ def erasures(rows: Sequence[Sequence[Any]]) -> Iterator[Erasure]:
 COUNTER_SUMS = ", ".join(f"SUM({c})" for c in COUNTER_COLUMNS)
 
 
+#: the last column of every counter read: the experiment's reward shift K, read in the same
+#: statement as the sums so that they always agree (NULL: no numeric reward counted yet, or
+#: counted before v8 as raw sums: 0). Its parameter is the experiment id, before the WHERE's.
+REWARD_SHIFT_COLUMN = "(SELECT COALESCE(e.reward_shift, 0) FROM experiments e WHERE e.id = ?)"
+
+
 def arm_totals(rows: Sequence[Sequence[Any]]) -> tuple[ArmTotals, ...]:
-    """From (variant_id, holdout, ``COUNTER_SUMS``...) rows."""
+    """From (variant_id, holdout, ``COUNTER_SUMS``..., ``REWARD_SHIFT_COLUMN``) rows."""
     return tuple(
         ArmTotals(row[0], bool(row[1]), *(int(v) if c in INTEGER_COUNTERS else float(v)
-                                          for c, v in zip(COUNTER_COLUMNS, row[2:])))
+                                          for c, v in zip(COUNTER_COLUMNS, row[2:-1])), reward_shift=float(row[-1]))
         for row in rows
     )
 
 
 def segment_totals(rows: Sequence[Sequence[Any]]) -> list[SegmentTotals]:
-    """From (feature, level, variant_id, holdout, assignments, conversions, reward_sum, reward_sumsq) sums."""
-    return [SegmentTotals(f, l, v, bool(h), int(n), int(c), float(t), float(q)) for f, l, v, h, n, c, t, q in rows]
+    """From (feature, level, variant_id, holdout, assignments, conversions, reward_sum, reward_sumsq,
+    ``REWARD_SHIFT_COLUMN``) rows."""
+    return [SegmentTotals(f, l, v, bool(h), int(n), int(c), float(t), float(q), float(k))
+            for f, l, v, h, n, c, t, q, k in rows]
 
 
 def time_buckets(rows: Sequence[Sequence[Any]]) -> list[TimeBucket]:
-    """From (period, variant_id, holdout, assignments, conversions, reward_sum) sums."""
-    return [TimeBucket(float(p), v, bool(h), int(n), int(c), float(t)) for p, v, h, n, c, t in rows]
+    """From (period, variant_id, holdout, assignments, conversions, reward_sum, ``REWARD_SHIFT_COLUMN``)
+    rows; the raw Σy = Σ_r (y - K) + n_r K (the chart's totals need no more precision than that)."""
+    return [TimeBucket(float(p), v, bool(h), int(n), int(c), float(t) + int(c) * float(k) if k else float(t))
+            for p, v, h, n, c, t, k in rows]
 
 
 #: columns of ``assignments a JOIN variants v`` read by ``event``, in its row order

@@ -225,5 +225,27 @@ def _v7(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 7: _v7}
+#: v8: the reward counters' shift (issue #16), the same DDL on both backends. experiments.reward_shift
+#: is K, set by the experiment's first numeric reward (its value) or by a rebuild (the mean of the
+#: rewarded outcomes); NULL means 0 — no reward yet, or rewards counted before v8 as raw sums, which
+#: are the sums about K = 0, so nothing is recounted on upgrade. arm_stats gains the inverse-propensity
+#: sums over the rewarded assignments, which turn the rewarded-only IPS sums into sums over every
+#: assignment (``stats.welford``); before v8 they are 0, which only ever meets K = 0.
+REWARD_SHIFT_DDL = (
+    "ALTER TABLE experiments ADD COLUMN reward_shift DOUBLE PRECISION",
+    "ALTER TABLE arm_stats ADD COLUMN rewarded_inv_sum DOUBLE PRECISION NOT NULL DEFAULT 0",
+    "ALTER TABLE arm_stats ADD COLUMN rewarded_inv_sumsq DOUBLE PRECISION NOT NULL DEFAULT 0",
+)
+
+
+def _v8(db: sqlite_utils.Database) -> None:
+    """Shifted reward counters (issue #16; ``REWARD_SHIFT_DDL``)."""
+    for statement in REWARD_SHIFT_DDL:
+        db.execute(statement)
+
+
+# Number 6 is deliberately unused (it belonged to a branch that was not merged): the migration loop
+# runs every number above the stored version in order, so the gap is harmless. Never reuse it.
+MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 7: _v7, 8: _v8}
 SCHEMA_VERSION = max(MIGRATIONS)

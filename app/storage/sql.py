@@ -82,6 +82,53 @@ def maybe_audit(tx: Tx, entry: AuditEntry | None) -> None:
         write_audit(tx, entry)
 
 
+#: read with the rewarded assignment's row (``assignments`` in FROM): the experiment's stored shift
+STORED_SHIFT_COLUMN = "(SELECT e.reward_shift FROM experiments e WHERE e.id = assignments.experiment_id)"
+
+
+def reward_shift_for(tx: Tx, experiment_id: int, value: float, stored: float | None,
+                     serialise: str | None = None) -> float:
+    """K for a numeric reward of ``value`` being counted in ``tx`` (issue #16, ``base.ArmTotals``).
+
+    A set K is final except for a rebuild of an experiment without one. NULL: when the
+    experiment already has rewards (counted before schema v8 as raw sums) K is 0 and stays
+    NULL, so ``rebuild-stats`` may still choose one; else this, its first reward, sets K =
+    ``value``. ``serialise`` (PostgreSQL: a lock on arm_stats that a rebuild's lock excludes)
+    runs before the NULL case is decided, so a concurrent rebuild that sets K cannot slip
+    between this read and this reward's counter update. A concurrent first reward waits on
+    the row lock of the UPDATE and then reads the winner's K. ``stored``: the shift as read with
+    the assignment (``STORED_SHIFT_COLUMN``), so the common case costs no statement of its own.
+    """
+    if stored is not None:
+        return float(stored)
+    if serialise is not None:
+        tx.execute(serialise)
+        row = tx.execute("SELECT reward_shift FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        if row is not None and row[0] is not None:
+            return float(row[0])
+    if tx.execute("SELECT 1 FROM arm_stats WHERE experiment_id = ? AND reward_events != 0 LIMIT 1",
+                  (experiment_id,)).fetchone() is not None:
+        return 0.0
+    tx.execute("UPDATE experiments SET reward_shift = ? WHERE id = ? AND reward_shift IS NULL", (value, experiment_id))
+    row = tx.execute("SELECT reward_shift FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+    return float(row[0]) if row is not None and row[0] is not None else 0.0
+
+
+def rebuild_shift(tx: Tx, experiment: Experiment) -> float:
+    """K for a rebuild of ``experiment``'s counters, stored: binary 0; numeric: the stored K, or
+    when there is none (no reward yet, or rewards from before v8) the mean outcome of the
+    rewarded assignments (NULL again when there are none)."""
+    if experiment.reward == "binary":
+        return 0.0
+    row = tx.execute("SELECT reward_shift FROM experiments WHERE id = ?", (experiment.id,)).fetchone()
+    if row is not None and row[0] is not None:
+        return float(row[0])
+    mean = tx.execute("SELECT AVG(reward_total) FROM assignments WHERE experiment_id = ? AND reward_count > 0",
+                      (experiment.id,)).fetchone()[0]
+    tx.execute("UPDATE experiments SET reward_shift = ? WHERE id = ?", (mean, experiment.id))
+    return float(mean) if mean is not None else 0.0
+
+
 class SqlStorage(Storage):
     @abc.abstractmethod
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -169,8 +216,9 @@ class SqlStorage(Storage):
     def learning_snapshot(self, experiment_id: int) -> LearningSnapshot:
         self._counters_current()
         rows, states = self._read_together((
-            (f"SELECT variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
-             "GROUP BY variant_id, holdout ORDER BY variant_id, holdout", (experiment_id,)),
+            (f"SELECT variant_id, holdout, {records.COUNTER_SUMS}, {records.REWARD_SHIFT_COLUMN} FROM arm_stats "
+             "WHERE experiment_id = ? GROUP BY variant_id, holdout ORDER BY variant_id, holdout",
+             (experiment_id, experiment_id)),
             ("SELECT variant_id, state FROM model_state WHERE experiment_id = ?", (experiment_id,)),
         ))
         return LearningSnapshot(totals=records.arm_totals(rows),
@@ -181,8 +229,9 @@ class SqlStorage(Storage):
         what the adaptive estimators weight period by period."""
         self._counters_current()
         rows = self._read(
-            f"SELECT period, variant_id, holdout, {records.COUNTER_SUMS} FROM arm_stats WHERE experiment_id = ? "
-            "GROUP BY period, variant_id, holdout ORDER BY period, variant_id, holdout", (experiment_id,)
+            f"SELECT period, variant_id, holdout, {records.COUNTER_SUMS}, {records.REWARD_SHIFT_COLUMN} FROM arm_stats "
+            "WHERE experiment_id = ? GROUP BY period, variant_id, holdout ORDER BY period, variant_id, holdout",
+            (experiment_id, experiment_id)
         )
         by_period: dict[int, list[Sequence[Any]]] = {}
         for row in rows:
@@ -193,16 +242,17 @@ class SqlStorage(Storage):
         self._counters_current()
         rows = self._read(
             "SELECT feature, level, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
-            "SUM(reward_sumsq) FROM segment_stats WHERE experiment_id = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
-            (experiment_id,),
+            f"SUM(reward_sumsq), {records.REWARD_SHIFT_COLUMN} FROM segment_stats WHERE experiment_id = ? "
+            "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4", (experiment_id, experiment_id),
         )
         return records.segment_totals(rows)
 
     def time_series(self, experiment_id: int) -> list[TimeBucket]:
         self._counters_current()
         rows = self._read(
-            "SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum) "
-            "FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", (experiment_id,),
+            f"SELECT period, variant_id, holdout, SUM(assignments), SUM(conversions), SUM(reward_sum), "
+            f"{records.REWARD_SHIFT_COLUMN} FROM arm_stats WHERE experiment_id = ? GROUP BY 1, 2, 3 "
+            "ORDER BY 1, 2, 3", (experiment_id, experiment_id),
         )
         return records.time_buckets(rows)
 

@@ -56,7 +56,7 @@ from .metric_fold import erase_values, forget_all, lower_watermarks
 from .metrics import MetricStore
 from .repair import RepairStore
 from .schema import FOLDED_THROUGH_KEY, MIGRATIONS, SCHEMA_VERSION
-from .sql import Query, Rows, SqlStorage, T, Tx, maybe_audit
+from .sql import STORED_SHIFT_COLUMN, Query, Rows, SqlStorage, T, Tx, maybe_audit, rebuild_shift, reward_shift_for
 from .webhooks import WebhookStore
 
 
@@ -111,21 +111,26 @@ def _decision_counter_sql(where: str) -> tuple[str, ...]:
 # the fold: ids in (?, ?] of every experiment but the one numbered by the third parameter
 # (rebuild recounts that one)
 _FOLD_SQL = _decision_counter_sql("a.id > ? AND a.id <= ? AND a.experiment_id != ?")
-# rebuild: every decision of one experiment, then the outcomes of the rewarded ones (what
-# their rewards' ``records.reward_increments`` added up to)
-_REBUILD_SQL = _decision_counter_sql("a.experiment_id = ?") + (
+# rebuild: every decision of one experiment (parameter: its id), then the outcomes of the rewarded
+# ones (parameters: K, id), what their rewards' ``records.reward_increments`` added up to: sums of
+# z = reward_total - K over the rewarded assignments (``base.ArmTotals``)
+_REBUILD_DECISIONS_SQL = _decision_counter_sql("a.experiment_id = ?")
+_Z = "(a.reward_total - s.k)"
+_REBUILD_OUTCOMES_SQL = (
     "INSERT INTO arm_stats (experiment_id, variant_id, holdout, period, shard, conversions, reward_events, "
-    "reward_sum, reward_sumsq, ips_reward_sum, ips_reward_sumsq, ips_cross_sum) "
+    "reward_sum, reward_sumsq, ips_reward_sum, ips_reward_sumsq, ips_cross_sum, rewarded_inv_sum, "
+    "rewarded_inv_sumsq) "
     f"SELECT a.experiment_id, a.variant_id, a.holdout, {_PERIOD_SQL}, 0, COUNT(*), SUM(a.reward_count), "
-    "SUM(a.reward_total), SUM(a.reward_total * a.reward_total), SUM(a.reward_total / a.propensity), "
-    "SUM(a.reward_total * a.reward_total / (a.propensity * a.propensity)), "
-    "SUM(a.reward_total / (a.propensity * a.propensity)) FROM assignments a "
+    f"SUM({_Z}), SUM({_Z} * {_Z}), SUM({_Z} / a.propensity), "
+    f"SUM({_Z} * {_Z} / (a.propensity * a.propensity)), "
+    f"SUM({_Z} / (a.propensity * a.propensity)), SUM(1.0 / a.propensity), "
+    "SUM(1.0 / (a.propensity * a.propensity)) FROM assignments a, (SELECT ? AS k) s "
     "WHERE a.experiment_id = ? AND a.reward_count > 0 GROUP BY 1, 2, 3, 4 "
     f"ON CONFLICT (experiment_id, variant_id, holdout, period, shard) DO UPDATE SET {_ADD_COUNTERS}",
     "INSERT INTO segment_stats (experiment_id, feature, level, variant_id, holdout, shard, conversions, reward_sum, "
-    "reward_sumsq) SELECT a.experiment_id, s.key, s.value, a.variant_id, a.holdout, 0, COUNT(*), "
-    "SUM(a.reward_total), SUM(a.reward_total * a.reward_total) "
-    "FROM assignments a, json_each(a.segments) s WHERE a.experiment_id = ? AND a.reward_count > 0 "
+    "reward_sumsq) SELECT a.experiment_id, j.key, j.value, a.variant_id, a.holdout, 0, COUNT(*), "
+    f"SUM({_Z}), SUM({_Z} * {_Z}) "
+    "FROM assignments a, (SELECT ? AS k) s, json_each(a.segments) j WHERE a.experiment_id = ? AND a.reward_count > 0 "
     "AND a.segments IS NOT NULL GROUP BY 1, 2, 3, 4, 5 "
     "ON CONFLICT (experiment_id, feature, level, variant_id, holdout, shard) DO UPDATE SET "
     "conversions = conversions + excluded.conversions, reward_sum = reward_sum + excluded.reward_sum, "
@@ -494,8 +499,9 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricA
     def _insert_reward(self, assignment: StoredAssignment, value: float, event_id: str | None, binary: bool,
                        now: float, model_update: ModelUpdate | None, conn: sqlite3.Connection) -> RewardResult:
         # Re-read under the write lock: another worker may have rewarded it meanwhile.
-        total, count, segments_json = conn.execute(
-            "SELECT reward_total, reward_count, segments FROM assignments WHERE id = ?", (assignment.id,)
+        total, count, segments_json, stored_shift = conn.execute(
+            f"SELECT reward_total, reward_count, segments, {STORED_SHIFT_COLUMN} FROM assignments WHERE id = ?",
+            (assignment.id,)
         ).fetchone()
         if binary and count > 0:
             return RewardResult(accepted=False, reward_total=total, reward_count=count)
@@ -511,7 +517,8 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricA
             "UPDATE assignments SET reward_total = ?, reward_count = ? WHERE id = ?",
             (new_total, new_count, assignment.id),
         )
-        arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity)
+        shift = 0.0 if binary else reward_shift_for(_SQLiteTx(conn), assignment.experiment_id, value, stored_shift)
+        arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity, shift)
         conn.execute(_INCREMENT_SQL, (assignment.experiment_id, assignment.variant_id, int(assignment.holdout),
                                       period_of(assignment.created_at), *arm_values))
         if segments_json:
@@ -617,8 +624,11 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricA
             _fold(conn, skip_experiment_id=experiment.id)  # this one is recounted from its rows below
             conn.execute("DELETE FROM arm_stats WHERE experiment_id = ?", (experiment.id,))
             conn.execute("DELETE FROM segment_stats WHERE experiment_id = ?", (experiment.id,))
-            for sql in _REBUILD_SQL:
+            for sql in _REBUILD_DECISIONS_SQL:
                 conn.execute(sql, (experiment.id,))
+            shift = rebuild_shift(_SQLiteTx(conn), experiment)
+            for sql in _REBUILD_OUTCOMES_SQL:
+                conn.execute(sql, (shift, experiment.id))
             if model_rebuild is not None:
                 conn.execute("DELETE FROM model_state WHERE experiment_id = ?", (experiment.id,))
                 states = model_rebuild(self.iter_events(experiment.id), self.rewards_for_rebuild(experiment.id))

@@ -15,20 +15,16 @@ from bandits import THOMPSON_BY_REWARD, ArmStatistics, Decision, decide
 
 from ...domain.experiments import Experiment
 from ...storage import LearningSnapshot
+from .. import counters
 from .base import FittedPolicy, Mode
 
 
 def arm_statistics(experiment: Experiment, snapshot: LearningSnapshot) -> list[ArmStatistics]:
-    """Per-variant outcome statistics over all traffic (holdout decisions are data too)."""
-    by_variant: dict[int, list[float]] = {v.id: [0.0, 0.0, 0.0, 0.0] for v in experiment.variants}
-    for totals in snapshot.totals:
-        if totals.variant_id in by_variant:
-            row = by_variant[totals.variant_id]
-            row[0] += totals.assignments
-            row[1] += totals.conversions
-            row[2] += totals.reward_sum
-            row[3] += totals.reward_sumsq
-    return [ArmStatistics(*by_variant[v.id]) for v in experiment.variants]
+    """Per-variant outcome statistics over all traffic (holdout decisions are data too), as sums
+    of y - K with K = ``counters.snapshot_shift`` (0 for binary rewards)."""
+    shift = counters.snapshot_shift(snapshot.totals)
+    return [counters.arm_statistics([t for t in snapshot.totals if t.variant_id == v.id], shift)
+            for v in experiment.variants]
 
 
 class ThompsonPolicy(FittedPolicy):
@@ -57,4 +53,7 @@ class BanditMode(Mode):
         policy = policy_class(n_arms=len(experiment.variants), min_share=experiment.min_share, draws=draws)
         policy.fit(arm_statistics(experiment, snapshot))
         rng = np.random.default_rng([experiment.id, snapshot.model_version])
-        return ThompsonPolicy(policy.allocation(rng), policy.posterior_mean(), policy.posterior_interval())
+        # fitted on y - K: win probabilities do not move with K, the posterior's location does
+        shift = counters.snapshot_shift(snapshot.totals)
+        return ThompsonPolicy(policy.allocation(rng), policy.posterior_mean() + shift,
+                              policy.posterior_interval() + shift)

@@ -31,6 +31,7 @@ from bandits.linear import remove_decision
 
 from ...domain.experiments import Experiment
 from ...storage import LearningSnapshot, ModelUpdate, StoredAssignment
+from .. import counters
 from .base import FittedPolicy, Mode, ModelRebuild, RequestInfo
 
 #: features the server can fill in when the client does not send them
@@ -51,8 +52,9 @@ def _noise_variance(experiment: Experiment, snapshot: LearningSnapshot) -> float
     n = sum(t.assignments for t in snapshot.totals)
     if n < 2:
         return 1.0
-    mean = sum(t.reward_sum for t in snapshot.totals) / n
-    variance = sum(t.reward_sumsq for t in snapshot.totals) / n - mean * mean
+    pooled = counters.arm_statistics(snapshot.totals, counters.snapshot_shift(snapshot.totals))
+    mean = pooled.reward_sum / n  # of y - K: the variance is the same, and stable
+    variance = pooled.reward_sumsq / n - mean * mean
     return max(variance, 1e-6)
 
 

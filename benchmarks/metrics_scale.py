@@ -110,14 +110,14 @@ def add_events(url: str, visitors: int, first: int, count: int) -> None:
                      f"{first + count - 1}) INSERT INTO events ({_EVENT_COLUMNS}) {select} FROM n")
 
 
-def build(url: str, visitors: int, events: int) -> None:
+def build(url: str, visitors: int, events: int, mode: str = "ab") -> None:
     app = create_app({"DATABASE_URL": url, **CONFIG})
     client = app.test_client()
     headers = {"Authorization": f"Bearer {TOKEN}"}
     for metric in METRICS:
         assert client.post("/api/v1/metrics", headers=headers, json=metric).status_code == 201
     response = client.post("/api/v1/experiments", headers=headers, json={
-        "key": "big", "mode": "ab", "variants": ["control", "b", "c"], "holdout": 0.1,
+        "key": "big", "mode": mode, "variants": ["control", "b", "c"], "holdout": 0.1,
         "metrics": {"primary": "purchase_rate", "secondary": ["revenue", "aov", "clicks"],
                     "guardrails": [{"metric": "retention", "max_regression": 0.01, "action": "alert"}]}})
     assert response.status_code == 201, response.get_json()
@@ -148,6 +148,8 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--quick", action="store_true", help="100,000 visitors and 500,000 events")
+    parser.add_argument("--mode", choices=("ab", "bandit"), default="ab",
+                        help="bandit: the stats also compute every metric's all-visitor (AIPW) estimates per hour")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--new-events", type=int, default=1000, help="events arriving before each steady-state call")
     parser.add_argument("--build-in-request", action="store_true",
@@ -161,7 +163,7 @@ def main() -> None:
             url = stack.enter_context(fresh_schema(args.database_url, durable=True))
         else:
             url = f"sqlite:///{os.path.join(tmp, 'metrics.db')}"
-        build(url, args.visitors, args.events)
+        build(url, args.visitors, args.events, args.mode)
         app = create_app({"DATABASE_URL": url, **CONFIG})
         client = app.test_client()
         headers = {"Authorization": f"Bearer {TOKEN}"}

@@ -52,7 +52,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import psycopg
@@ -83,9 +82,10 @@ from .metric_adaptive import MetricAdaptiveStore
 from .metric_fold import FOLD_LAG_S, FOLD_LOCK, erase_values, fold_lock_key, forget_all
 from .metrics import MetricStore
 from .postgres_counters import Counters
+from .postgres_tx import Batch, PostgresTx, TxInfo, normalise_url, placeholders
 from .repair import RepairStore
 from .schema_postgres import MIGRATIONS, SCHEMA_VERSION
-from .sql import STORED_SHIFT_COLUMN, Query, Rows, SqlStorage, Tx, maybe_audit, rebuild_shift, reward_shift_for
+from .sql import STORED_SHIFT_COLUMN, Query, SqlStorage, Tx, maybe_audit, rebuild_shift, reward_shift_for
 from .webhooks import WebhookStore
 
 log = logging.getLogger("lever.storage")
@@ -114,53 +114,6 @@ _ASSIGNMENT_INSERT_SQL = (
 )
 
 
-@functools.lru_cache(maxsize=256)
-def _placeholders(sql: str) -> str:
-    """The shared read paths' ``?`` placeholders as psycopg's ``%s``."""
-    return sql.replace("?", "%s")
-
-
-def _normalise_url(url: str) -> str:
-    """Heroku's ``postgres://`` and the standard ``postgresql://`` are the same to libpq."""
-    if url.startswith("postgres://"):
-        return "postgresql://" + url[len("postgres://"):]
-    return url
-
-
-@dataclass
-class _Tx:
-    """What a write transaction's body tells the runner about itself."""
-
-    #: (table, id) of a row this transaction inserted: proof that it committed
-    witness: tuple[str, int] | None = None
-
-
-@dataclass
-class _Batch:
-    """The transaction context of one group commit (or of one event write without it): its
-    items' counter increments and model updates are summed and written once, after every
-    item, in the global lock order."""
-
-    conn: psycopg.Connection
-    tx: _Tx
-    counters: Counters
-    updates: list[tuple[int, int, ModelUpdate]]
-
-
-class _PostgresTx(Tx):
-    def __init__(self, conn: psycopg.Connection, tx: _Tx) -> None:
-        self.conn, self.tx = conn, tx
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
-        return self.conn.execute(_placeholders(sql), params)
-
-    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
-        table = sql.split()[2]  # INSERT INTO <table> ...
-        row_id = int(self.conn.execute(_placeholders(sql) + " RETURNING id", params).fetchone()[0])
-        self.tx.witness = (table, row_id)
-        return row_id
-
-
 #: planner settings of metric folds and tail reads: a chunk's 20,000 exposures (or the tail's
 #: new events) find their rows by index seeks of (visitor, name, ts) and (visitor); the cost
 #: model prefers hashing every event or exposure (one scan of millions per chunk and metric)
@@ -183,10 +136,10 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
     def _read_seeking(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         """``_read`` with hash and merge joins off (``_SEEK_SETTINGS``): the metric tail's few new
         events meet their exposures by index seeks, not by hashing a million exposures."""
-        def body(conn: psycopg.Connection, _tx: _Tx) -> list[tuple]:
+        def body(conn: psycopg.Connection, _tx: TxInfo) -> list[tuple]:
             for setting in _SEEK_SETTINGS:
                 conn.execute(f"SET LOCAL {setting} = off")
-            return conn.execute(_placeholders(sql), params).fetchall()
+            return conn.execute(placeholders(sql), params).fetchall()
 
         return self._run(body, write=True, idempotent=True)
 
@@ -196,7 +149,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         time), the group-commit writer holds one for its batches. ``group_commit``: assignments
         and rewards go through a per-process batching writer (``batching``)."""
         self.url = url
-        self.conninfo = _normalise_url(url)
+        self.conninfo = normalise_url(url)
         self.min_size, self.max_size, self.timeout_s = min_size, max_size, timeout_s
         self._pool: ConnectionPool | None = None
         self._pid = 0
@@ -273,12 +226,12 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         """Dropped connection, deadlock or serialization failure: the transaction did not happen."""
         return conn.broken or conn.closed or isinstance(error, pg_errors.TransactionRollback)
 
-    def _run(self, body: Callable[[psycopg.Connection, _Tx], T], *, write: bool, idempotent: bool = False) -> T:
+    def _run(self, body: Callable[[psycopg.Connection, TxInfo], T], *, write: bool, idempotent: bool = False) -> T:
         """Run ``body`` as one transaction (``write``) or one autocommit read, with at most one retry."""
         for attempt in (1, 2):
             last = attempt == 2
             conn = self._getconn()
-            tx = _Tx()
+            tx = TxInfo()
             committing = False
             backend_pid = conn.info.backend_pid
             try:
@@ -345,18 +298,18 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         return None
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return self._run(lambda conn, _tx: conn.execute(_placeholders(sql), params).fetchall(), write=False)
+        return self._run(lambda conn, _tx: conn.execute(placeholders(sql), params).fetchall(), write=False)
 
     def _transact(self, body: Callable[[Tx], T], *, idempotent: bool = False) -> T:
-        return self._run(lambda conn, tx: body(_PostgresTx(conn, tx)), write=True, idempotent=idempotent)
+        return self._run(lambda conn, tx: body(PostgresTx(conn, tx)), write=True, idempotent=idempotent)
 
     def _read_together(self, queries: Sequence[Query]) -> list[list[tuple]]:
-        return self._run(lambda conn, _tx: [conn.execute(_placeholders(sql), params).fetchall()
+        return self._run(lambda conn, _tx: [conn.execute(placeholders(sql), params).fetchall()
                                             for sql, params in queries], write=False)
 
     # -- lifecycle -----------------------------------------------------------------
     def migrate(self) -> int:
-        def body(conn: psycopg.Connection, _tx: _Tx) -> int:
+        def body(conn: psycopg.Connection, _tx: TxInfo) -> int:
             conn.execute("SET LOCAL statement_timeout = 0")
             # every worker migrates at start: one at a time per schema, the others then find it done
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(current_schema(), '')))",
@@ -388,7 +341,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
 
     # -- experiments -----------------------------------------------------------------
     def create_experiment(self, spec: ExperimentSpec, now: float, audit: AuditEntry | None = None) -> Experiment:
-        def body(conn: psycopg.Connection, tx: _Tx) -> None:
+        def body(conn: psycopg.Connection, tx: TxInfo) -> None:
             if conn.execute("SELECT 1 FROM experiments WHERE key = %s", (spec.key,)).fetchone():
                 raise DuplicateKey(spec.key)
             try:
@@ -405,7 +358,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
                     "INSERT INTO variants (experiment_id, key, position, payload, weight) VALUES (%s, %s, %s, %s, %s)",
                     records.variant_values(experiment_id, spec),
                 )
-            maybe_audit(_PostgresTx(conn, tx), audit)
+            maybe_audit(PostgresTx(conn, tx), audit)
 
         self._run(body, write=True)
         experiment = self.get_experiment(spec.key)
@@ -413,9 +366,9 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         return experiment
 
     def _experiments(self, where: str, params: Sequence[Any]) -> list[Experiment]:
-        def body(conn: psycopg.Connection, _tx: _Tx) -> tuple[list[tuple], list[tuple]]:
+        def body(conn: psycopg.Connection, _tx: TxInfo) -> tuple[list[tuple], list[tuple]]:
             rows = conn.execute(
-                f"SELECT {records.EXPERIMENT_COLUMNS} FROM experiments {_placeholders(where)} ORDER BY id", params
+                f"SELECT {records.EXPERIMENT_COLUMNS} FROM experiments {placeholders(where)} ORDER BY id", params
             ).fetchall()
             if not rows:
                 return rows, []
@@ -428,10 +381,10 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         return records.experiments(*self._run(body, write=False))
 
     # -- assignments -------------------------------------------------------------------
-    def _transact_batch(self, body: Callable[[_Batch], list[Any]]) -> list[Any]:
+    def _transact_batch(self, body: Callable[[Batch], list[Any]]) -> list[Any]:
         """One transaction for ``body``'s items, then their summed counters and model updates."""
-        def run(conn: psycopg.Connection, tx: _Tx) -> list[Any]:
-            batch = _Batch(conn, tx, Counters(), [])
+        def run(conn: psycopg.Connection, tx: TxInfo) -> list[Any]:
+            batch = Batch(conn, tx, Counters(), [])
             results = body(batch)
             batch.counters.flush(conn)
             for experiment_id, variant_id, update in sorted(batch.updates, key=lambda u: (u[0], u[1])):
@@ -440,7 +393,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
 
         return self._run(run, write=True)
 
-    def _write_event(self, work: Callable[[_Batch], T], order: tuple) -> T:
+    def _write_event(self, work: Callable[[Batch], T], order: tuple) -> T:
         """An assignment or reward write: in the next group commit (run in ``order`` among the
         batch's items: row locks in one global order), or in its own transaction."""
         if self._group_commit is not None:
@@ -451,7 +404,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         """``_transact`` for a per-visitor event write of a mixin (events, …): ``body`` runs in the
         next group commit (after the batch's assignments and rewards: ``order`` sorts among the
         other such items), and its ``Tx.insert`` rows settle an ambiguous commit."""
-        return self._write_event(lambda batch: body(_PostgresTx(batch.conn, batch.tx)), (2, *order))
+        return self._write_event(lambda batch: body(PostgresTx(batch.conn, batch.tx)), (2, *order))
 
     def record_assignments(self, items: Sequence[NewAssignment]) -> list[StoredAssignment]:
         first = min(items, key=lambda item: (item.experiment_id, item.visitor))
@@ -459,7 +412,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
                                  (0, first.experiment_id, first.visitor))
 
     @staticmethod
-    def _insert_assignments(items: Sequence[NewAssignment], batch: _Batch) -> list[StoredAssignment]:
+    def _insert_assignments(items: Sequence[NewAssignment], batch: Batch) -> list[StoredAssignment]:
         conn, counters = batch.conn, batch.counters
         stored: list[StoredAssignment | None] = [None] * len(items)
         # by experiment: two batches for one sticky visitor queue on the unique index in the same order
@@ -517,7 +470,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
 
     @staticmethod
     def _insert_reward(assignment: StoredAssignment, value: float, event_id: str | None, binary: bool, now: float,
-                       model_update: ModelUpdate | None, batch: _Batch) -> RewardResult:
+                       model_update: ModelUpdate | None, batch: Batch) -> RewardResult:
         conn = batch.conn
         # Re-read under the row lock: another worker may have rewarded it meanwhile.
         total, count, segments_json, stored_shift = conn.execute(
@@ -537,7 +490,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         new_total, new_count = total + value, count + 1
         conn.execute("UPDATE assignments SET reward_total = %s, reward_count = %s WHERE id = %s",
                      (new_total, new_count, assignment.id))
-        shift = 0.0 if binary else reward_shift_for(_PostgresTx(conn, batch.tx), assignment.experiment_id, value,
+        shift = 0.0 if binary else reward_shift_for(PostgresTx(conn, batch.tx), assignment.experiment_id, value,
                                                     stored_shift, serialise=_SERIALISE_WITH_REBUILD)
         arm_values, segment_values = records.reward_increments(total, count, value, assignment.propensity, shift)
         batch.counters.add_arm(assignment.experiment_id, assignment.variant_id, assignment.holdout,
@@ -585,19 +538,19 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         Idempotent: after an ambiguous commit the retry finds nothing left (and returns 0);
         with an audit entry, its row settles the commit instead (no second entry).
         """
-        def body(conn: psycopg.Connection, tx: _Tx) -> int:
+        def body(conn: psycopg.Connection, tx: TxInfo) -> int:
             conn.execute(_SERIALISE_WITH_REBUILD)  # the reward shifts read below stay those of the counters
             rows = conn.execute(
                 f"SELECT {records.ERASE_COLUMNS} FROM assignments WHERE visitor = %s ORDER BY id FOR UPDATE", (visitor,)
             ).fetchall()
-            conn.execute(_placeholders(ERASE_EVENTS_SQL), (visitor,))
-            maybe_audit(_PostgresTx(conn, tx), audit)
+            conn.execute(placeholders(ERASE_EVENTS_SQL), (visitor,))
+            maybe_audit(PostgresTx(conn, tx), audit)
             if not rows:
                 return 0
             for experiment_id in sorted({row[1] for row in rows}):  # no fold of theirs runs meanwhile
                 conn.execute(f"SELECT pg_advisory_xact_lock(%s::integer, {fold_lock_key('%s')})",
                              (FOLD_LOCK, experiment_id))
-            erase_values(_PostgresTx(conn, tx), [row[0] for row in rows])
+            erase_values(PostgresTx(conn, tx), [row[0] for row in rows])
             counters = Counters()
             removals: list[tuple[int, int, int, ModelUpdate]] = []
             for erased in records.erasures(rows):
@@ -619,16 +572,16 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
 
     def prune_events(self, before: float) -> int:
         """Idempotent (a retry after an ambiguous commit deletes nothing more and returns 0)."""
-        def body(conn: psycopg.Connection, tx: _Tx) -> int:
+        def body(conn: psycopg.Connection, tx: TxInfo) -> int:
             conn.execute("SET LOCAL statement_timeout = 0")
             conn.execute("DELETE FROM rewards WHERE assignment_id IN "
                          "(SELECT id FROM assignments WHERE created_at < %s)", (before,))
             deleted = conn.execute("DELETE FROM assignments WHERE created_at < %s", (before,)).rowcount
-            conn.execute(_placeholders(PRUNE_EVENTS_SQL), (before,))
+            conn.execute(placeholders(PRUNE_EVENTS_SQL), (before,))
             conn.execute("SET LOCAL lock_timeout = '120s'")  # a running rebuild finishes first
             conn.execute(f"SELECT pg_advisory_xact_lock(%s::integer, {fold_lock_key('id')}) FROM experiments "
                          "ORDER BY id", (FOLD_LOCK,))
-            forget_all(_PostgresTx(conn, tx))
+            forget_all(PostgresTx(conn, tx))
             if deleted:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('pruned_before', %s) ON CONFLICT (key) DO UPDATE "
@@ -650,12 +603,12 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
             raise PrunedLog("raw events were pruned (LEVER_RETENTION_DAYS): the counters can no longer be rebuilt")
         period = f"(floor(created_at / {PERIOD_SECONDS}))::bigint * {PERIOD_SECONDS}"
 
-        def body(conn: psycopg.Connection, _tx: _Tx) -> None:
+        def body(conn: psycopg.Connection, _tx: TxInfo) -> None:
             conn.execute("SET LOCAL statement_timeout = 0")
             conn.execute("LOCK TABLE arm_stats, segment_stats IN SHARE ROW EXCLUSIVE MODE")
             conn.execute("DELETE FROM arm_stats WHERE experiment_id = %s", (experiment.id,))
             conn.execute("DELETE FROM segment_stats WHERE experiment_id = %s", (experiment.id,))
-            shift = rebuild_shift(_PostgresTx(conn, _tx), experiment)
+            shift = rebuild_shift(PostgresTx(conn, _tx), experiment)
             # outcome sums over the rewarded assignments only, of z = reward_total - K (base.ArmTotals)
             z = "CASE WHEN reward_count > 0 THEN reward_total - %(k)s ELSE 0 END"
             rewarded = "CASE WHEN reward_count > 0 THEN 1.0 ELSE 0 END"

@@ -9,7 +9,7 @@ import pytest
 
 from app.domain.metrics import MetricDefinition, RatioPart
 from app.storage import PERIOD_SECONDS, NewAssignment, NewEvent
-from app.storage.metric_adaptive import slice_sums
+from app.storage.metric_adaptive import _row, metric_period_sql, slice_sums
 
 from .conftest import experiment_body
 
@@ -91,6 +91,19 @@ def test_period_sums_equal_a_per_visitor_computation(app, make_experiment):
             sums = row.metrics[index]
             assert (sums.value_sum, sums.value_sumsq) == pytest.approx((cell[f"y{index}"], cell[f"yy{index}"]))
             assert row.ips[index] == pytest.approx((cell[f"s{index}"], cell[f"q{index}"], cell[f"x{index}"]))
+    # the live statement (the reference) gives the same rows, ratio sums included
+    live = [_row(r, DEFINITIONS) for r in storage._read(*metric_period_sql(
+        experiment, DEFINITIONS, storage._SCALAR_MIN, storage._PERIOD_OF_T0))]
+    assert [(r.period, r.variant_id, r.holdout, r.visitors) for r in live] == [
+        (r.period, r.variant_id, r.holdout, r.visitors) for r in rows]
+    for a, b in zip(live, rows):
+        assert (a.inv_propensity_sum, a.inv_propensity_sumsq) == pytest.approx((b.inv_propensity_sum,
+                                                                                 b.inv_propensity_sumsq))
+        for live_ips, read_ips in zip(a.ips, b.ips):  # None for the ratio
+            assert (live_ips is None) == (read_ips is None)
+            assert live_ips is None or live_ips == pytest.approx(read_ips)
+        for x, y in zip(a.metrics, b.metrics):
+            assert tuple(vars(x).values()) == pytest.approx(tuple(vars(y).values()))
     # the period rows add up to metric_sums' per-slice sums (which are shifted: compare plain sums)
     by_slice = slice_sums(rows, DEFINITIONS)
     direct = storage.metric_sums(experiment, DEFINITIONS)

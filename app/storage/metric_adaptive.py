@@ -8,8 +8,9 @@ per (hour period of the exposure t0, variant, slice) and per conversion/count/su
 
 (the fields of ``stats.inputs.SliceAggregate``; the policy's expected assignments come from
 the reward counters, ``period_totals``). One statement, a GROUP BY of the per-visitor
-relation — the folded ``metric_values`` rows (``metrics.materialised_sql``) on SQLite, the live
-``metrics.per_visitor_sql`` on PostgreSQL (whose fold lag leaves a tail) — also carries the five
+relation, the live ``metrics.per_visitor_sql``, on PostgreSQL (whose fold lag leaves a tail), and on
+SQLite one GROUP BY of the folded ``metric_values`` rows per (hour, variant, slice, metric) (every
+exposure has a row per metric, so no pivot per visitor) — also carries the five
 plain sums per metric; ``slice_sums`` adds the period rows up to per-slice ``MetricSums`` (a check
 against ``metric_sums``; the stats take the shifted, stable per-slice sums from ``metric_sums``).
 
@@ -25,7 +26,7 @@ from typing import Any, Sequence
 from ..domain.experiments import Experiment
 from ..domain.metrics import MetricDefinition
 from .base import PERIOD_SECONDS
-from .metrics import RATIO_FIELDS, SUM_FIELDS, MetricSums, materialised_sql, per_visitor_sql
+from .metrics import RATIO_FIELDS, SUM_FIELDS, MetricSums, per_visitor_sql
 
 #: Σy/p, Σy²/p², Σy/p² of a non-ratio metric, in row order after its five sums
 IPS_FIELDS = ("ips_reward_sum", "ips_reward_sumsq", "ips_cross_sum")
@@ -47,9 +48,9 @@ class MetricPeriodSums:
 
 
 def metric_period_sql(experiment: Experiment, definitions: Sequence[MetricDefinition], scalar_min: str,
-                      period_of_t0: str, materialised: bool = False) -> tuple[str, list[Any]]:
-    """The per-hour statement over the live per-visitor relation, or (``materialised``) over the
-    folded ``metric_values`` rows — equal once everything is folded."""
+                      period_of_t0: str) -> tuple[str, list[Any]]:
+    """The per-hour statement over the live per-visitor relation (the reference; the folded
+    ``metric_values`` rows give the same sums by ``_MATERIALISED_PERIOD_SUMS``)."""
     outer = ["COUNT(*)", "SUM(1.0 / p)", "SUM(1.0 / (p * p))"]
     for index, definition in enumerate(definitions):
         if definition.type == "ratio":
@@ -59,8 +60,7 @@ def metric_period_sql(experiment: Experiment, definitions: Sequence[MetricDefini
         y, x = f"y{index}", f"x{index}"
         outer += [f"SUM({y})", f"SUM({y} * {y})", f"SUM({x})", f"SUM({x} * {x})", f"SUM({x} * {y})",
                   f"SUM({y} / p)", f"SUM({y} * {y} / (p * p))", f"SUM({y} / (p * p))"]
-    per_visitor, params = (materialised_sql(experiment, definitions) if materialised
-                           else per_visitor_sql(experiment, definitions, scalar_min))
+    per_visitor, params = per_visitor_sql(experiment, definitions, scalar_min)
     sql = (f"SELECT {period_of_t0} AS period, v, h, {', '.join(outer)} FROM ({per_visitor}) per_visitor "
            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
     return sql, params
@@ -104,6 +104,40 @@ def slice_sums(rows: Sequence[MetricPeriodSums], definitions: Sequence[MetricDef
     return out
 
 
+#: per (period, variant, slice, metric) over the materialised rows: n, Σ1/p, Σ1/p², the five sums of
+#: (fy, fx) — (y, x) of a conversion/count/sum metric, (a, b) of a ratio — and Σy/p, Σy²/p², Σy/p²
+_MATERIALISED_PERIOD_SUMS = (
+    "SELECT {period} AS period, variant_id, holdout, metric_key, COUNT(*), SUM(1.0 / propensity), "
+    "SUM(1.0 / (propensity * propensity)), SUM(fy), SUM(fy * fy), SUM(fx), SUM(fx * fx), SUM(fx * fy), "
+    "SUM(fy / propensity), SUM(fy * fy / (propensity * propensity)), SUM(fy / (propensity * propensity)) "
+    "FROM metric_values WHERE experiment_id = ? AND metric_key IN ({keys}) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3")
+
+
+def materialised_period_sums(rows: Sequence[Sequence[Any]],
+                             definitions: Sequence[MetricDefinition]) -> list[MetricPeriodSums] | None:
+    """The rows of ``_MATERIALISED_PERIOD_SUMS`` as ``MetricPeriodSums`` (None when the metrics'
+    rows do not cover the same exposures, e.g. one of them is being rebuilt: read live instead).
+    Every exposure has one row per metric, so one GROUP BY of the rows needs no pivot per visitor."""
+    cells: dict[tuple[int, int, bool], dict[str, Sequence[Any]]] = {}
+    for row in rows:
+        cells.setdefault((int(row[0]), int(row[1]), bool(row[2])), {})[row[3]] = row
+    out = []
+    for (period, variant_id, holdout), by_key in cells.items():
+        if set(by_key) != {d.key for d in definitions} or len({int(r[4]) for r in by_key.values()}) != 1:
+            return None
+        first = by_key[definitions[0].key]
+        visitors = int(first[4])
+        metrics, ips = [], []
+        for definition in definitions:
+            values = [float(v or 0.0) for v in by_key[definition.key][7:15]]
+            names = RATIO_FIELDS if definition.type == "ratio" else SUM_FIELDS
+            metrics.append(MetricSums(variant_id, holdout, visitors, **dict(zip(names, values[:5]))))
+            ips.append(None if definition.type == "ratio" else (values[5], values[6], values[7]))
+        out.append(MetricPeriodSums(period, variant_id, holdout, visitors, float(first[5] or 0.0),
+                                    float(first[6] or 0.0), tuple(metrics), tuple(ips)))
+    return out
+
+
 class MetricAdaptiveStore:
     """Mixin next to ``MetricStore``: needs the backend's ``_read`` and ``_SCALAR_MIN``."""
 
@@ -118,9 +152,14 @@ class MetricAdaptiveStore:
         than its fold lag to a read-time tail, so there it runs the exact live statement."""
         if not definitions:
             return []
-        materialised = self.fold_lag_s == 0  # type: ignore[attr-defined]
-        if materialised:
+        if self.fold_lag_s == 0:  # type: ignore[attr-defined]
             self.fold_metrics(experiment, definitions)  # type: ignore[attr-defined]
+            keys = [d.key for d in definitions]
+            sql = _MATERIALISED_PERIOD_SUMS.format(period=self._PERIOD_OF_T0, keys=", ".join("?" for _ in keys))
+            found = materialised_period_sums(self._read(sql, [experiment.id, *keys]),  # type: ignore[attr-defined]
+                                             definitions)
+            if found is not None:
+                return found
         sql, params = metric_period_sql(experiment, definitions, self._SCALAR_MIN,  # type: ignore[attr-defined]
-                                        self._PERIOD_OF_T0, materialised)
+                                        self._PERIOD_OF_T0)
         return [_row(row, definitions) for row in self._read(sql, params)]  # type: ignore[attr-defined]

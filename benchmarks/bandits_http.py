@@ -35,6 +35,7 @@ import platform
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,15 +88,7 @@ def _fresh_database(args, tmp: Path, label: str):
     """A SQLite file per run, or a fresh PostgreSQL schema (dropped afterwards)."""
     if args.database_url:
         return fresh_schema(args.database_url)
-
-    class _Sqlite:
-        def __enter__(self):
-            return f"sqlite:///{tmp / (label + '.db')}"
-
-        def __exit__(self, *exc):
-            return False
-
-    return _Sqlite()
+    return nullcontext(f"sqlite:///{tmp / (label + '.db')}")
 
 
 def run_http(env: str, seed: int, horizon: int, holdout: float, speedup: float, database_url: str) -> HttpRun:

@@ -9,9 +9,9 @@ sum per assignment), so its stats list it like any other metric.
 
 Every visitor under a bandit: for bandit and contextual experiments the metrics' sums come
 per (hour period of the exposure, variant, slice) (``MetricAdaptiveStore.metric_period_sums``,
-one statement that also yields the per-slice sums; the implicit ``reward`` uses the reward
-counters' ``period_totals``), with the policy's expected assignments of each hour from
-``period_totals``: ``MetricAggregate.periods``, from which ``stats.metric_adaptive`` estimates
+the fold's per-hour slices read in one snapshot, which also add up to the per-slice sums,
+``slice_sums``; the implicit ``reward`` uses the reward counters' ``period_totals``), with the
+policy's expected assignments of each hour from ``period_totals``: ``MetricAggregate.periods``, from which ``stats.metric_adaptive`` estimates
 every conversion/count/sum uplift, guardrail and personalisation lift on all visitors.
 
 Personalisation: for bandit and contextual experiments with a holdout, the primary metric
@@ -41,7 +41,7 @@ from stats.welford import reshift
 
 from ..domain.experiments import Experiment
 from ..domain.metrics import REWARD_METRIC, MetricDefinition
-from ..storage import ArmTotals, MetricPeriodSums, MetricSums, Storage
+from ..storage import ArmTotals, MetricPeriodSums, MetricSums, Storage, slice_sums
 from .counters import counter_slice
 from .policy_cache import PolicyEntry
 
@@ -109,7 +109,7 @@ def _metric_periods(rows: list[MetricPeriodSums], index: int, keys: dict[int, st
         ips = row.ips[index]
         if row.variant_id not in keys or ips is None:
             continue
-        sums = row.metrics[index]
+        sums = row.metrics[index].unshifted()  # the adaptive estimators read plain sums
         by_period.setdefault(row.period, []).append(SliceAggregate(
             variant=keys[row.variant_id], holdout=row.holdout, assignments=row.visitors,
             reward_sum=sums.value_sum, reward_sumsq=sums.value_sumsq,
@@ -138,12 +138,12 @@ def metric_aggregates(entry: PolicyEntry, storage: Storage,
         return (aggregate(REWARD_METRIC, [_reward_slice(keys[t.variant_id], t, binary)
                                           for t in entry.snapshot.totals if t.variant_id in keys], periods),)
     definitions = [catalogue[key] for key in experiment.metrics.keys]
-    # the per-slice sums come from the folded slices (shifted: stable for large near-constant values)
-    sums = storage.metric_sums(experiment, definitions)  # type: ignore[attr-defined]
-    if not adaptive:
+    if not adaptive:  # the folded slices (shifted: stable for large near-constant values)
         return tuple(aggregate(key, [_sums_slice(keys[s.variant_id], s) for s in rows if s.variant_id in keys])
-                     for key, rows in sums.items())
+                     for key, rows in storage.metric_sums(experiment, definitions).items())  # type: ignore[attr-defined]
+    # one read of the per-hour slices; the per-slice sums are their sums (the same shifted sums)
     rows = storage.metric_period_sums(experiment, definitions)  # type: ignore[attr-defined]
+    sums = slice_sums(rows, definitions)
     expected = {(period, t.variant_id, t.holdout): t.expected_assignments for period, totals in counters
                 for t in totals}
     return tuple(

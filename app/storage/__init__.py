@@ -36,7 +36,7 @@ from .base import (
 )
 from .batching import GroupCommitOptions
 from .events import NewEvent
-from .metric_adaptive import MetricPeriodSums
+from .metric_adaptive import MetricPeriodSums, slice_sums
 from .metrics import GuardrailAction, MetricSums
 from .postgres import PostgresStorage
 from .sqlite import SQLiteStorage
@@ -80,5 +80,5 @@ __all__ = [
     "GuardrailAction", "InvitationUnavailable", "DuplicateKey", "LearningSnapshot", "MetricPeriodSums", "MetricSums", "ModelRemoval",
     "ModelUpdate", "NewEvent",
     "NewAssignment", "SegmentTotals", "TimeBucket", "PrunedLog", "RewardResult", "Storage",
-    "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "open_storage",
+    "StorageBusy", "StorageError", "StorageOutcomeUnknown", "StoredAssignment", "open_storage", "slice_sums",
 ]

@@ -7,16 +7,18 @@ per (hour period of the exposure t0, variant, slice) and per conversion/count/su
     n, Σ1/p, Σ1/p², Σy, Σy², Σy/p, Σy²/p², Σy/p²
 
 (the fields of ``stats.inputs.SliceAggregate``; the policy's expected assignments come from
-the reward counters, ``period_totals``). One statement, a GROUP BY of the per-visitor
-relation, the live ``metrics.per_visitor_sql``, on PostgreSQL (whose fold lag leaves a tail), and on
-SQLite one GROUP BY of the folded ``metric_values`` rows per (hour, variant, slice, metric) (every
-exposure has a row per metric, so no pivot per visitor) — also carries the five
-plain sums per metric; ``slice_sums`` adds the period rows up to per-slice ``MetricSums`` (a check
-against ``metric_sums``; the stats take the shifted, stable per-slice sums from ``metric_sums``).
+the reward counters, ``period_totals``). The fold maintains them: ``metric_slices`` is kept per
+(metric, variant, slice, hour of t0) and carries, besides the shifted sums Σ(y-K), Σ(y-K)², ...,
+Σ1/p, Σ1/p², Σ(y-K)/p, Σ(y-K)²/p², Σ(y-K)/p² (``metric_fold``); a read is one snapshot of those
+rows plus the period-wise tail above the watermarks (empty on SQLite after its fold), a few
+thousand rows whatever the number of visitors. ``slice_sums`` adds the period rows up to the
+per-slice ``MetricSums`` (shifted: the same sums ``metric_sums`` reads, in one read with the periods).
+The live statement ``metric_period_sql``, a GROUP BY of ``metrics.per_visitor_sql``, is the
+reference and the fallback while a metric is being rebuilt by another worker.
 
 Ratio metrics get only their five sums (their all-visitor estimator is not offered, see
-``stats.metric_adaptive``). The period is ``base.period_of(t0)``, written per dialect
-(``_PERIOD_OF_T0``: SQLite truncates a positive CAST, PostgreSQL rounds it, so it floors).
+``stats.metric_adaptive``). The period is ``base.period_of(t0)``, a floor written per dialect
+(``metric_fold.SQLITE_PERIOD_OF``, ``POSTGRES_PERIOD_OF``).
 """
 from __future__ import annotations
 
@@ -25,8 +27,7 @@ from typing import Any, Sequence
 
 from ..domain.experiments import Experiment
 from ..domain.metrics import MetricDefinition
-from .base import PERIOD_SECONDS
-from .metrics import RATIO_FIELDS, SUM_FIELDS, MetricSums, per_visitor_sql
+from .metrics import RATIO_FIELDS, SUM_FIELDS, MetricSums, shifted_sums, per_visitor_sql
 
 #: Σy/p, Σy²/p², Σy/p² of a non-ratio metric, in row order after its five sums
 IPS_FIELDS = ("ips_reward_sum", "ips_reward_sumsq", "ips_cross_sum")
@@ -42,7 +43,9 @@ class MetricPeriodSums:
     visitors: int
     inv_propensity_sum: float
     inv_propensity_sumsq: float
-    metrics: tuple[MetricSums, ...]  # per definition, in the order asked
+    #: per definition, in the order asked: the five sums, shifted by the metric's K, L (the
+    #: ``MetricSums`` shifts; 0 from the live statement): ``.unshifted()`` gives Σy, Σy², ...
+    metrics: tuple[MetricSums, ...]
     #: per definition: (Σy/p, Σy²/p², Σy/p²), None for a ratio
     ips: tuple[tuple[float, float, float] | None, ...]
 
@@ -104,62 +107,53 @@ def slice_sums(rows: Sequence[MetricPeriodSums], definitions: Sequence[MetricDef
     return out
 
 
-#: per (period, variant, slice, metric) over the materialised rows: n, Σ1/p, Σ1/p², the five sums of
-#: (fy, fx) — (y, x) of a conversion/count/sum metric, (a, b) of a ratio — and Σy/p, Σy²/p², Σy/p²
-_MATERIALISED_PERIOD_SUMS = (
-    "SELECT {period} AS period, variant_id, holdout, metric_key, COUNT(*), SUM(1.0 / propensity), "
-    "SUM(1.0 / (propensity * propensity)), SUM(fy), SUM(fy * fy), SUM(fx), SUM(fx * fx), SUM(fx * fy), "
-    "SUM(fy / propensity), SUM(fy * fy / (propensity * propensity)), SUM(fy / (propensity * propensity)) "
-    "FROM metric_values WHERE experiment_id = ? AND metric_key IN ({keys}) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3")
-
-
-def materialised_period_sums(rows: Sequence[Sequence[Any]],
-                             definitions: Sequence[MetricDefinition]) -> list[MetricPeriodSums] | None:
-    """The rows of ``_MATERIALISED_PERIOD_SUMS`` as ``MetricPeriodSums`` (None when the metrics'
-    rows do not cover the same exposures, e.g. one of them is being rebuilt: read live instead).
-    Every exposure has one row per metric, so one GROUP BY of the rows needs no pivot per visitor."""
-    cells: dict[tuple[int, int, bool], dict[str, Sequence[Any]]] = {}
-    for row in rows:
-        cells.setdefault((int(row[0]), int(row[1]), bool(row[2])), {})[row[3]] = row
+def _folded_rows(definitions: Sequence[MetricDefinition], shifts: dict[int, tuple[float, float]],
+                 cells: dict[tuple[int, int, int, int], list[float]]) -> list[MetricPeriodSums] | None:
+    """The maintained period slices (``MetricStore.folded_cells`` by period) as ``MetricPeriodSums``:
+    the five sums stay shifted (K, L in the ``MetricSums``' shifts), the propensity-weighted ones
+    are unshifted, with K the metric's shift: Σy/p = Σ(y-K)/p + KΣ1/p, Σy/p² = Σ(y-K)/p² + KΣ1/p²,
+    Σy²/p² = Σ(y-K)²/p² + 2KΣ(y-K)/p² + K²Σ1/p². None when the metrics do not cover the same
+    exposures of an hour (cannot happen within one snapshot; a guard, read live then)."""
+    periods = sorted({(period, v, h) for (_i, v, h, period), totals in cells.items() if round(totals[0]) > 0})
     out = []
-    for (period, variant_id, holdout), by_key in cells.items():
-        if set(by_key) != {d.key for d in definitions} or len({int(r[4]) for r in by_key.values()}) != 1:
+    for period, variant_id, holdout in periods:
+        parts = [cells.get((index, variant_id, holdout, period)) for index in range(len(definitions))]
+        if any(part is None or round(part[0]) != round(parts[0][0]) for part in parts):  # type: ignore[index]
             return None
-        first = by_key[definitions[0].key]
-        visitors = int(first[4])
+        visitors = int(round(parts[0][0]))  # type: ignore[index]
         metrics, ips = [], []
-        for definition in definitions:
-            values = [float(v or 0.0) for v in by_key[definition.key][7:15]]
-            names = RATIO_FIELDS if definition.type == "ratio" else SUM_FIELDS
-            metrics.append(MetricSums(variant_id, holdout, visitors, **dict(zip(names, values[:5]))))
-            ips.append(None if definition.type == "ratio" else (values[5], values[6], values[7]))
-        out.append(MetricPeriodSums(period, variant_id, holdout, visitors, float(first[5] or 0.0),
-                                    float(first[6] or 0.0), tuple(metrics), tuple(ips)))
+        for index, (definition, part) in enumerate(zip(definitions, parts)):
+            assert part is not None
+            ky, kx = shifts[index]
+            metrics.append(shifted_sums(definition, variant_id, bool(holdout), visitors, part[1:6], ky, kx))
+            w, ww, yw, yyww, yww = part[6:11]
+            ips.append(None if definition.type == "ratio" else
+                       (yw + ky * w, yyww + 2 * ky * yww + ky * ky * ww, yww + ky * ww))
+        first = parts[0]
+        assert first is not None
+        out.append(MetricPeriodSums(period, variant_id, bool(holdout), visitors, first[6], first[7],
+                                    tuple(metrics), tuple(ips)))
     return out
 
 
 class MetricAdaptiveStore:
-    """Mixin next to ``MetricStore``: needs the backend's ``_read`` and ``_SCALAR_MIN``."""
-
-    _PERIOD_OF_T0 = f"CAST(t0 / {PERIOD_SECONDS} AS INTEGER) * {PERIOD_SECONDS}"  # SQLite: t0 > 0 truncates
+    """Mixin next to ``MetricStore``: needs its ``folded_cells``, ``_PERIOD_OF`` and the backend's
+    ``_read`` and ``_SCALAR_MIN``."""
 
     def metric_period_sums(self, experiment: Experiment,
                            definitions: Sequence[MetricDefinition]) -> list[MetricPeriodSums]:
-        """Every (hour period, variant, slice) with exposed visitors, oldest first (one statement).
-
-        Where folds leave no tail (SQLite: ``fold_lag_s`` 0, every committed row is folded by
-        ``fold_metrics``) it reads the materialised per-visitor rows; PostgreSQL leaves rows younger
-        than its fold lag to a read-time tail, so there it runs the exact live statement."""
+        """Every (hour period, variant, slice) with exposed visitors, oldest first: the maintained
+        period slices plus the period-wise tail, in one snapshot checked against the metrics'
+        watermarks (``metric_fold.snapshot_sql``; on SQLite the tail is empty after the fold). A
+        metric being rebuilt by another worker (no current state) sends the whole read to the live
+        statement (``metric_period_sql``), so that every metric counts the same exposures."""
         if not definitions:
             return []
-        if self.fold_lag_s == 0:  # type: ignore[attr-defined]
-            self.fold_metrics(experiment, definitions)  # type: ignore[attr-defined]
-            keys = [d.key for d in definitions]
-            sql = _MATERIALISED_PERIOD_SUMS.format(period=self._PERIOD_OF_T0, keys=", ".join("?" for _ in keys))
-            found = materialised_period_sums(self._read(sql, [experiment.id, *keys]),  # type: ignore[attr-defined]
-                                             definitions)
+        shifts, cells = self.folded_cells(experiment, definitions, by_period=True)  # type: ignore[attr-defined]
+        if len(shifts) == len(definitions):
+            found = _folded_rows(definitions, shifts, cells)
             if found is not None:
                 return found
         sql, params = metric_period_sql(experiment, definitions, self._SCALAR_MIN,  # type: ignore[attr-defined]
-                                        self._PERIOD_OF_T0)
+                                        self._PERIOD_OF.format(t0="t0"))  # type: ignore[attr-defined]
         return [_row(row, definitions) for row in self._read(sql, params)]  # type: ignore[attr-defined]

@@ -74,6 +74,7 @@ from typing import Any, Sequence
 
 from ..domain.experiments import Experiment
 from ..domain.metrics import MetricDefinition
+from .base import PERIOD_SECONDS
 from .sql import Tx
 
 #: PostgreSQL folds only rows older than this (module docstring); SQLite needs no lag
@@ -88,8 +89,14 @@ def fold_lock_key(experiment_id_sql: str) -> str:
     return f"hashtext(coalesce(current_schema(), '') || ':' || CAST({experiment_id_sql} AS text))"
 #: above every id: the open upper bound of the read-time tail
 NO_LIMIT = 2 ** 62
-#: the slice sums in column order
-SLICE_SUMS = ("visitors", "s_y", "s_yy", "s_x", "s_xx", "s_xy")
+#: the slice sums in column order: n, Σ(fy-K), Σ(fy-K)², Σ(fx-L), Σ(fx-L)², Σ(fx-L)(fy-K), then the
+#: propensity sums of the adaptive estimators: Σ1/p, Σ1/p², Σ(fy-K)/p, Σ(fy-K)²/p², Σ(fy-K)/p²
+SLICE_SUMS = ("visitors", "s_y", "s_yy", "s_x", "s_xx", "s_xy", "s_w", "s_ww", "s_yw", "s_yyww", "s_yww")
+#: ``base.period_of`` of a t0 column as SQL, written as a floor on both: SQLite's CAST truncates
+#: towards zero (one hour less below zero where it truncated), PostgreSQL's ::bigint rounds
+SQLITE_PERIOD_OF = (f"((CAST({{t0}} / {PERIOD_SECONDS} AS INTEGER) - ({{t0}} < CAST({{t0}} / {PERIOD_SECONDS} "
+                    f"AS INTEGER) * {PERIOD_SECONDS})) * {PERIOD_SECONDS})")
+POSTGRES_PERIOD_OF = f"((floor({{t0}} / {PERIOD_SECONDS}))::bigint * {PERIOD_SECONDS})"
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class Dialect:
     lag_s: float  # 0: every visible id is final (SQLite)
     lock_sql: str | None  # returns one boolean: this transaction may fold the experiment
     chunk: int | None = None  # at most this many new exposures per transaction (None: all)
+    period_of: str = SQLITE_PERIOD_OF  # the hour of a t0 column ``{t0}``
 
 
 #: what one fold transaction did: another folder holds the lock, caught up, or more to do
@@ -208,38 +216,54 @@ def _shifted(expression: str, shift: str) -> str:
 
 
 def correction_sql(experiment: Experiment, definition: MetricDefinition, bounds: Bounds, scalar_min: str,
-                   shifts: tuple[str, Sequence[Any]], label: str = "") -> tuple[str, list[Any]]:
-    """Per (v, h): what the delta rows change in the slice sums, f(new) - f(old) of every
-    touched visitor (a new one: n + 1 and its f(new) alone). ``shifts``: an SQL source of
-    columns ``ky``, ``kx`` (one row). ``label``: leading constant columns (e.g. the metric's index)."""
+                   shifts: tuple[str, Sequence[Any]], period_of: str, label: str = "") -> tuple[str, list[Any]]:
+    """Per (v, h, hour of t0): what the delta rows change in the slice sums, f(new) - f(old) of
+    every touched visitor (a new one: n + 1, Σ1/p, Σ1/p² of its propensity p and its f(new)
+    alone); the propensity-weighted sums change by the same difference over p or p² (the
+    exposure's p and t0 never change). ``shifts``: an SQL source of columns ``ky``, ``kx`` (one
+    row). ``label``: leading constant columns (e.g. the metric's index)."""
     delta, params = delta_sql(experiment, definition, bounds)
     new_params: list[Any] = []
     new_y = value_expr(definition, "(COALESCE(mv.y, 0) + d.dy)", scalar_min, new_params)
     new_x = value_expr(definition, "(COALESCE(mv.x, 0) + d.dx)", scalar_min, new_params)
     ny, nx, oy, ox = (_shifted(new_y, "k.ky"), _shifted(new_x, "k.kx"), _shifted("mv.fy", "k.ky"),
                       _shifted("mv.fx", "k.kx"))
-    sums = [f"SUM(CASE WHEN mv.assignment_id IS NULL THEN 1 ELSE 0 END)"]
+    sums = ["SUM(CASE WHEN mv.assignment_id IS NULL THEN 1 ELSE 0 END)"]
     for new, old in ((ny, oy), (f"{ny} * {ny}", f"{oy} * {oy}"), (nx, ox), (f"{nx} * {nx}", f"{ox} * {ox}"),
                      (f"{nx} * {ny}", f"{ox} * {oy}")):
         sums.append(f"SUM({new} - COALESCE({old}, 0))")
+    sums += ["SUM(CASE WHEN mv.assignment_id IS NULL THEN 1.0 / d.p ELSE 0 END)",
+             "SUM(CASE WHEN mv.assignment_id IS NULL THEN 1.0 / (d.p * d.p) ELSE 0 END)",
+             f"SUM(({ny} - COALESCE({oy}, 0)) / d.p)",
+             f"SUM(({ny} * {ny} - COALESCE({oy} * {oy}, 0)) / (d.p * d.p))",
+             f"SUM(({ny} - COALESCE({oy}, 0)) / (d.p * d.p))"]
     # every placeholder of ny / nx appears once per use: repeat their parameters in textual order
-    uses = [ny, ny, ny, nx, nx, nx, nx, ny]  # s_y, s_yy (2), s_x, s_xx (2), s_xy (nx, ny)
+    uses = [ny, ny, ny, nx, nx, nx, nx, ny,  # s_y, s_yy (2), s_x, s_xx (2), s_xy (nx, ny)
+            ny, ny, ny, ny]  # s_yw, s_yyww (2), s_yww
     expr_params: list[Any] = []
     y_params = new_params[: len(new_params) // 2]
     x_params = new_params[len(new_params) // 2:]
     for use in uses:
         expr_params += y_params if use is ny else x_params
-    sql = (f"SELECT {label}d.v, d.h, {', '.join(sums)} FROM ({delta}) d CROSS JOIN ({shifts[0]}) k "
+    period = period_of.format(t0="d.t0")
+    sql = (f"SELECT {label}d.v, d.h, {period}, {', '.join(sums)} FROM ({delta}) d CROSS JOIN ({shifts[0]}) k "
            "LEFT JOIN metric_values mv ON mv.experiment_id = ? AND mv.metric_key = ? AND mv.variant_id = d.v "
-           "AND mv.holdout = d.h AND mv.assignment_id = d.id GROUP BY d.v, d.h")
+           f"AND mv.holdout = d.h AND mv.assignment_id = d.id GROUP BY d.v, d.h, {period}")
     return sql, [*expr_params, *params, *shifts[1], experiment.id, definition.key]
 
 
 _SLICE_UPSERT = (
-    "INSERT INTO metric_slices (experiment_id, metric_key, variant_id, holdout, visitors, s_y, s_yy, s_x, s_xx, "
-    "s_xy) {select} ON CONFLICT (experiment_id, metric_key, variant_id, holdout) DO UPDATE SET "
+    f"INSERT INTO metric_slices (experiment_id, metric_key, variant_id, holdout, period, {', '.join(SLICE_SUMS)}) "
+    "{select} ON CONFLICT (experiment_id, metric_key, variant_id, holdout, period) DO UPDATE SET "
     + ", ".join(f"{name} = metric_slices.{name} + excluded.{name}" for name in SLICE_SUMS)
 )
+#: the slice sums of metric_values rows ``mv`` about shifts ``{ky}``, ``{kx}`` (SQL; Σ of each)
+_ROW_SUMS = ("{sign}COUNT(*), {sign}SUM(mv.fy - {ky}), {sign}SUM((mv.fy - {ky}) * (mv.fy - {ky})), "
+             "{sign}SUM(mv.fx - {kx}), {sign}SUM((mv.fx - {kx}) * (mv.fx - {kx})), "
+             "{sign}SUM((mv.fx - {kx}) * (mv.fy - {ky})), {sign}SUM(1.0 / mv.propensity), "
+             "{sign}SUM(1.0 / (mv.propensity * mv.propensity)), {sign}SUM((mv.fy - {ky}) / mv.propensity), "
+             "{sign}SUM((mv.fy - {ky}) * (mv.fy - {ky}) / (mv.propensity * mv.propensity)), "
+             "{sign}SUM((mv.fy - {ky}) / (mv.propensity * mv.propensity))")
 
 
 # -- the fold --------------------------------------------------------------------------------
@@ -283,31 +307,34 @@ def _values_upsert(experiment: Experiment, definition: MetricDefinition, bounds:
     return sql, [experiment.id, definition.key, *f_params, *params, *u_params]
 
 
-def _slices_from_values(tx: Tx, key: tuple[int, str], low: int, high: int, ky: float, kx: float) -> None:
-    """Add the rows of exposures (low, high] to the slices: they were all new (n + 1 each).
-    ``+experiment_id`` keeps the planners off the primary key (whose prefix would read every
-    row of the metric, once per chunk: quadratic) and on the (assignment_id) index's range."""
+def _slices_from_values(tx: Tx, key: tuple[int, str], low: int, high: int, ky: float, kx: float,
+                        period_of: str) -> None:
+    """Add the rows of exposures (low, high] to the slices of their t0's hour: they were all new
+    (n + 1 each). ``+experiment_id`` keeps the planners off the primary key (whose prefix would
+    read every row of the metric, once per chunk: quadratic) and on the (assignment_id) index's range."""
+    period = period_of.format(t0="mv.t0")
+    sums = _ROW_SUMS.format(sign="", ky="?", kx="?")
     tx.execute(_SLICE_UPSERT.format(select=(
-        "SELECT experiment_id, metric_key, variant_id, holdout, COUNT(*), SUM(fy - ?), SUM((fy - ?) * (fy - ?)), "
-        "SUM(fx - ?), SUM((fx - ?) * (fx - ?)), SUM((fx - ?) * (fy - ?)) FROM metric_values "
-        "WHERE +experiment_id = ? AND metric_key = ? AND assignment_id > ? AND assignment_id <= ? "
-        "GROUP BY experiment_id, metric_key, variant_id, holdout")),
-        (ky, ky, ky, kx, kx, kx, kx, ky, *key, low, high))
+        f"SELECT mv.experiment_id, mv.metric_key, mv.variant_id, mv.holdout, {period}, {sums} FROM metric_values mv "
+        "WHERE +mv.experiment_id = ? AND mv.metric_key = ? AND mv.assignment_id > ? AND mv.assignment_id <= ? "
+        f"GROUP BY mv.experiment_id, mv.metric_key, mv.variant_id, mv.holdout, {period}")),
+        (ky, ky, ky, kx, kx, kx, kx, ky, ky, ky, ky, ky, *key, low, high))
 
 
 def _rebuild(tx: Tx, experiment: Experiment, definition: MetricDefinition, ev: int, asg: int,
-             scalar_min: str) -> None:
+             dialect: Dialect) -> None:
     key = (experiment.id, definition.key)
     for table in ("metric_values", "metric_slices"):
         tx.execute(f"DELETE FROM {table} WHERE experiment_id = ? AND metric_key = ?", key)
-    tx.execute(*_values_upsert(experiment, definition, fixed_bounds(0, ev, 0, asg), scalar_min, new_rows=True))
+    tx.execute(*_values_upsert(experiment, definition, fixed_bounds(0, ev, 0, asg), dialect.scalar_min,
+                               new_rows=True))
     if definition.type == "conversion":  # the sums are counts: exact without a shift
         ky, kx = 0.0, 0.0
     else:  # the first pass: each value's mean over the visitors (the shift of issue #16)
         row = tx.execute("SELECT AVG(fy), AVG(fx) FROM metric_values WHERE experiment_id = ? AND metric_key = ?",
                          key).fetchone()
         ky, kx = float(row[0] or 0.0), float(row[1] or 0.0)
-    _slices_from_values(tx, key, 0, asg, ky, kx)
+    _slices_from_values(tx, key, 0, asg, ky, kx, dialect.period_of)
     tx.execute("INSERT INTO metric_state (experiment_id, metric_key, fingerprint, events_through, "
                "assignments_through, shift_y, shift_x) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
                "(experiment_id, metric_key) DO UPDATE SET fingerprint = excluded.fingerprint, "
@@ -317,24 +344,25 @@ def _rebuild(tx: Tx, experiment: Experiment, definition: MetricDefinition, ev: i
 
 
 def _advance(tx: Tx, experiment: Experiment, definition: MetricDefinition, state: FoldState, ev: int, asg: int,
-             scalar_min: str) -> None:
+             dialect: Dialect) -> None:
     """Pairs (1) and (2) of the module docstring in two steps. (1), the new events of stored
     exposures, changes stored rows: the slices take f(new) - f(old) (``correction_sql``), then
     the rows add the deltas. (2), the new exposures, only adds rows (none exists above the
     watermark): they are inserted and their slice sums read back from them, one pass over
     the events (a chunked build is all (2))."""
-    aw = state.assignments_through
+    aw, scalar_min = state.assignments_through, dialect.scalar_min
     if ev > state.events_through:
         bounds = fixed_bounds(state.events_through, ev, aw, aw)
         correction, params = correction_sql(experiment, definition, bounds, scalar_min,
                                             ("SELECT ? AS ky, ? AS kx", (state.shift_y, state.shift_x)),
-                                            label="?, ?, ")
+                                            dialect.period_of, label="?, ?, ")
         tx.execute(_SLICE_UPSERT.format(select=f"SELECT * FROM ({correction}) c WHERE true"),
                    [experiment.id, definition.key, *params])
         tx.execute(*_values_upsert(experiment, definition, bounds, scalar_min))
     if asg > aw:
         tx.execute(*_values_upsert(experiment, definition, fixed_bounds(ev, ev, aw, asg), scalar_min, new_rows=True))
-        _slices_from_values(tx, (experiment.id, definition.key), aw, asg, state.shift_y, state.shift_x)
+        _slices_from_values(tx, (experiment.id, definition.key), aw, asg, state.shift_y, state.shift_x,
+                            dialect.period_of)
     tx.execute("UPDATE metric_state SET events_through = ?, assignments_through = ? "
                "WHERE experiment_id = ? AND metric_key = ?", (ev, asg, experiment.id, definition.key))
 
@@ -373,13 +401,13 @@ def fold(tx: Tx, experiment: Experiment, definitions: Sequence[MetricDefinition]
         state = states[definition.key]
         if state is None or state.fingerprint != fingerprint(definition) or _empty(tx, experiment.id, definition.key):
             asg = _chunk_end(tx, experiment.id, 0, assignments_to, dialect.chunk)
-            _rebuild(tx, experiment, definition, events_to, asg, dialect.scalar_min)
+            _rebuild(tx, experiment, definition, events_to, asg, dialect)
         else:
             ev = max(events_to, state.events_through)
             asg = _chunk_end(tx, experiment.id, state.assignments_through,
                              max(assignments_to, state.assignments_through), dialect.chunk)
             if (ev, asg) != (state.events_through, state.assignments_through):
-                _advance(tx, experiment, definition, state, ev, asg, dialect.scalar_min)
+                _advance(tx, experiment, definition, state, ev, asg, dialect)
         if asg < assignments_to:
             outcome = MORE
     return outcome
@@ -397,31 +425,38 @@ def states_from_rows(rows: Sequence[Sequence[Any]]) -> dict[str, FoldState]:
 
 
 def snapshot_sql(experiment: Experiment, definitions: Sequence[MetricDefinition], states: dict[str, FoldState],
-                 scalar_min: str) -> tuple[str, list[Any]]:
+                 scalar_min: str, period_of: str, by_period: bool = False) -> tuple[str, list[Any]]:
     """One statement (one snapshot): per metric index i with a current state in ``states``, its
     state row (v = -1: shifts as s_x, s_xx) only if the stored watermarks are still the ones
-    given, its slice rows, and its tail corrections from those watermarks. The watermarks are
+    given, its slice rows (``by_period``: per hour of t0; else each slice's hours added up, as
+    period 0), and its tail corrections from those watermarks (per hour). The watermarks are
     literals so that the planner sees how few rows lie above them (as subqueries it hashed
     every exposure to meet a few hundred new events); a fold that committed since ``states``
-    was read shows as a missing state row (read again)."""
+    was read shows as a missing state row (read again). Columns: i, v, h, period, SLICE_SUMS."""
     parts: list[str] = []
     params: list[Any] = []
+    zeros = ", ".join("0.0" for _ in SLICE_SUMS[5:])
+    if by_period:
+        slices = f"period, {', '.join(SLICE_SUMS)} FROM metric_slices WHERE experiment_id = ? AND metric_key = ?"
+    else:
+        slices = (f"0, {', '.join(f'SUM({name})' for name in SLICE_SUMS)} FROM metric_slices "
+                  "WHERE experiment_id = ? AND metric_key = ? GROUP BY variant_id, holdout")
     for index, definition in enumerate(definitions):
         state = states.get(definition.key)
         if state is None or state.fingerprint != fingerprint(definition):
             continue
         key = (experiment.id, definition.key)
-        parts.append(f"SELECT {index}, -1, -1, 0, 1.0, 0.0, shift_y, shift_x, 0.0 FROM metric_state "
+        parts.append(f"SELECT {index}, -1, -1, 0, 0, 0.0, 0.0, shift_y, shift_x, {zeros} FROM metric_state "
                      "WHERE experiment_id = ? AND metric_key = ? AND fingerprint = ? AND events_through = ? "
                      "AND assignments_through = ?")
         params += [*key, state.fingerprint, state.events_through, state.assignments_through]
-        parts.append(f"SELECT {index}, variant_id, holdout, visitors, s_y, s_yy, s_x, s_xx, s_xy FROM metric_slices "
-                     "WHERE experiment_id = ? AND metric_key = ?")
+        parts.append(f"SELECT {index}, variant_id, holdout, {slices}")
         params += key
         shifts = ("SELECT shift_y AS ky, shift_x AS kx FROM metric_state WHERE experiment_id = ? AND metric_key = ?",
                   key)
         bounds = fixed_bounds(state.events_through, NO_LIMIT, state.assignments_through, NO_LIMIT)
-        correction, more = correction_sql(experiment, definition, bounds, scalar_min, shifts, label=f"{index}, ")
+        correction, more = correction_sql(experiment, definition, bounds, scalar_min, shifts, period_of,
+                                          label=f"{index}, ")
         parts.append(f"SELECT * FROM ({correction}) t{index}")
         params += more
     return " UNION ALL ".join(parts), params
@@ -429,19 +464,19 @@ def snapshot_sql(experiment: Experiment, definitions: Sequence[MetricDefinition]
 
 # -- erasure and retention ----------------------------------------------------------------------
 
-def erase_values(tx: Tx, assignment_ids: Sequence[int]) -> None:
-    """Take erased exposures out of the slices and the materialised values (same transaction
-    as the erasure; PostgreSQL callers hold the fold locks of the experiments involved)."""
+def erase_values(tx: Tx, assignment_ids: Sequence[int], period_of: str) -> None:
+    """Take erased exposures out of the slices (of their t0's hour) and the materialised values
+    (same transaction as the erasure; PostgreSQL callers hold the fold locks of the experiments involved)."""
     if not assignment_ids:
         return
     marks = ", ".join("?" for _ in assignment_ids)
+    period = period_of.format(t0="mv.t0")
     tx.execute(_SLICE_UPSERT.format(select=(
-        "SELECT mv.experiment_id, mv.metric_key, mv.variant_id, mv.holdout, -COUNT(*), -SUM(mv.fy - s.shift_y), "
-        "-SUM((mv.fy - s.shift_y) * (mv.fy - s.shift_y)), -SUM(mv.fx - s.shift_x), "
-        "-SUM((mv.fx - s.shift_x) * (mv.fx - s.shift_x)), -SUM((mv.fx - s.shift_x) * (mv.fy - s.shift_y)) "
+        f"SELECT mv.experiment_id, mv.metric_key, mv.variant_id, mv.holdout, {period}, "
+        f"{_ROW_SUMS.format(sign='-', ky='s.shift_y', kx='s.shift_x')} "
         "FROM metric_values mv JOIN metric_state s ON s.experiment_id = mv.experiment_id "
         f"AND s.metric_key = mv.metric_key WHERE mv.assignment_id IN ({marks}) "
-        "GROUP BY mv.experiment_id, mv.metric_key, mv.variant_id, mv.holdout")), tuple(assignment_ids))
+        f"GROUP BY mv.experiment_id, mv.metric_key, mv.variant_id, mv.holdout, {period}")), tuple(assignment_ids))
     tx.execute(f"DELETE FROM metric_values WHERE assignment_id IN ({marks})", tuple(assignment_ids))
 
 

@@ -45,6 +45,8 @@ from .base import DuplicateKey
 from .metric_fold import (
     MORE,
     SKIPPED,
+    SLICE_SUMS,
+    SQLITE_PERIOD_OF,
     STATES_SQL,
     Dialect,
     FoldState,
@@ -109,7 +111,7 @@ class MetricSums:
             pre_sum, pre_sumsq, self.pre_cross_sum + kx * self.value_sum + ky * self.pre_sum + n * kx * ky)
 
 
-def _shifted_sums(definition: MetricDefinition, variant_id: int, holdout: bool, visitors: int,
+def shifted_sums(definition: MetricDefinition, variant_id: int, holdout: bool, visitors: int,
                   sums: Sequence[float], shift_y: float, shift_x: float) -> MetricSums:
     """Slice sums (Σ(fy-K), Σ(fy-K)², Σ(fx-L), Σ(fx-L)², Σ(fx-L)(fy-K)) as the fields of the type."""
     if definition.type == "ratio":
@@ -238,6 +240,8 @@ class MetricStore:
     """Mixin: needs the backend's ``_read``, ``_transact``, ``_SCALAR_MIN`` and ``_FOLD_LOCK_SQL``."""
 
     _SCALAR_MIN = "MIN"
+    #: ``base.period_of`` of a column ``{t0}`` in the backend's SQL
+    _PERIOD_OF = SQLITE_PERIOD_OF
     #: PostgreSQL: the advisory lock that serialises folders (None: the write transaction does)
     _FOLD_LOCK_SQL: str | None = None
     #: PostgreSQL: rows younger than this are left to the read-time tail (``metric_fold``)
@@ -321,7 +325,7 @@ class MetricStore:
         """Fold what is final into the materialised values (``metric_fold.fold``), one chunk of
         new exposures per transaction until caught up; False when another worker is folding.
         ``rebuild``: build every metric again from scratch (waits for a running fold to let go)."""
-        dialect = Dialect(self._SCALAR_MIN, self.fold_lag_s, self._FOLD_LOCK_SQL, self.fold_chunk)
+        dialect = Dialect(self._SCALAR_MIN, self.fold_lag_s, self._FOLD_LOCK_SQL, self.fold_chunk, self._PERIOD_OF)
         at = time.time() if now is None else now
         first = [rebuild]
 
@@ -351,43 +355,53 @@ class MetricStore:
         slices plus the exact tail, read in one statement (module docstring)."""
         if not definitions:
             return {}
-        self.fold_metrics(experiment, definitions)
-        for _ in range(SNAPSHOT_TRIES):
-            states = states_from_rows(self._read(STATES_SQL, (experiment.id,)))  # type: ignore[attr-defined]
-            current, slices = self._snapshot(experiment, definitions, states)
-            expected = {i for i, d in enumerate(definitions)
-                        if d.key in states and states[d.key].fingerprint == fingerprint(d)}
-            if expected <= set(current):
-                break  # every current metric read its watermarks unchanged (else a fold committed between)
+        current, cells = self.folded_cells(experiment, definitions, by_period=False)
         found: dict[str, list[MetricSums]] = {d.key: [] for d in definitions}
-        for (index, variant_id, holdout), totals in sorted(slices.items()):
+        for (index, variant_id, holdout, _period), totals in sorted(cells.items()):
             if index in current and round(totals[0]) > 0:
-                found[definitions[index].key].append(_shifted_sums(
-                    definitions[index], variant_id, bool(holdout), int(round(totals[0])), totals[1:],
+                found[definitions[index].key].append(shifted_sums(
+                    definitions[index], variant_id, bool(holdout), int(round(totals[0])), totals[1:6],
                     *current[index]))
         stale = [d for i, d in enumerate(definitions) if i not in current]
         if stale:  # being rebuilt by another worker: the live statement
             found.update(self.live_metric_sums(experiment, stale))
         return found
 
+    def folded_cells(self, experiment: Experiment, definitions: Sequence[MetricDefinition], by_period: bool
+                     ) -> tuple[dict[int, tuple[float, float]], dict[tuple[int, int, int, int], list[float]]]:
+        """Fold, then read the slices and their tail in one snapshot (``snapshot_sql``): per metric
+        index its shifts (K, L) where its state is current (absent: being rebuilt elsewhere), per
+        (index, variant, slice, hour of t0 — 0 unless ``by_period``) the ``SLICE_SUMS``."""
+        self.fold_metrics(experiment, definitions)
+        for _ in range(SNAPSHOT_TRIES):
+            states = states_from_rows(self._read(STATES_SQL, (experiment.id,)))  # type: ignore[attr-defined]
+            current, cells = self._snapshot(experiment, definitions, states, by_period)
+            expected = {i for i, d in enumerate(definitions)
+                        if d.key in states and states[d.key].fingerprint == fingerprint(d)}
+            if expected <= set(current):
+                break  # every current metric read its watermarks unchanged (else a fold committed between)
+        return current, cells
+
     def _snapshot(self, experiment: Experiment, definitions: Sequence[MetricDefinition],
-                  states: dict[str, FoldState]) -> tuple[dict[int, tuple[float, float]], dict[tuple[int, int, int], list[float]]]:
+                  states: dict[str, FoldState], by_period: bool
+                  ) -> tuple[dict[int, tuple[float, float]], dict[tuple[int, int, int, int], list[float]]]:
         """``snapshot_sql``'s rows: per metric index its shifts (where current), per (index,
-        variant, slice) the six sums, slices and tail added."""
+        variant, slice, period) the sums, slices and tail added."""
         current: dict[int, tuple[float, float]] = {}
-        slices: dict[tuple[int, int, int], list[float]] = {}
-        sql, params = snapshot_sql(experiment, definitions, states, self._SCALAR_MIN)
+        cells: dict[tuple[int, int, int, int], list[float]] = {}
+        sql, params = snapshot_sql(experiment, definitions, states, self._SCALAR_MIN, self._PERIOD_OF, by_period)
         if not sql:
-            return current, slices
+            return current, cells
         for row in self._read_seeking(sql, params):
             index, variant_id, holdout = int(row[0]), int(row[1]), int(row[2])
             if variant_id == -1:
-                current[index] = (float(row[6]), float(row[7]))
+                current[index] = (float(row[7]), float(row[8]))
                 continue
-            totals = slices.setdefault((index, variant_id, holdout), [0.0] * 6)
-            for i, value in enumerate(row[3:9]):
+            period = int(row[3]) if by_period else 0
+            totals = cells.setdefault((index, variant_id, holdout, period), [0.0] * len(SLICE_SUMS))
+            for i, value in enumerate(row[4:4 + len(SLICE_SUMS)]):
                 totals[i] += float(value or 0.0)
-        return current, slices
+        return current, cells
 
     def live_metric_sums(self, experiment: Experiment,
                          definitions: Sequence[MetricDefinition]) -> dict[str, list[MetricSums]]:

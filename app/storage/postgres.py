@@ -79,7 +79,7 @@ from .base import (
 from .batching import GroupCommitOptions, GroupCommitter
 from .events import ERASE_EVENTS_SQL, PRUNE_EVENTS_SQL, EventStore
 from .metric_adaptive import MetricAdaptiveStore
-from .metric_fold import FOLD_LAG_S, FOLD_LOCK, erase_values, fold_lock_key, forget_all
+from .metric_fold import FOLD_LAG_S, FOLD_LOCK, POSTGRES_PERIOD_OF, erase_values, fold_lock_key, forget_all
 from .metrics import MetricStore
 from .postgres_counters import Counters
 from .postgres_tx import Batch, PostgresTx, TxInfo, normalise_url, placeholders
@@ -123,7 +123,7 @@ _SEEK_SETTINGS = ("enable_hashjoin", "enable_mergejoin", "jit")
 class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricAdaptiveStore, EventStore,
                       RepairStore, SqlStorage):
     _SCALAR_MIN = "LEAST"
-    _PERIOD_OF_T0 = f"(floor(t0 / {PERIOD_SECONDS}))::bigint * {PERIOD_SECONDS}"  # = base.period_of
+    _PERIOD_OF = POSTGRES_PERIOD_OF  # = base.period_of
     _FOLD_LOCK_SQL = f"SELECT pg_try_advisory_xact_lock(CAST(? AS integer), {fold_lock_key('?')})"
     fold_lag_s = FOLD_LAG_S
     # fold_chunk: MetricStore's (a build of 1M exposures: 50 bounded transactions, not one of minutes)
@@ -550,7 +550,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
             for experiment_id in sorted({row[1] for row in rows}):  # no fold of theirs runs meanwhile
                 conn.execute(f"SELECT pg_advisory_xact_lock(%s::integer, {fold_lock_key('%s')})",
                              (FOLD_LOCK, experiment_id))
-            erase_values(PostgresTx(conn, tx), [row[0] for row in rows])
+            erase_values(PostgresTx(conn, tx), [row[0] for row in rows], self._PERIOD_OF)
             counters = Counters()
             removals: list[tuple[int, int, int, ModelUpdate]] = []
             for erased in records.erasures(rows):

@@ -244,8 +244,31 @@ def _v8(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+#: v9: metric_slices per hour of the exposure with the propensity sums of the adaptive estimators
+#: (``metric_fold.SLICE_SUMS``), the same DDL on both backends. The folded metric state is forgotten:
+#: every metric rebuilds at its next fold (``metric_fold.forget_all``'s effect).
+METRIC_PERIOD_SLICES_DDL = (
+    "DELETE FROM metric_state",
+    "DELETE FROM metric_values",
+    "DROP TABLE metric_slices",
+    """CREATE TABLE metric_slices (
+        experiment_id BIGINT NOT NULL, metric_key TEXT NOT NULL, variant_id BIGINT NOT NULL,
+        holdout INTEGER NOT NULL, period BIGINT NOT NULL, visitors BIGINT NOT NULL,
+        s_y DOUBLE PRECISION NOT NULL, s_yy DOUBLE PRECISION NOT NULL, s_x DOUBLE PRECISION NOT NULL,
+        s_xx DOUBLE PRECISION NOT NULL, s_xy DOUBLE PRECISION NOT NULL, s_w DOUBLE PRECISION NOT NULL,
+        s_ww DOUBLE PRECISION NOT NULL, s_yw DOUBLE PRECISION NOT NULL, s_yyww DOUBLE PRECISION NOT NULL,
+        s_yww DOUBLE PRECISION NOT NULL, PRIMARY KEY (experiment_id, metric_key, variant_id, holdout, period))""",
+)
+
+
+def _v9(db: sqlite_utils.Database) -> None:
+    """Per-hour metric slices (issue #15; ``METRIC_PERIOD_SLICES_DDL``)."""
+    for statement in METRIC_PERIOD_SLICES_DDL:
+        db.execute(statement)
+
+
 # Number 6 is deliberately unused (it belonged to a branch that was not merged): the migration loop
 # runs every number above the stored version in order, so the gap is harmless. Never reuse it.
 MIGRATIONS: dict[int, Callable[[sqlite_utils.Database], None]] = {
-    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 7: _v7, 8: _v8}
+    1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 7: _v7, 8: _v8, 9: _v9}
 SCHEMA_VERSION = max(MIGRATIONS)

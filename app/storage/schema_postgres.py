@@ -12,7 +12,13 @@ it) and is cast to JSONB where SQL needs to look inside.
 """
 from __future__ import annotations
 
-from .schema import AUDIT_IMMUTABLE_MESSAGE, METRIC_VALUES_DDL, REWARD_SHIFT_DDL, SCHEMA_VERSION
+from .schema import (
+    AUDIT_IMMUTABLE_MESSAGE,
+    METRIC_PERIOD_SLICES_DDL,
+    METRIC_VALUES_DDL,
+    REWARD_SHIFT_DDL,
+    SCHEMA_VERSION,
+)
 
 _COUNTERS = (
     "assignments BIGINT NOT NULL DEFAULT 0, conversions BIGINT NOT NULL DEFAULT 0, "
@@ -171,7 +177,11 @@ _V7 = list(METRIC_VALUES_DDL)
 _V8 = list(REWARD_SHIFT_DDL)
 
 
+# v9: per-hour metric slices (see schema.METRIC_PERIOD_SLICES_DDL; the same statements)
+_V9 = list(METRIC_PERIOD_SLICES_DDL)
+
+
 # 6 is deliberately unused (as in schema.MIGRATIONS): versions above the stored one run in order
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 7: _V7, 8: _V8}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 7: _V7, 8: _V8, 9: _V9}
 
 assert max(MIGRATIONS) == SCHEMA_VERSION, "schema_postgres.MIGRATIONS is behind schema.MIGRATIONS"

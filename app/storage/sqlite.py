@@ -578,7 +578,7 @@ class SQLiteStorage(AccountStore, AuditStore, WebhookStore, MetricStore, MetricA
             rows = conn.execute(
                 f"SELECT {records.ERASE_COLUMNS} FROM assignments WHERE visitor = ?", (visitor,)
             ).fetchall()
-            erase_values(_SQLiteTx(conn), [row[0] for row in rows])
+            erase_values(_SQLiteTx(conn), [row[0] for row in rows], self._PERIOD_OF)
             for erased in records.erasures(rows):
                 conn.execute(_counter_increment_sql(len(erased.arms)),
                              _counter_params(erased.experiment_id, erased.holdout, erased.period, erased.arms))

@@ -147,7 +147,7 @@ def test_a_chunked_build_runs_in_bounded_transactions_and_stays_exact(app, clien
     _setup(client, admin, storage, keys=("hero",), visitors=30)
     experiment = storage.get_experiment("hero")
     definitions = list(DEFINITIONS)
-    dialect = Dialect(storage._SCALAR_MIN, 0.0, storage._FOLD_LOCK_SQL, chunk=4)
+    dialect = Dialect(storage._SCALAR_MIN, 0.0, storage._FOLD_LOCK_SQL, storage._PERIOD_OF, chunk=4)
     ids = [row[0] for row in storage._read("SELECT id FROM assignments WHERE experiment_id = ? ORDER BY id",
                                            (experiment.id,))]
     step = storage._transact(lambda tx: fold(tx, experiment, definitions, dialect, time.time()), idempotent=True)

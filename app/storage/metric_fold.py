@@ -9,9 +9,12 @@ Three tables (schema v7), written once for both backends:
                    visitor's metric values fy = f(y), fx = f(x) (conversion: y > 0, count
                    and sum: capped, ratio: each part capped), exactly what the live
                    ``metrics.per_visitor_sql`` computes per visitor.
-    metric_slices  per (experiment, metric, variant, slice): n, Σ(fy-K), Σ(fy-K)², Σ(fx-L),
-                   Σ(fx-L)², Σ(fx-L)(fy-K), kept current with every change of metric_values,
-                   so a stats request reads a handful of rows (no GROUP BY over visitors).
+    metric_slices  per (experiment, metric, variant, slice, hour of t0) (schema v9): n, Σ(fy-K),
+                   Σ(fy-K)², Σ(fx-L), Σ(fx-L)², Σ(fx-L)(fy-K) and, for the adaptive estimators
+                   under a bandit, Σ1/p, Σ1/p², Σ(fy-K)/p, Σ(fy-K)²/p², Σ(fy-K)/p² with p the
+                   exposure's logged propensity (``SLICE_SUMS``), kept current with every change
+                   of metric_values, so a stats request reads a few rows per hour (no GROUP BY
+                   over visitors). Every sum is additive: a slice's sums are its hours' sums.
     metric_state   per (experiment, metric): the definition's fingerprint (what changes the
                    per-visitor values: events, type, window, delay, cap, CUPED window), the
                    watermarks ``events_through`` / ``assignments_through`` (ids folded) and
@@ -27,8 +30,9 @@ as *delta rows* (exposure, Δy, Δx), a GROUP BY of the joined pairs. Folded bef
 pair (exposure <= A, event <= E): each (exposure, event) pair is counted exactly once. An
 event belongs to a visitor's exposure when its name is the metric's and its ts lies in the
 metric's window around t0 (ts before t0 — backfilled — included: the pre-period), whatever
-order the rows arrived in. For (1) the slices change by f(new) - f(old) of every touched
-row (an upsert that adds), then metric_values adds the deltas; (2) only inserts rows (none
+order the rows arrived in. For (1) the slices of the hour of each touched row's t0 change by
+f(new) - f(old) (and the weighted sums by the same over p or p²: an exposure's p and t0 never
+change; an upsert that adds), then metric_values adds the deltas; (2) only inserts rows (none
 exists above the watermark), whose slice sums are then read back from them. A definition
 change, a metric new to the experiment or an experiment with nothing materialised yet
 rebuilds the metric (from watermarks 0: (2) alone), like ``rebuild=True`` (``flask
@@ -101,13 +105,13 @@ POSTGRES_PERIOD_OF = f"((floor({{t0}} / {PERIOD_SECONDS}))::bigint * {PERIOD_SEC
 
 @dataclass(frozen=True)
 class Dialect:
-    """What differs between the backends: the scalar minimum and the fold's serialisation."""
+    """What differs between the backends: the scalar minimum, the fold's serialisation and the hour's SQL."""
 
     scalar_min: str  # "MIN" (SQLite) | "LEAST" (PostgreSQL)
     lag_s: float  # 0: every visible id is final (SQLite)
     lock_sql: str | None  # returns one boolean: this transaction may fold the experiment
+    period_of: str  # the hour of a t0 column ``{t0}`` (SQLITE_PERIOD_OF | POSTGRES_PERIOD_OF)
     chunk: int | None = None  # at most this many new exposures per transaction (None: all)
-    period_of: str = SQLITE_PERIOD_OF  # the hour of a t0 column ``{t0}``
 
 
 #: what one fold transaction did: another folder holds the lock, caught up, or more to do

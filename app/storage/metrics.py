@@ -325,7 +325,7 @@ class MetricStore:
         """Fold what is final into the materialised values (``metric_fold.fold``), one chunk of
         new exposures per transaction until caught up; False when another worker is folding.
         ``rebuild``: build every metric again from scratch (waits for a running fold to let go)."""
-        dialect = Dialect(self._SCALAR_MIN, self.fold_lag_s, self._FOLD_LOCK_SQL, self.fold_chunk, self._PERIOD_OF)
+        dialect = Dialect(self._SCALAR_MIN, self.fold_lag_s, self._FOLD_LOCK_SQL, self._PERIOD_OF, self.fold_chunk)
         at = time.time() if now is None else now
         first = [rebuild]
 

@@ -119,6 +119,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEVER_GROUP_COMMIT_WAIT_US", 0, _non_negative_int,
             "Microseconds the writer waits for a batch to fill once a write is pending (0: commit at once; "
             "writes that arrive meanwhile form the next batch)."),
+    Setting("LEVER_GROUP_COMMIT_LEADER", False, _boolean,
+            "Leader/follower group commit: the request that finds no commit in progress commits the pending "
+            "writes itself, on its own thread (false: a writer thread per process commits every batch)."),
     Setting("LEVER_FAST_PATH", True, _boolean,
             "Serve POST and OPTIONS of /api/v1/assign, /api/v1/reward and /api/v1/events from a plain WSGI "
             "callable in front of Flask (same answers, same checks, less CPU per request); false: Flask serves "

@@ -48,7 +48,8 @@ def _group_commit(settings: dict[str, Any]) -> GroupCommitOptions | None:
         return None
     return GroupCommitOptions(max_batch=settings.get("LEVER_GROUP_COMMIT_MAX_BATCH", 64),
                               max_wait_s=settings.get("LEVER_GROUP_COMMIT_WAIT_US", 0) / 1e6,
-                              timeout_s=settings.get("LEVER_WRITE_TIMEOUT_MS", 10000) / 1000)
+                              timeout_s=settings.get("LEVER_WRITE_TIMEOUT_MS", 10000) / 1000,
+                              leader=settings.get("LEVER_GROUP_COMMIT_LEADER", False))
 
 
 def _sqlite(url: str, settings: dict[str, Any]) -> Storage:

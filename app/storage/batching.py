@@ -1,12 +1,25 @@
-"""Group commit: one writer thread per process commits many requests' writes in one transaction.
+"""Group commit: many requests' writes committed in one transaction, each answered after it.
 
 A request hands its write (a function of the backend's transaction context) to
-``GroupCommitter.submit`` and waits. The writer thread takes whatever is pending (at most
+``GroupCommitter.submit`` and waits. Whoever commits takes whatever is pending (at most
 ``max_batch`` items; with ``max_wait_s`` > 0 it first waits that long for a batch to fill),
 runs every item in one transaction, commits, and only then wakes each waiter with its own
 result. So nothing is acknowledged before the commit that holds its row, and the fixed cost
 of a transaction (BEGIN, the database lock, COMMIT, on PostgreSQL the WAL flush) is paid
 once per batch instead of once per request.
+
+Who commits (``GroupCommitOptions.leader``):
+
+* a writer thread per process (``leader=False``): every request hands its write over and
+  waits, so even a request alone pays a thread hand-off: the writer must be woken and get
+  the GIL, then wake the request, which must get it back;
+* leader/follower (``leader=True``): the request that finds no commit in progress leads:
+  it commits the pending batch on its own thread (itself, and whoever queued meanwhile),
+  and once it is answered it wakes the oldest waiter to lead the next batch (nobody
+  queued: the next request leads). A request alone commits without any hand-off; under
+  load batches form exactly as with the writer. The leader waits for its own transaction,
+  so a backend uses this mode only where its commit is bounded within ``timeout_s``
+  (SQLite: the busy timeout bounds each lock wait, ``app.storage.open_storage``).
 
 Failure rules (the request's point of view):
 
@@ -16,15 +29,17 @@ Failure rules (the request's point of view):
 * an item raises anything else (bad data, a bug in a model update) → the transaction is
   rolled back and every item of the batch is run again in a transaction of its own, so only
   the poisoned request fails and the others are committed;
-* the waiter's own deadline (``timeout_s``) passes → if the writer has not taken the item
-  yet it is withdrawn (``StorageBusy``: nothing written); if its batch is being committed
-  the answer is ``StorageOutcomeUnknown`` (it may land): a slow commit never holds a request
-  past its deadline without an answer.
+* the waiter's own deadline (``timeout_s``) passes → if no commit has taken the item yet
+  it is withdrawn (``StorageBusy``: nothing written; a waiter just woken to lead hands the
+  lead on first); if its batch is being committed the answer is ``StorageOutcomeUnknown``
+  (it may land): a slow commit never holds a waiting request past its deadline without an
+  answer. (A leader is in its own commit: the backend's bound applies, see above.)
 
 Items of one batch run in the order of their ``order`` keys, so two processes' batches take
 row locks in one global order (PostgreSQL) and cannot wait for each other crosswise.
 
-Threads do not survive ``fork``: the writer is started lazily and again in a child process.
+Threads do not survive ``fork``: the writer is started lazily and again in a child process;
+a child's first request drops the parent's queue and leader state (their waiters are not here).
 """
 from __future__ import annotations
 

@@ -119,6 +119,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEVER_GROUP_COMMIT_WAIT_US", 0, _non_negative_int,
             "Microseconds the writer waits for a batch to fill once a write is pending (0: commit at once; "
             "writes that arrive meanwhile form the next batch)."),
+    Setting("LEVER_GROUP_COMMIT_LEADER", True, _boolean,
+            "Leader/follower group commit on SQLite: the request that finds no commit in progress commits the "
+            "pending writes itself, on its own thread, while the others queue for the next batch (used when "
+            "2 x LEVER_SQLITE_BUSY_TIMEOUT_MS <= LEVER_WRITE_TIMEOUT_MS; false, or PostgreSQL: a writer thread "
+            "per process commits every batch)."),
     Setting("LEVER_FAST_PATH", True, _boolean,
             "Serve POST and OPTIONS of /api/v1/assign, /api/v1/reward and /api/v1/events from a plain WSGI "
             "callable in front of Flask (same answers, same checks, less CPU per request); false: Flask serves "

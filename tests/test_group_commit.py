@@ -30,10 +30,15 @@ def _item(experiment, visitor: str, model_update=None) -> NewAssignment:
                          created_at=time.time(), model_update=model_update)
 
 
-@pytest.fixture
-def storage(database_url):
+#: the two ways a batch is committed: by a writer thread, by the request that leads (``LEVER_GROUP_COMMIT_LEADER``)
+MODES = pytest.mark.parametrize("leader", [False, True], ids=["writer-thread", "leader"])
+
+
+@pytest.fixture(params=[False, True], ids=["writer-thread", "leader"])
+def storage(database_url, request):
     settings = {"LEVER_GROUP_COMMIT": True, "LEVER_GROUP_COMMIT_MAX_BATCH": 64,
-                "LEVER_GROUP_COMMIT_WAIT_US": 2000, "LEVER_WRITE_TIMEOUT_MS": 10000}
+                "LEVER_GROUP_COMMIT_WAIT_US": 2000, "LEVER_WRITE_TIMEOUT_MS": 10000,
+                "LEVER_GROUP_COMMIT_LEADER": request.param}
     store = open_storage(database_url, settings)
     store.migrate()
     yield store
@@ -80,13 +85,16 @@ def test_a_poisoned_item_fails_alone(storage, database_url):
     assert sorted(v for (v,) in query(database_url, "SELECT visitor FROM assignments")) == [f"p{i}" for i in range(1, 6)]
 
 
-def test_a_failed_batch_is_a_busy_error_for_every_request_and_writes_nothing(tmp_path):
+@MODES
+def test_a_failed_batch_is_a_busy_error_for_every_request_and_writes_nothing(tmp_path, leader):
     url = f"sqlite:///{tmp_path / 'lever.db'}"
-    store = open_storage(url, {"LEVER_SQLITE_BUSY_TIMEOUT_MS": 300, "LEVER_GROUP_COMMIT_WAIT_US": 2000})
+    store = open_storage(url, {"LEVER_SQLITE_BUSY_TIMEOUT_MS": 300, "LEVER_GROUP_COMMIT_WAIT_US": 2000,
+                               "LEVER_GROUP_COMMIT_LEADER": leader})
     store.migrate()
     experiment = store.create_experiment(_spec(), time.time())
     holder = sqlite3.connect(tmp_path / "lever.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+    started = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
             outcomes = list(pool.map(lambda i: _outcome(lambda: store.record_assignments(
@@ -95,6 +103,7 @@ def test_a_failed_batch_is_a_busy_error_for_every_request_and_writes_nothing(tmp
         holder.execute("ROLLBACK")
         holder.close()
     assert all(isinstance(o, StorageBusy) and not isinstance(o, StorageOutcomeUnknown) for o in outcomes), outcomes
+    assert time.monotonic() - started < 2.5  # each batch gives up at the busy timeout, the leader too
     assert query(url, "SELECT COUNT(*) FROM assignments") == [(0,)]
     assert store.record_assignments([_item(experiment, "after")])[0].visitor == "after"  # recovered
     store.close()
@@ -156,3 +165,59 @@ def test_a_mixin_write_rides_the_group_commit(storage, database_url):
             lambda tx: tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (f"m{i}", "x"))), range(40)))
     assert storage._group_commit.stats().items == before + 40
     assert query(database_url, "SELECT COUNT(*) FROM meta WHERE key LIKE 'm%'") == [(40,)]
+
+
+def test_a_stuck_leader_answers_when_its_commit_returns_and_its_followers_by_their_deadline():
+    """Leader mode: the request that commits waits for its own transaction (the backend bounds it:
+    ``leader_bound_s``); the requests queued behind it are answered by their own deadlines."""
+    release = threading.Event()
+    written: list[str] = []
+
+    def transact(body):
+        release.wait(5)
+        return body(None)
+
+    committer = GroupCommitter(transact, GroupCommitOptions(max_batch=1, timeout_s=0.3, leader=True))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        first = pool.submit(_outcome, lambda: committer.submit(lambda _: written.append("first") or "first"))
+        time.sleep(0.05)  # the first leads and hangs in its commit
+        queued = [pool.submit(_outcome, lambda i=i: committer.submit(lambda _: written.append(f"q{i}"))) for i in (1, 2)]
+        started = time.monotonic()
+        errors = [future.result() for future in queued]
+        assert time.monotonic() - started < 1.0
+        assert all(isinstance(e, StorageBusy) and not isinstance(e, StorageOutcomeUnknown) for e in errors), errors
+        assert not first.done()
+        release.set()
+        assert first.result(timeout=2) == "first"
+    assert written == ["first"]  # the withdrawn ones were never run
+    assert committer.submit(lambda _: "next") == "next"  # the lead was handed on: the next request commits
+
+
+def test_leader_mode_hands_the_lead_on_and_answers_every_request_once():
+    sizes: list[int] = []
+
+    def transact(body):
+        results = body(None)
+        sizes.append(len(results))
+        time.sleep(0.001)  # a commit's latency: requests queue behind it and form batches
+        return results
+
+    committer = GroupCommitter(transact, GroupCommitOptions(leader=True, max_batch=8))
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda i: committer.submit(lambda _: i), range(2000)))
+    assert answers == list(range(2000))
+    assert sum(sizes) == 2000 and max(sizes) <= 8 and len(sizes) < 2000  # batches formed, bounded
+    assert not committer._leading and not committer._queue  # nothing left in progress
+
+
+def test_sqlite_leads_only_where_its_busy_timeout_bounds_the_commit(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lever.db'}"
+    modes = {}
+    for busy_ms, write_ms in ((5000, 10000), (8000, 10000)):
+        store = open_storage(url, {"LEVER_SQLITE_BUSY_TIMEOUT_MS": busy_ms, "LEVER_WRITE_TIMEOUT_MS": write_ms})
+        modes[busy_ms] = store._group_commit.leader
+        store.close()
+    assert modes == {5000: True, 8000: False}  # 2 lock waits of 8 s could outlast a 10 s deadline
+    store = open_storage(url, {"LEVER_GROUP_COMMIT_LEADER": False})
+    assert store._group_commit.leader is False
+    store.close()

@@ -42,19 +42,29 @@ from .postgres import PostgresStorage
 from .sqlite import SQLiteStorage
 
 
-def _group_commit(settings: dict[str, Any]) -> GroupCommitOptions | None:
-    """The batching writer's options (None: every event write in its own transaction)."""
+def _group_commit(settings: dict[str, Any], leader_bound_s: float | None = None) -> GroupCommitOptions | None:
+    """The batching writer's options (None: every event write in its own transaction).
+
+    Leader mode makes the committing request wait for its own transaction, so it is used only
+    where the backend bounds that transaction within the write timeout (``leader_bound_s``: the
+    longest one of its commits can block; None: not bounded) — the deadline rule holds for
+    every request either way."""
     if not settings.get("LEVER_GROUP_COMMIT", True):
         return None
+    timeout_s = settings.get("LEVER_WRITE_TIMEOUT_MS", 10000) / 1000
     return GroupCommitOptions(max_batch=settings.get("LEVER_GROUP_COMMIT_MAX_BATCH", 64),
                               max_wait_s=settings.get("LEVER_GROUP_COMMIT_WAIT_US", 0) / 1e6,
-                              timeout_s=settings.get("LEVER_WRITE_TIMEOUT_MS", 10000) / 1000)
+                              timeout_s=timeout_s,
+                              leader=(settings.get("LEVER_GROUP_COMMIT_LEADER", True) and leader_bound_s is not None
+                                      and leader_bound_s <= timeout_s))
 
 
 def _sqlite(url: str, settings: dict[str, Any]) -> Storage:
+    busy_timeout_ms = settings.get("LEVER_SQLITE_BUSY_TIMEOUT_MS", 5000)
+    # a batch's waits: the writers' file lock, then BEGIN IMMEDIATE, each at most the busy timeout
     return SQLiteStorage(url, synchronous=settings.get("LEVER_SQLITE_SYNCHRONOUS", "NORMAL"),
-                         busy_timeout_ms=settings.get("LEVER_SQLITE_BUSY_TIMEOUT_MS", 5000),
-                         group_commit=_group_commit(settings))
+                         busy_timeout_ms=busy_timeout_ms,
+                         group_commit=_group_commit(settings, leader_bound_s=2 * busy_timeout_ms / 1000))
 
 
 def _postgres(url: str, settings: dict[str, Any]) -> Storage:

@@ -386,6 +386,7 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
         def run(conn: psycopg.Connection, tx: TxInfo) -> list[Any]:
             batch = Batch(conn, tx, Counters(), [])
             results = body(batch)
+            self._flush_assignments(batch)  # the items' new assignments, in one round trip
             batch.counters.flush(conn)
             for experiment_id, variant_id, update in sorted(batch.updates, key=lambda u: (u[0], u[1])):
                 self._update_model_state(conn, experiment_id, variant_id, update)
@@ -413,13 +414,31 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
 
     @staticmethod
     def _insert_assignments(items: Sequence[NewAssignment], batch: Batch) -> list[StoredAssignment]:
-        conn, counters = batch.conn, batch.counters
+        """Queue the rows of ``items`` in the batch (``_flush_assignments`` inserts and fills them
+        before the commit); the parameters are built here, so a bad item fails as itself."""
         stored: list[StoredAssignment | None] = [None] * len(items)
-        # by experiment: two batches for one sticky visitor queue on the unique index in the same order
-        for index in sorted(range(len(items)), key=lambda i: items[i].experiment_id):
-            item = items[index]
-            row = conn.execute(_ASSIGNMENT_INSERT_SQL, records.assignment_values(item)).fetchone()
-            if row is None:  # a concurrent request assigned this sticky visitor first (and has committed)
+        for index, item in enumerate(items):
+            batch.assignments.append((item, records.assignment_values(item), stored, index))
+        return stored  # type: ignore[return-value]
+
+    @staticmethod
+    def _flush_assignments(batch: Batch) -> None:
+        """Insert every queued assignment of the batch in one round trip (psycopg's pipelined
+        ``executemany``: one result per row, in order), in (experiment, visitor) order, so two
+        processes' batches queue on the unique sticky index in the same order."""
+        queued = sorted(batch.assignments, key=lambda q: (q[0].experiment_id, q[0].visitor))
+        batch.assignments.clear()
+        if not queued:
+            return
+        conn, counters = batch.conn, batch.counters
+        with conn.cursor() as cursor:
+            cursor.executemany(_ASSIGNMENT_INSERT_SQL, [values for _, values, _, _ in queued], returning=True)
+            rows = [cursor.fetchone()]
+            while cursor.nextset():
+                rows.append(cursor.fetchone())
+        assert len(rows) == len(queued)
+        for (item, _, stored, index), row in zip(queued, rows):
+            if row is None:  # a concurrent request (or an earlier row of this batch) assigned this sticky visitor
                 existing = conn.execute(
                     f"SELECT {records.ASSIGNMENT_COLUMNS} FROM assignments "
                     "WHERE experiment_id = %s AND sticky_key = %s",
@@ -436,7 +455,6 @@ class PostgresStorage(AccountStore, AuditStore, WebhookStore, MetricStore, Metri
             if item.model_update is not None:
                 batch.updates.append((item.experiment_id, item.variant_id, item.model_update))
             stored[index] = records.new_assignment(item, row[0])
-        return stored  # type: ignore[return-value]
 
     @staticmethod
     def _update_model_state(conn: psycopg.Connection, experiment_id: int, variant_id: int,

@@ -4,12 +4,12 @@ and the dialect's small conversions (placeholders, the ``postgres://`` URL schem
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import psycopg
 
-from .base import ModelUpdate
+from .base import ModelUpdate, NewAssignment
 from .postgres_counters import Counters
 from .sql import Rows, Tx
 
@@ -45,6 +45,9 @@ class Batch:
     tx: TxInfo
     counters: Counters
     updates: list[tuple[int, int, ModelUpdate]]
+    #: new assignments queued by the batch's items, inserted together after every item has run:
+    #: (item, its insert parameters, the item's result list, the position to fill in it)
+    assignments: list[tuple[NewAssignment, tuple, list, int]] = field(default_factory=list)
 
 
 class PostgresTx(Tx):

@@ -39,13 +39,12 @@ WIDE_SCHEMA = SCHEMA + [
     {"name": "campaign", "type": "hashed", "buckets": 12},
 ]
 CROSSES = [["device", "hour"], ["returning", "source"]]
-#: Extra parameters of Lever's "hour" feature (its encoding with the crosses): empty = the plain sin/cos.
-LEVER_HOUR: dict = {}
 
 
-def lever_schema(features: list[dict]) -> list[dict]:
-    """The schema Lever's user declares: the plain one with ``LEVER_HOUR`` on the hour feature."""
-    return [{**f, **LEVER_HOUR} if f["name"] == "hour" else f for f in features]
+def lever_schema(features: list[dict], hour: dict | None = None) -> list[dict]:
+    """The schema Lever's user declares: the plain one, with ``hour`` (e.g. ``{"parts": [0, 9, 18]}``,
+    day parts, or ``{"harmonics": 2}``) added to the hour feature."""
+    return [{**f, **hour} if hour and f["name"] == "hour" else f for f in features]
 
 
 def logit(p: float) -> float:
@@ -235,7 +234,7 @@ def make_stream(env: str, seed: int, horizon: int, rate: float = 20.0) -> Stream
     contexts, z = _raw_contexts(rng, horizon)
     schema = _features(spec.schema)
     plain = ContextEncoder.from_schema(schema)
-    crossed = ContextEncoder.from_schema(lever_schema(schema), CROSSES)
+    crossed = ContextEncoder.from_schema(schema, CROSSES)
     x = np.stack([plain.encode(c).vector for c in contexts])
     x_crossed = np.stack([crossed.encode(c).vector for c in contexts])
     probabilities = np.clip(sigmoid(spec.model(z, horizon)), 0.0, 1.0)
@@ -244,6 +243,7 @@ def make_stream(env: str, seed: int, horizon: int, rate: float = 20.0) -> Stream
     return Stream(env, contexts, x, x_crossed, probabilities, uniforms, delays, rate)
 
 
-def encoder_for(env: str, crossed: bool) -> ContextEncoder:
-    schema = _features(ENVIRONMENTS[env].schema)
-    return ContextEncoder.from_schema(lever_schema(schema), CROSSES) if crossed else ContextEncoder.from_schema(schema)
+def encoder_for(env: str, crossed: bool, hour: dict | None = None) -> ContextEncoder:
+    """Lever's encoder (crosses, ``hour`` options) or the plain one."""
+    schema = lever_schema(_features(ENVIRONMENTS[env].schema), hour)
+    return ContextEncoder.from_schema(schema, CROSSES if crossed else ())

@@ -426,7 +426,9 @@ class CyclicFeature(_Feature):
             return _INVALID
         remainder = math.fmod(number, self.period)  # in (-period, period), the sign of the value
         angle = 2.0 * math.pi * (remainder / self.period)
-        for h in range(self.harmonics):
+        out[0] = math.sin(angle)
+        out[1] = math.cos(angle)
+        for h in range(1, self.harmonics):  # the default (one harmonic, no parts) stops here
             out[2 * h] = math.sin((h + 1) * angle)
             out[2 * h + 1] = math.cos((h + 1) * angle)
         if self.parts:

@@ -105,6 +105,10 @@ POLICIES = [
     PolicySpec("lever-uncorrected", "ServiceLinearAgent", LEVER[1:], group="variant", cost=3),
     PolicySpec("lever-e1", "ServiceLinearAgent", LEVER + (("exploration", 1.0),), group="variant", cost=3),
     PolicySpec("lever-decay", "ServiceLinearAgent", LEVER + (("half_life_s", "auto"),), group="variant", cost=3),
+    # diagnostics: the empirical-Bayes block priors off; clicks at once (what the delay costs)
+    PolicySpec("lever-noadapt", "ServiceLinearAgent", LEVER + (("min_share", 0.01), ("adaptive_prior", False)),
+               group="variant", cost=3),
+    PolicySpec("lever-immediate", "ServiceLinearAgent", LEVER + (("immediate", True),), group="variant", cost=3),
     PolicySpec("mab-lints-1", "MabwiserAgent", (("policy", "LinTS"), ("alpha", 1.0)), "mabwiser", cost=2),
     PolicySpec("mab-lints-.25", "MabwiserAgent", (("policy", "LinTS"), ("alpha", 0.25)), "mabwiser", cost=2),
     PolicySpec("mab-linucb-1", "MabwiserAgent", (("policy", "LinUCB"), ("alpha", 1.0)), "mabwiser", cost=2),

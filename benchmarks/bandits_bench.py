@@ -108,7 +108,7 @@ POLICIES = [
     # diagnostics: the empirical-Bayes block priors off; clicks at once (what the delay costs)
     PolicySpec("lever-noadapt", "ServiceLinearAgent", LEVER + (("min_share", 0.01), ("adaptive_prior", False)),
                group="variant", cost=3),
-    PolicySpec("lever-immediate", "ServiceLinearAgent", LEVER + (("immediate", True),), group="variant", cost=3),
+    PolicySpec("lever-immediate", "ServiceLinearAgent", LEVER[1:] + (("immediate", True),), group="variant", cost=3),
     PolicySpec("mab-lints-1", "MabwiserAgent", (("policy", "LinTS"), ("alpha", 1.0)), "mabwiser", cost=2),
     PolicySpec("mab-lints-.25", "MabwiserAgent", (("policy", "LinTS"), ("alpha", 0.25)), "mabwiser", cost=2),
     PolicySpec("mab-linucb-1", "MabwiserAgent", (("policy", "LinUCB"), ("alpha", 1.0)), "mabwiser", cost=2),

@@ -61,6 +61,10 @@ def segment_label(feature: _Feature, value: Any) -> str | None:
         if number is None or not np.isfinite(number):
             return f"{feature.name} {MISSING_LEVEL}"
         phase = float(np.mod(number, feature.period))
+        if feature.parts:  # the parts the user declared are the segments they think in
+            i = feature.part_of(phase)
+            end = feature.parts[(i + 1) % len(feature.parts)]
+            return f"{feature.name} {feature.parts[i]:g}–{end:g}"
         parts = {24.0: _DAY_PARTS, 7.0: _WEEK_PARTS}.get(feature.period)
         if parts is None:
             quarter = min(int(4 * phase / feature.period), 3)

@@ -20,6 +20,7 @@ categorical    one per level + "other"  one-hot; an unseen level -> "other"     
 boolean        ``=true``, ``=false``    one-hot                                 all zeros
 numeric        value, ``missing``       clip to [min, max], scale to [0, 1]     0, missing = 1
 cyclic         ``sin``, ``cos``         angle 2*pi*v/period on the unit circle  (0, 0)
+               (+ harmonics, parts)     (opt-in, see :class:`CyclicFeature`)
 hashed         one per bucket           one-hot of SHA-256(name, value) mod B   all zeros
 =============  =======================  ======================================  ===============
 
@@ -335,33 +336,87 @@ class NumericFeature(_Feature):
         return _OK
 
 
+MAX_HARMONICS = 4  # sin/cos pairs of one cyclic feature
+MAX_PARTS = 12  # declared parts (e.g. day parts) of one cyclic feature
+
+
+def _cyclic_parts(spec: Mapping[str, Any], name: str, period: float) -> tuple[float, ...]:
+    """Validated ``parts``: the start of every part, increasing, in [0, period), at least 2."""
+    if "parts" not in spec:
+        return ()
+    raw = spec["parts"]
+    if not isinstance(raw, (list, tuple)) or not 2 <= len(raw) <= MAX_PARTS:
+        raise PolicyConfigError(
+            f"feature {name!r}: 'parts' must be a list of 2 to {MAX_PARTS} part starts, e.g. [0, 9, 18]"
+        )
+    starts = tuple(_finite_number(v, f"feature {name!r}: 'parts'") for v in raw)
+    if any(not 0 <= v < period for v in starts) or any(b <= a for a, b in zip(starts, starts[1:])):
+        raise PolicyConfigError(
+            f"feature {name!r}: 'parts' must increase strictly and lie in [0, {period:g}), got {list(raw)!r}"
+        )
+    return starts
+
+
 class CyclicFeature(_Feature):
     """A periodic quantity (hour of day, weekday) as a point on the unit circle.
 
     v -> (sin(2 pi v / P), cos(2 pi v / P)): 23h and 0h are neighbours, and a linear
     model on (sin, cos) is a smooth daily curve with one peak. v is reduced modulo P
     first so that huge values keep their precision.
+
+    Opt-in richer shapes (the default encoding, and so the width of an existing
+    experiment, is unchanged):
+
+    * ``"harmonics": H`` adds (sin(2 pi h v / P), cos(2 pi h v / P)) for h = 2..H: a
+      truncated Fourier series, so a linear model (or a cross with a categorical
+      feature: one curve per level) can fit H peaks per period instead of one.
+    * ``"parts": [s_0, s_1, ...]`` adds one indicator per part [s_i, s_{i+1}) (the
+      last part wraps around to s_0 + P), e.g. ``[0, 9, 18]`` = night, working hours,
+      evening. A step in the hour effect (what opening hours and commutes produce)
+      is then exactly linear in the columns; a sinusoid can only approximate it.
     """
 
     kind = "cyclic"
 
-    def __init__(self, name: str, period: float) -> None:
+    def __init__(self, name: str, period: float, harmonics: int = 1, parts: Sequence[float] = ()) -> None:
         super().__init__(name)
         self.period = period
+        self.harmonics = harmonics
+        self.parts = tuple(parts)
 
     @classmethod
     def from_spec(cls, name: str, spec: Mapping[str, Any]) -> "CyclicFeature":
-        _check_keys(spec, {"period"}, name)
+        _check_keys(spec, {"period", "harmonics", "parts"}, name)
         period = _finite_number(_require(spec, "period", name, cls.kind), f"feature {name!r}: 'period'")
         if period <= 0:
             raise PolicyConfigError(f"feature {name!r}: 'period' must be positive, got {period}")
-        return cls(name, period)
+        harmonics = spec.get("harmonics", 1)
+        if isinstance(harmonics, bool) or not isinstance(harmonics, int) or not 1 <= harmonics <= MAX_HARMONICS:
+            raise PolicyConfigError(f"feature {name!r}: 'harmonics' must be an integer in [1, {MAX_HARMONICS}]")
+        return cls(name, period, harmonics, _cyclic_parts(spec, name, period))
 
     def columns(self) -> list[str]:
-        return [f"{self.name}:sin", f"{self.name}:cos"]
+        names = [f"{self.name}:sin", f"{self.name}:cos"]
+        for h in range(2, self.harmonics + 1):
+            names += [f"{self.name}:sin{h}", f"{self.name}:cos{h}"]
+        ends = self.parts[1:] + (self.parts[0],) if self.parts else ()
+        return names + [f"{self.name}@{a:g}-{b:g}" for a, b in zip(self.parts, ends)]
 
     def params(self) -> dict:
-        return {"period": self.period}
+        params: dict[str, Any] = {"period": self.period}
+        if self.harmonics != 1:  # only what was declared: a stored schema reads back the same
+            params["harmonics"] = self.harmonics
+        if self.parts:
+            params["parts"] = list(self.parts)
+        return params
+
+    def part_of(self, phase: float) -> int:
+        """Index of the declared part a phase in [0, period) falls in (the last part wraps)."""
+        index = len(self.parts) - 1  # before the first start: the wrapping last part
+        for i, start in enumerate(self.parts):
+            if phase >= start:
+                index = i
+        return index
 
     def write(self, value: Any, out: np.ndarray) -> str:
         if value is None:
@@ -369,9 +424,16 @@ class CyclicFeature(_Feature):
         number = _as_number(value)
         if number is None or not math.isfinite(number):
             return _INVALID
-        angle = 2.0 * math.pi * (math.fmod(number, self.period) / self.period)
+        remainder = math.fmod(number, self.period)  # in (-period, period), the sign of the value
+        angle = 2.0 * math.pi * (remainder / self.period)
         out[0] = math.sin(angle)
         out[1] = math.cos(angle)
+        for h in range(1, self.harmonics):  # the default (one harmonic, no parts) stops here
+            out[2 * h] = math.sin((h + 1) * angle)
+            out[2 * h + 1] = math.cos((h + 1) * angle)
+        if self.parts:
+            phase = remainder + self.period if remainder < 0 else remainder
+            out[2 * self.harmonics + self.part_of(phase)] = 1.0
         return _OK
 
 

@@ -143,7 +143,7 @@ class ServiceLinearAgent(Agent):
             extras.append(f"half-life {half_life_s:.0f} s")
         if "column_groups" not in params:
             extras.append("per-column priors")
-        extras += [f"{k}={v}" for k, v in params.items() if k in ("exploration", "evidence_z", "min_share")]
+        extras += [f"{k}={v}" for k, v in params.items() if k in ("exploration", "evidence_z", "min_share", "adaptive_prior")]
         self.name = f"Lever LinearThompson{label} (service: {', '.join(extras)})"
 
     def choose(self, start, x):

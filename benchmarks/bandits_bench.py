@@ -58,14 +58,22 @@ class PolicySpec:
     group: str = "peer"  # "lever" (service cadence), "peer" (fully online), "joined" (peer behind a join window), "reference"
     cost: float = 1.0  # relative run time, to schedule the slowest first
 
+    @property
+    def hour(self) -> dict | None:
+        """Extra parameters of the hour feature this policy's user declares (None: sin/cos)."""
+        hour = dict(self.params).get("hour")
+        return None if hour is None else {k: list(v) if isinstance(v, tuple) else v for k, v in hour}
+
     def build(self, n_arms: int, dim: int, rng: np.random.Generator, horizon: int, env: str) -> agents.Agent:
         params = dict(self.params)
+        if params.pop("hour", None) is not None:
+            params["label"] = " with hour " + ", ".join(f"{k} {v}" for k, v in self.hour.items())
         if params.get("half_life_s") == "auto":
             params["half_life_s"] = horizon / 5 / RATE  # a fifth of the run
         if params.get("main_columns") == "encoder":  # crosses after the main-effect columns
-            params["main_columns"] = encoder_for(env, True).main_width
+            params["main_columns"] = encoder_for(env, True, self.hour).main_width
         if params.get("column_groups") == "encoder":  # one prior precision per feature / cross block
-            params["column_groups"] = encoder_for(env, params.get("crossed", True)).column_groups()
+            params["column_groups"] = encoder_for(env, params.get("crossed", True), self.hour).column_groups()
         if params.get("join_window_s") in ("measured", "measured-short"):  # 3 mean delays (95% of the clicks) or 1 (63%)
             params["join_window_s"] = (3 if params["join_window_s"] == "measured" else 1) * ENVIRONMENTS[env].mean_delay_s
         if params.get("reward_delay_s") == "measured":  # what the service measures: the mean reward delay
@@ -77,6 +85,8 @@ class PolicySpec:
 #: measured mean delay, one prior precision per feature/cross block, crosses tested given
 #: the main effects, default exploration.
 LEVER = (("reward_delay_s", "measured"), ("main_columns", "encoder"), ("column_groups", "encoder"))
+#: ``"parts"`` of the hour as a user would declare day parts: night, working hours, evening.
+DAY_PARTS = (("parts", (0, 9, 18)),)
 
 POLICIES = [
     PolicySpec("uniform", "UniformAgent", group="reference", cost=0.1),
@@ -85,11 +95,20 @@ POLICIES = [
     # traffic, so an early wrong lead cannot lock in); "lever-ms0" and the ablations below leave it at 0
     PolicySpec("lever", "ServiceLinearAgent", LEVER + (("min_share", 0.01),), group="lever", cost=3),
     PolicySpec("lever-ms0", "ServiceLinearAgent", LEVER, group="variant", cost=3),
+    # the user declares the hour's day parts (night 0-9 h, working hours 9-18 h, evening 18-24 h) or 2 harmonics
+    PolicySpec("lever-parts", "ServiceLinearAgent", LEVER + (("min_share", 0.01), ("hour", DAY_PARTS)),
+               group="variant", cost=3),
+    PolicySpec("lever-harmonics", "ServiceLinearAgent", LEVER + (("min_share", 0.01), ("hour", (("harmonics", 2),))),
+               group="variant", cost=3),
     PolicySpec("lever-plain", "ServiceLinearAgent", (("reward_delay_s", "measured"), ("crossed", False),
                                                      ("column_groups", "encoder")), group="variant", cost=2),
     PolicySpec("lever-uncorrected", "ServiceLinearAgent", LEVER[1:], group="variant", cost=3),
     PolicySpec("lever-e1", "ServiceLinearAgent", LEVER + (("exploration", 1.0),), group="variant", cost=3),
     PolicySpec("lever-decay", "ServiceLinearAgent", LEVER + (("half_life_s", "auto"),), group="variant", cost=3),
+    # diagnostics: the empirical-Bayes block priors off; clicks at once (what the delay costs)
+    PolicySpec("lever-noadapt", "ServiceLinearAgent", LEVER + (("min_share", 0.01), ("adaptive_prior", False)),
+               group="variant", cost=3),
+    PolicySpec("lever-immediate", "ServiceLinearAgent", LEVER[1:] + (("immediate", True),), group="variant", cost=3),
     PolicySpec("mab-lints-1", "MabwiserAgent", (("policy", "LinTS"), ("alpha", 1.0)), "mabwiser", cost=2),
     PolicySpec("mab-lints-.25", "MabwiserAgent", (("policy", "LinTS"), ("alpha", 0.25)), "mabwiser", cost=2),
     PolicySpec("mab-linucb-1", "MabwiserAgent", (("policy", "LinUCB"), ("alpha", 1.0)), "mabwiser", cost=2),
@@ -132,6 +151,9 @@ def simulate(job: tuple[str, str, int, int]) -> dict:
     rng = np.random.default_rng([seed, 4242])  # the same policy draws for every policy (common random numbers)
     crossed = dict(spec.params).get("crossed", spec.factory == "ServiceLinearAgent")
     x = stream.x_crossed if crossed else stream.x
+    if spec.hour is not None:  # the user declared a richer hour (day parts, harmonics): encode for it
+        encoder = encoder_for(env, crossed, spec.hour)
+        x = np.stack([encoder.encode(c).vector for c in stream.contexts])
     agent = spec.build(stream.n_arms, x.shape[1], rng, horizon, env)
     served = np.empty(horizon, dtype=int)
     started = time.perf_counter()

@@ -41,6 +41,12 @@ WIDE_SCHEMA = SCHEMA + [
 CROSSES = [["device", "hour"], ["returning", "source"]]
 
 
+def lever_schema(features: list[dict], hour: dict | None = None) -> list[dict]:
+    """The schema Lever's user declares: the plain one, with ``hour`` (e.g. ``{"parts": [0, 9, 18]}``,
+    day parts, or ``{"harmonics": 2}``) added to the hour feature."""
+    return [{**f, **hour} if hour and f["name"] == "hour" else f for f in features]
+
+
 def logit(p: float) -> float:
     return float(np.log(p / (1 - p)))
 
@@ -237,6 +243,7 @@ def make_stream(env: str, seed: int, horizon: int, rate: float = 20.0) -> Stream
     return Stream(env, contexts, x, x_crossed, probabilities, uniforms, delays, rate)
 
 
-def encoder_for(env: str, crossed: bool) -> ContextEncoder:
-    schema = _features(ENVIRONMENTS[env].schema)
+def encoder_for(env: str, crossed: bool, hour: dict | None = None) -> ContextEncoder:
+    """Lever's encoder (crosses, ``hour`` options) or the plain one."""
+    schema = lever_schema(_features(ENVIRONMENTS[env].schema), hour)
     return ContextEncoder.from_schema(schema, CROSSES if crossed else ())

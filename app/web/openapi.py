@@ -17,9 +17,11 @@ from flask import Blueprint, current_app, jsonify
 from bandits.encoding import (
     FEATURE_TYPES,
     MAX_BUCKETS,
+    MAX_HARMONICS,
     MAX_FEATURES,
     MAX_LEVELS,
     MAX_NAME_LENGTH,
+    MAX_PARTS,
 )
 
 from ..domain.experiments import (
@@ -143,7 +145,14 @@ def build_spec(config: Mapping[str, Any]) -> dict[str, Any]:
             "items": {"type": "string", "minLength": 1, "maxLength": MAX_LEVEL_CHARS}}}, ("levels",)),
         "boolean": feature("boolean", {}),
         "numeric": feature("numeric", {"min": {"type": "number", "default": 0}, "max": {"type": "number"}}, ("max",)),
-        "cyclic": feature("cyclic", {"period": {"type": "number", "exclusiveMinimum": 0}}, ("period",)),
+        "cyclic": feature("cyclic", {
+            "period": {"type": "number", "exclusiveMinimum": 0},
+            "harmonics": {"type": "integer", "minimum": 1, "maximum": MAX_HARMONICS, "default": 1,
+                          "description": "sin/cos pairs: H peaks per period instead of one (opt-in)."},
+            "parts": {"type": "array", "minItems": 2, "maxItems": MAX_PARTS, "items": {"type": "number", "minimum": 0},
+                      "description": "Increasing part starts in [0, period), e.g. [0, 9, 18]: one indicator column "
+                                     "per part (the last wraps around), so a step in the effect is learnable."},
+        }, ("period",)),
         "hashed": feature("hashed", {"buckets": {"type": "integer", "minimum": 2, "maximum": MAX_BUCKETS}},
                           ("buckets",)),
     }

@@ -110,6 +110,7 @@ class LinearPolicy(FittedPolicy):
         """The learned structure in numbers and words: average allocation over recent contexts,
         coefficients per variant with intervals, and which context combinations prefer which variant."""
         description = describe(self.policy, self.encoder, self.variant_keys, recent_contexts).to_dict()
+        description["features"] = self.encoder.describe()  # the declared encoding (harmonics, parts, crosses)
         return {"allocation": description.get("average_allocation"), "posterior": None, "contextual": description}
 
 

@@ -23,6 +23,7 @@ from app.storage.schema import MIGRATIONS, SCHEMA_VERSION
 from app.storage.sqlite import SQLiteStorage
 
 from .conftest import experiment_body
+from .test_metric_fold import SUMS
 from .test_metrics_adaptive_api import DEFINITIONS as API_DEFINITIONS
 from .test_metrics_adaptive_api import _plant
 
@@ -34,8 +35,6 @@ DEFINITIONS = (
     MetricDefinition(key="aov", name="a", type="ratio", numerator=RatioPart("buy", "sum"),
                      denominator=RatioPart("click", "count"), window_s=900, cap=60.0),
 )
-SUMS = ("value_sum", "value_sumsq", "pre_sum", "pre_sumsq", "pre_cross_sum", "numerator_sum", "numerator_sumsq",
-        "denominator_sum", "denominator_sumsq", "cross_sum")
 #: logged propensities (not binary fractions: the sums agree to rounding, not bit for bit)
 PROPENSITIES = (0.1, 0.25, 0.3, 0.5, 0.8, 0.9)
 
